@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from seqdeca.errors import UserError
+
 JOINT_NAMES = ("root", "neck", "jaw", "left_eye", "right_eye")
 FORMAT_VERSION = 1
 
 
-class AssetError(ValueError):
+class AssetError(UserError, ValueError):
     """A face-model asset file is missing or not in the expected format (one-line message)."""
 
 
