@@ -40,7 +40,7 @@ def test_precedence_defaults_then_files_then_overrides(tmp_path):
     child.write_text("_base_: a.yaml\nrender:\n  image_size: 96\n")
     cfg = load_config(child, ["run.seed=7"])
     assert (cfg.render.image_size, cfg.render.uv_size, cfg.run.seed) == (96, 32, 7)
-    assert cfg.render.backend == "torch"  # schema default untouched
+    assert cfg.render.backend == "builtin"  # schema default untouched
     cfg = load_config([child], ["render.image_size=64"])
     assert cfg.render.image_size == 64
 

@@ -38,7 +38,7 @@ class RenderConfig:
 
     image_size: int = 224
     uv_size: int = 256
-    backend: str = "torch"  # "torch" (built in) or "pytorch3d" (if the user installed it)
+    backend: str = "builtin"  # "builtin" (pure PyTorch) or "pytorch3d" (if the user installed it)
 
 
 @dataclass

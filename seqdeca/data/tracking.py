@@ -1,0 +1,218 @@
+"""MediaPipe face-mesh tracking: 478 landmarks per frame in original-frame pixels.
+
+MediaPipe 0.10.14's classic ``solutions.face_mesh`` graph ships its models inside the wheel and
+runs offline. With ``refine_landmarks=True`` it returns 478 points: the 468 face-mesh vertices
+plus 10 iris points (468-472 the subject's right iris, 473-477 the left one; centres 468 and 473).
+
+Landmark convention of this module: ``(x_px, y_px, z)`` with x, y continuous pixel coordinates of
+the ORIGINAL frame (x right, y down) and z MediaPipe's relative depth scaled like x (``z * width``,
+smaller = nearer the camera, roughly zero at the face centre). Frames where no face is found have
+``valid = False`` and NaN landmarks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seqdeca.data.video import VideoError, VideoReader
+
+__all__ = ["NUM_LANDMARKS", "FaceTracker", "TrackResult", "track_video"]
+
+NUM_LANDMARKS = 478
+
+
+@dataclass
+class TrackResult:
+    """Tracked landmarks of one video.
+
+    Attributes:
+        landmarks: (T, 478, 3) float32 (x_px, y_px, z) in original-frame pixels; NaN where invalid.
+        valid: (T,) bool, a face was found in the frame.
+        fps: frames per second of the video.
+        size: original (width, height) in pixels.
+    """
+
+    landmarks: np.ndarray
+    valid: np.ndarray
+    fps: float
+    size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        self.landmarks = np.asarray(self.landmarks, dtype=np.float32)
+        self.valid = np.asarray(self.valid, dtype=bool)
+        self.size = (int(self.size[0]), int(self.size[1]))
+        if self.landmarks.ndim != 3 or self.landmarks.shape[2] != 3:
+            raise ValueError(f"landmarks must be (T, P, 3), got {self.landmarks.shape}")
+        if self.valid.shape != self.landmarks.shape[:1]:
+            raise ValueError(f"valid must be ({self.landmarks.shape[0]},), got {self.valid.shape}")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.landmarks.shape[0])
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result as an ``.npz`` (keys landmarks, valid, fps, size)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, landmarks=self.landmarks, valid=self.valid,
+                            fps=np.float64(self.fps), size=np.asarray(self.size, dtype=np.int64))  # fmt: skip
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrackResult:
+        """Read an ``.npz`` written by :meth:`save`."""
+        try:
+            with np.load(path) as z:
+                return cls(landmarks=z["landmarks"], valid=z["valid"], fps=float(z["fps"]),
+                           size=tuple(z["size"].tolist()))  # fmt: skip
+        except (OSError, KeyError, ValueError) as exc:
+            raise VideoError(
+                f"{path} is not a tracking result .npz ({exc}); delete it and re-track"
+            ) from None
+
+
+class FaceTracker:
+    """A MediaPipe face-mesh graph in tracking mode (use as a context manager).
+
+    Args:
+        max_num_faces: faces MediaPipe looks for. With more than one, the tracker follows the face
+            nearest to the one it returned last (the largest face on the first detection).
+        min_detection_confidence: MediaPipe's face-detection threshold.
+        min_tracking_confidence: MediaPipe's landmark-tracking threshold.
+        static_image_mode: detect on every frame instead of tracking (for unrelated images).
+
+    Example:
+        >>> with FaceTracker() as tracker:
+        ...     points, ok = tracker.process(frame_rgb, original_size=(1920, 1080))
+    """
+
+    def __init__(
+        self,
+        *,
+        max_num_faces: int = 1,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        static_image_mode: bool = False,
+    ) -> None:
+        self.max_num_faces = int(max_num_faces)
+        self._kwargs = {
+            "static_image_mode": static_image_mode, "max_num_faces": self.max_num_faces,
+            "refine_landmarks": True, "min_detection_confidence": min_detection_confidence,
+            "min_tracking_confidence": min_tracking_confidence,
+        }  # fmt: skip
+        self._graph = None
+        self._last_centre: np.ndarray | None = None
+
+    def __enter__(self) -> FaceTracker:  # noqa: PYI034 - Self needs Python 3.11
+        from mediapipe.python.solutions.face_mesh import FaceMesh
+
+        self._graph = FaceMesh(**self._kwargs)
+        self._last_centre = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the MediaPipe graph."""
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+
+    def process(
+        self, frame: np.ndarray, original_size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, bool]:
+        """Landmarks of one frame (frames must come in temporal order in tracking mode).
+
+        Args:
+            frame: (H, W, 3) uint8 RGB, possibly downscaled from the original video.
+            original_size: (width, height) the landmarks are expressed in; default the frame's.
+
+        Returns:
+            ((478, 3) float32 (x_px, y_px, z) in original pixels, NaN if no face; found flag).
+        """
+        if self._graph is None:
+            raise RuntimeError("FaceTracker.process outside its `with` block")
+        width, height = original_size or (frame.shape[1], frame.shape[0])
+        with warnings.catch_warnings():  # protobuf 4 deprecation noise inside mediapipe
+            warnings.filterwarnings("ignore", message=".*GetPrototype.*")
+            result = self._graph.process(np.ascontiguousarray(frame))
+        faces = result.multi_face_landmarks or []
+        if not faces:
+            return np.full((NUM_LANDMARKS, 3), np.nan, dtype=np.float32), False
+        candidates = [
+            np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32) for f in faces
+        ]
+        chosen = self._choose(candidates)
+        self._last_centre = chosen[:, :2].mean(0)
+        # Normalised [0, 1] image coordinates -> original pixels; z is normalised like x.
+        return chosen * np.array([width, height, width], dtype=np.float32), True
+
+    def _choose(self, candidates: list[np.ndarray]) -> np.ndarray:
+        """The face nearest the previous one, else the largest (normalised coordinates)."""
+        if len(candidates) == 1:
+            return candidates[0]
+        if self._last_centre is not None:
+            dist = [np.linalg.norm(c[:, :2].mean(0) - self._last_centre) for c in candidates]
+            return candidates[int(np.argmin(dist))]
+        area = [np.prod(c[:, :2].max(0) - c[:, :2].min(0)) for c in candidates]
+        return candidates[int(np.argmax(area))]
+
+    def track_frames(
+        self, frames: Iterable[np.ndarray], original_size: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Track an iterable of (H, W, 3) uint8 RGB frames -> ((T, 478, 3) float32, (T,) bool)."""
+        points, valid = [], []
+        for frame in frames:
+            p, ok = self.process(frame, original_size)
+            points.append(p)
+            valid.append(ok)
+        if not points:
+            return np.zeros((0, NUM_LANDMARKS, 3), np.float32), np.zeros((0,), bool)
+        return np.stack(points), np.asarray(valid, dtype=bool)
+
+
+def track_video(
+    path: str | Path,
+    *,
+    max_side: int = 960,
+    max_num_faces: int = 1,
+    min_detection_confidence: float = 0.5,
+    min_tracking_confidence: float = 0.5,
+    chunk_size: int = 32,
+) -> TrackResult:
+    """Track every frame of a video with MediaPipe's face mesh.
+
+    Frames are decoded at reduced size (long side ``max_side`` pixels, for speed: MediaPipe's
+    models work on 192-256 px crops anyway) and the landmarks are scaled back to the original
+    frame size.
+
+    Args:
+        path: the video file.
+        max_side: long side of the frames given to MediaPipe, pixels.
+        max_num_faces: see :class:`FaceTracker`.
+        min_detection_confidence: see :class:`FaceTracker`.
+        min_tracking_confidence: see :class:`FaceTracker`.
+        chunk_size: frames decoded at a time.
+
+    Returns:
+        A :class:`TrackResult` with T = number of frames of the video.
+
+    Raises:
+        VideoError: the file cannot be read.
+    """
+    with VideoReader(path, max_side=max_side) as reader, FaceTracker(
+        max_num_faces=max_num_faces, min_detection_confidence=min_detection_confidence,
+        min_tracking_confidence=min_tracking_confidence,
+    ) as tracker:  # fmt: skip
+        parts = [
+            tracker.track_frames(frames, reader.size) for _, frames in reader.chunks(chunk_size)
+        ]
+        landmarks = np.concatenate([p[0] for p in parts])
+        valid = np.concatenate([p[1] for p in parts])
+        return TrackResult(landmarks=landmarks, valid=valid, fps=reader.fps, size=reader.size)
