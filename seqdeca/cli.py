@@ -27,5 +27,7 @@ def split_overrides(args: Sequence[str]) -> list[str]:
     """Keep the ``a.b=value`` arguments (config overrides) from a list of leftovers."""
     bad = [a for a in args if "=" not in a or a.startswith("-")]
     if bad:
-        raise UserError(f"unrecognised arguments {bad}: config overrides look like section.key=value")
+        raise UserError(
+            f"unrecognised arguments {bad}: config overrides look like section.key=value"
+        )
     return list(args)

@@ -14,5 +14,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def shared_clips() -> Path:
     clips = SHARED_DATA / "clips"
     if not clips.is_dir():
-        pytest.skip(f"sample clips not found at {clips} (../shared/data is absent in a plain clone)")
+        pytest.skip(
+            f"sample clips not found at {clips} (../shared/data is absent in a plain clone)"
+        )
     return clips

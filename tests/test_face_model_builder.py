@@ -11,6 +11,9 @@ from skimage import data as skdata
 from torch.testing import assert_close
 
 from seqdeca.data import face_model_builder as fmb
+from seqdeca.data import model_alignment as mal
+from seqdeca.data import model_rig as rig
+from seqdeca.data import model_statistics as mst
 from seqdeca.data.landmark_sets import IBUG68_FROM_MEDIAPIPE, MEDIAPIPE105
 from seqdeca.data.tracking import FaceTracker, track_video
 from seqdeca.face_model import DEFAULT_MODEL_PATH, JOINT_NAMES, FaceModel, load_assets
@@ -37,7 +40,7 @@ def face_points() -> np.ndarray:
     with FaceTracker(static_image_mode=True) as tracker:
         points, ok = tracker.process(skdata.astronaut())
     assert ok
-    return fmb.mediapipe_to_model(points)
+    return mal.mediapipe_to_model(points)
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +58,13 @@ def synthetic_clips(face_points) -> list[np.ndarray]:
         frames = np.repeat(subject[None], 20, axis=0)
         frames[:, lower, 1] -= rng.uniform(0, 8, size=(20, 1))  # open the mouth
         frames += rng.normal(size=frames.shape) * 0.3
-        clips.append(fmb._apply(frames, *_random_similarity(rng, 20)))
+        clips.append(mal._apply(frames, *_random_similarity(rng, 20)))
     return clips
 
 
 @pytest.fixture(scope="module")
 def synthetic_build(synthetic_clips):
-    aligned, info = fmb.align_frames(synthetic_clips)
+    aligned, info = mal.align_frames(synthetic_clips)
     config = fmb.BuildConfig(n_shape=2, n_expression=4, texture=False, uv_size=64)
     assets, geo, topology = fmb.geometry_assets(aligned, config)
     return aligned, info, assets, geo, topology
@@ -74,8 +77,8 @@ def test_similarity_procrustes_recovers_a_known_transform():
     rng = np.random.default_rng(1)
     source = rng.normal(size=(4, 30, 3))
     scale, rot, trans = _random_similarity(rng, 4, max_angle=3.0)
-    target = fmb._apply(source, scale, rot, trans)
-    s, r, t = fmb.similarity_procrustes(source, target)
+    target = mal._apply(source, scale, rot, trans)
+    s, r, t = mal.similarity_procrustes(source, target)
     np.testing.assert_allclose(s, scale, rtol=1e-9)
     np.testing.assert_allclose(r, rot, atol=1e-9)
     np.testing.assert_allclose(t, trans, atol=1e-9)
@@ -84,10 +87,10 @@ def test_similarity_procrustes_recovers_a_known_transform():
 
 def test_generalized_procrustes_makes_similar_copies_identical(face_points):
     rng = np.random.default_rng(2)
-    frames = fmb._apply(
+    frames = mal._apply(
         np.repeat(face_points[None], 8, axis=0), *_random_similarity(rng, 8, max_angle=1.0)
     )
-    aligned, mean = fmb.generalized_procrustes(frames, np.arange(468))
+    aligned, mean = mal.generalized_procrustes(frames, np.arange(468))
     np.testing.assert_allclose(aligned, np.broadcast_to(mean, aligned.shape), atol=1e-6)
     np.testing.assert_allclose(mean, frames[0], atol=1e-6)  # keeps the first frame's pose and size
 
@@ -109,12 +112,12 @@ def test_pca_basis_gives_unit_variance_codes():
     rng = np.random.default_rng(3)
     samples = rng.normal(size=(200, 5)) @ rng.normal(size=(5, 12)) * [[3.0] * 12]
     samples -= samples.mean(0)
-    basis, explained = fmb.pca_basis(samples, 3)
+    basis, explained = mst.pca_basis(samples, 3)
     codes = samples @ np.linalg.pinv(basis)  # (200, 3)
     np.testing.assert_allclose(codes.var(0), 1.0, rtol=1e-6)
     assert np.all(np.diff(explained) <= 0) and explained.sum() <= 1
     assert np.all(basis[np.arange(3), np.abs(basis).argmax(1)] > 0)  # deterministic signs
-    assert fmb.pca_basis(samples[:3] - samples[:3].mean(0), 5)[0].shape[0] == 2  # rank M - 1
+    assert mst.pca_basis(samples[:3] - samples[:3].mean(0), 5)[0].shape[0] == 2  # rank M - 1
 
 
 # ------------------------------------------------------------------------------------- topology
@@ -122,23 +125,23 @@ def test_pca_basis_gives_unit_variance_codes():
 
 def test_triangulation_is_a_clean_oriented_surface(synthetic_build):
     *_, geo, topology = synthetic_build
-    faces, xy = topology.faces, fmb._unwrapped_xy(geo.template)
+    faces, xy = topology.faces, rig._unwrapped_xy(geo.template)
     assert np.array_equal(np.unique(faces), np.arange(478))  # every point is used
     assert np.all(
-        fmb._signed_area(xy, faces) > 1e-8
+        rig._signed_area(xy, faces) > 1e-8
     )  # counter-clockwise from the front, none degenerate
     directed = Counter((int(a), int(b)) for f in faces for a, b in zip(f, np.roll(f, -1)))
     assert max(directed.values()) == 1  # consistent orientation: no directed edge twice
     undirected = Counter(tuple(sorted(e)) for e in directed)
     assert max(undirected.values()) <= 2  # manifold edges
     edges = set(undirected)
-    for name, loop in fmb.contour_loops().items():  # contours are edges; holes stay open
+    for name, loop in rig.contour_loops().items():  # contours are edges; holes stay open
         assert all(
             tuple(sorted((int(a), int(b)))) in edges for a, b in zip(loop, np.roll(loop, -1))
         ), name
     centroids = xy[faces[: len(faces) - topology.num_iris_faces]].mean(1)
     for name in ("left_eye", "right_eye", "lips_inner"):
-        assert not fmb._inside(centroids, xy[fmb.contour_loops()[name]]).any()
+        assert not rig._inside(centroids, xy[rig.contour_loops()[name]]).any()
     assert topology.num_iris_faces == 8 and len(topology.hole_faces) > 0
 
 

@@ -21,7 +21,9 @@ def test_flame_config_loads_every_official_file(tmp_path, monkeypatch):
     cfg.face_model.mediapipe_embedding = str(paths["mediapipe_embedding"])
     model = face_model_from_config(cfg.face_model)
     assert model.num_expression == 3
-    assert model.num_shape == min(cfg.face_model.n_shape, truth["model"]["shapedirs"].shape[2] - 100)
+    assert model.num_shape == min(
+        cfg.face_model.n_shape, truth["model"]["shapedirs"].shape[2] - 100
+    )
     assert model.has_dynamic_contour
     out = model(expression=model.v_template.new_zeros(2, 4, 3))
     assert out.vertices.shape == (2, 4, model.num_vertices, 3)
@@ -34,4 +36,6 @@ def test_missing_flame_file_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(AssetError) as info:
         face_model_from_config(cfg.face_model)
     message = str(info.value)
-    assert "\n" not in message and "generic_model.pkl" in message and "flame.is.tue.mpg.de" in message
+    assert (
+        "\n" not in message and "generic_model.pkl" in message and "flame.is.tue.mpg.de" in message
+    )

@@ -22,7 +22,9 @@ def test_round_trip_with_texture(tmp_path):
     rng = np.random.default_rng(0)
     vertices, faces, uvs, fuv = _mesh(rng)
     texture = rng.uniform(size=(3, 8, 16)).astype(np.float32)
-    path = write_obj(tmp_path / "m.obj", vertices, faces, verts_uvs=uvs, faces_uvs=fuv, texture=texture)
+    path = write_obj(
+        tmp_path / "m.obj", vertices, faces, verts_uvs=uvs, faces_uvs=fuv, texture=texture
+    )
     mesh = read_obj(path)
     np.testing.assert_allclose(mesh.vertices, vertices, atol=1e-5)
     np.testing.assert_array_equal(mesh.faces, faces)

@@ -17,7 +17,9 @@ from seqdeca.vis.model_sheet import write_face_model_demo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", help="output folder (default: the config's run.output_dir)")
     parser.add_argument("--config", action="append", default=[], help="YAML config file(s)")
     parser.add_argument("overrides", nargs="*", help="config overrides section.key=value")

@@ -155,12 +155,18 @@ class FaceModelAssets:
             "faces": (self.faces, (None, 3)),
         }
         for key, (arr, shape) in want.items():
-            ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
+            ok = arr.ndim == len(shape) and all(
+                s is None or s == a for s, a in zip(shape, arr.shape)
+            )
             if not ok:
                 pretty = tuple("*" if s is None else s for s in shape)
-                raise AssetError(f"face model '{self.name}': {key} has shape {arr.shape}, expected {pretty}")
+                raise AssetError(
+                    f"face model '{self.name}': {key} has shape {arr.shape}, expected {pretty}"
+                )
         if self.faces.max(initial=0) >= v:
-            raise AssetError(f"face model '{self.name}': faces index vertex {self.faces.max()} >= V={v}")
+            raise AssetError(
+                f"face model '{self.name}': faces index vertex {self.faces.max()} >= V={v}"
+            )
         if (self.verts_uvs is None) != (self.faces_uvs is None):
             raise AssetError(f"face model '{self.name}': verts_uvs and faces_uvs come together")
         if self.faces_uvs is not None and self.faces_uvs.shape != self.faces.shape:
@@ -170,7 +176,9 @@ class FaceModelAssets:
         n_faces = self.faces.shape[0]
         for lname, emb in self.landmarks.items():
             if len(emb.face_idx) and emb.face_idx.max() >= n_faces:
-                raise AssetError(f"face model '{self.name}': landmarks '{lname}' index a face >= F={n_faces}")
+                raise AssetError(
+                    f"face model '{self.name}': landmarks '{lname}' index a face >= F={n_faces}"
+                )
 
 
 _ARRAYS = (
@@ -223,9 +231,13 @@ def load_assets(path: str | Path) -> FaceModelAssets:
             data = {k: z[k] for k in z.files}
         header = json.loads(bytes(data.pop("header")).decode())
     except Exception as exc:  # noqa: BLE001 - any decoding failure is the same user error
-        raise AssetError(f"{path} is not a seqdeca face-model .npz ({type(exc).__name__}: {exc})") from None
+        raise AssetError(
+            f"{path} is not a seqdeca face-model .npz ({type(exc).__name__}: {exc})"
+        ) from None
     if header.get("format") != "seqdeca-face-model":
-        raise AssetError(f"{path} is not a seqdeca face-model .npz (format={header.get('format')!r})")
+        raise AssetError(
+            f"{path} is not a seqdeca face-model .npz (format={header.get('format')!r})"
+        )
     kwargs: dict = {}
     for key in _ARRAYS:
         if key in data:

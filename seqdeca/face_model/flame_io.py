@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from seqdeca.errors import UserError
 from seqdeca.face_model.assets import (
     JOINT_NAMES,
     AssetError,
@@ -36,7 +37,6 @@ from seqdeca.face_model.assets import (
 from seqdeca.face_model.chumpy_shim import load_pickle_without_chumpy, to_array
 from seqdeca.face_model.landmarks import deca_row_order
 from seqdeca.io.obj import read_obj
-from seqdeca.errors import UserError
 
 FLAME_NUM_IDENTITY = 300  # shapedirs = 300 identity components, then the expression ones
 UV_SIZE = 256  # DECA's UV resolution for masks
@@ -215,7 +215,9 @@ def read_obj_uv(path: str | Path) -> dict[str, np.ndarray]:
         try:
             mesh = read_obj(path)
         except UserError as exc:
-            raise _bad(path, str(exc).replace(f"{path} ", "").replace(f"{path}: ", ""), DECA_SOURCE) from None
+            raise _bad(
+                path, str(exc).replace(f"{path} ", "").replace(f"{path}: ", ""), DECA_SOURCE
+            ) from None
     if mesh.verts_uvs is None:
         raise _bad(path, "faces without texture indices (expected f v/vt ...)", DECA_SOURCE)
     return {

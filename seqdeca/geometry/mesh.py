@@ -36,7 +36,6 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     Returns:
         (N, V, 3) unit normals (zero for vertices that belong to no face).
     """
-    n, v = vertices.shape[:2]
     tri = face_vertices(vertices, faces)
     # The unnormalised cross product is twice the face area times its normal.
     fn = torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)

@@ -92,7 +92,10 @@ def write_obj(
         lines += [f"mtllib {path.stem}.mtl", "usemtl material0"]
     if vertex_colors is not None:
         vc = np.asarray(vertex_colors, dtype=np.float64).reshape(-1, 3)
-        lines += [f"v {a:.6f} {b:.6f} {c:.6f} {r:.4f} {g:.4f} {bl:.4f}" for (a, b, c), (r, g, bl) in zip(vertices, vc)]
+        lines += [
+            f"v {a:.6f} {b:.6f} {c:.6f} {r:.4f} {g:.4f} {bl:.4f}"
+            for (a, b, c), (r, g, bl) in zip(vertices, vc)
+        ]
     else:
         lines += [f"v {a:.6f} {b:.6f} {c:.6f}" for a, b, c in vertices]
     if has_uv:
@@ -103,9 +106,13 @@ def write_obj(
     if has_uv:
         t1 = np.asarray(faces_uvs, dtype=np.int64).reshape(-1, 3) + 1
         if normals is not None:
-            lines += [" ".join(["f"] + [f"{v}/{t}/{v}" for v, t in zip(fv, ft)]) for fv, ft in zip(f1, t1)]
+            lines += [
+                " ".join(["f"] + [f"{v}/{t}/{v}" for v, t in zip(fv, ft)]) for fv, ft in zip(f1, t1)
+            ]
         else:
-            lines += [" ".join(["f"] + [f"{v}/{t}" for v, t in zip(fv, ft)]) for fv, ft in zip(f1, t1)]
+            lines += [
+                " ".join(["f"] + [f"{v}/{t}" for v, t in zip(fv, ft)]) for fv, ft in zip(f1, t1)
+            ]
     elif normals is not None:
         lines += [f"f {a}//{a} {b}//{b} {c}//{c}" for a, b, c in f1]
     else:
@@ -148,7 +155,9 @@ def read_obj(path: str | Path) -> ObjMesh:
     except (ValueError, IndexError) as exc:
         raise UserError(f"{path} is not a readable OBJ file ({exc})") from None
     if not verts or not faces:
-        raise UserError(f"{path} has no vertices or no faces: expected a triangle mesh in OBJ format")
+        raise UserError(
+            f"{path} has no vertices or no faces: expected a triangle mesh in OBJ format"
+        )
     for name, rows, count in (("vertex", faces, len(verts)), ("texture", fuvs, len(uvs))):
         if name == "texture" and not uvs:
             continue

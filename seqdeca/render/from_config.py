@@ -10,7 +10,9 @@ from seqdeca.render.renderer import Renderer
 def renderer_from_config(cfg: RenderConfig, face_model: FaceModel) -> Renderer:
     """A :class:`Renderer` for ``face_model``'s topology and UV layout."""
     if face_model.verts_uvs is None:
-        raise ValueError(f"face model '{face_model.name}' has no UV layout; give face_model.head_template")
+        raise ValueError(
+            f"face model '{face_model.name}' has no UV layout; give face_model.head_template"
+        )
     return Renderer(
         faces=face_model.faces,
         verts_uvs=face_model.verts_uvs,

@@ -12,7 +12,11 @@ from PIL import Image, ImageDraw
 
 def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
     """(3, H, W) or (H, W, 3) or (H, W) in [0, 1] (tensor or array) -> (H, W, 3) uint8."""
-    arr = image.detach().float().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    arr = (
+        image.detach().float().cpu().numpy()
+        if isinstance(image, torch.Tensor)
+        else np.asarray(image)
+    )
     if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
         arr = arr.transpose(1, 2, 0)
     if arr.ndim == 2:

@@ -73,7 +73,9 @@ def face_model_sheet(model: FaceModel, renderer: Renderer) -> tuple[np.ndarray, 
     n = len(variations)
     keys = ("shape", "expression", "global_pose", "jaw_pose", "eye_pose")
     params = {
-        key: torch.stack([v.get(key, model.v_template.new_zeros(_width(model, key))) for _, v in variations])
+        key: torch.stack(
+            [v.get(key, model.v_template.new_zeros(_width(model, key))) for _, v in variations]
+        )
         for key in keys
     }
     vertices = model(**params).vertices
