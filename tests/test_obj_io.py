@@ -66,3 +66,35 @@ def test_bad_files_are_one_line_errors(tmp_path):
     empty.write_text("# nothing\n")
     with pytest.raises(UserError, match="no vertices or no faces"):
         read_obj(empty)
+
+
+def test_dense_detail_mesh_exports_and_round_trips(tmp_path):
+    """The bundled model's dense detail mesh (one vertex per UV pixel) as a textured OBJ."""
+    import torch
+
+    from seqdeca.face_model import FaceModel, load_face_model
+    from seqdeca.geometry import vertex_normals
+    from seqdeca.render import Renderer, dense_detail_mesh
+
+    model = FaceModel(load_face_model())
+    renderer = Renderer(faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
+                        image_size=32, uv_size=48)  # fmt: skip
+    vertices = model(expression=torch.zeros(1, model.num_expression)).vertices
+    uv_vertices = renderer.world2uv(vertices)
+    uv_normals = renderer.world2uv(vertex_normals(vertices, model.faces))
+    uv_z = 1e-3 * torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    mask = renderer.uv_mask
+    dense = dense_detail_mesh(uv_vertices, uv_normals, uv_z, mask, texture=uv_vertices.abs())
+    assert dense.faces.shape[0] > 1000
+    texture = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(1)).numpy()
+    path = write_obj(tmp_path / "detail.obj", dense.vertices[0].numpy(), dense.faces.numpy(),
+                     verts_uvs=dense.uvs.numpy(), faces_uvs=dense.faces.numpy(), texture=texture)  # fmt: skip
+    mesh = read_obj(path)
+    np.testing.assert_allclose(mesh.vertices, dense.vertices[0].numpy(), atol=1e-6)
+    np.testing.assert_array_equal(mesh.faces, dense.faces.numpy())
+    np.testing.assert_allclose(mesh.verts_uvs, dense.uvs.numpy(), atol=1e-6)
+    # Displaced vertices sit within the displacement range of the coarse surface.
+    inside = mask.reshape(-1) > 0.5
+    coarse = uv_vertices.flatten(2).transpose(1, 2)[0, inside]
+    offset = (dense.vertices[0] - coarse).norm(dim=-1)
+    assert float(offset.max()) <= 1e-3 + 1e-6
