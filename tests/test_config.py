@@ -93,6 +93,7 @@ def test_every_key_is_read_somewhere():
     unread = []
     for key in leaf_keys():
         section, leaf = key.rsplit(".", 1)
+        section = section.rsplit(".", 1)[-1]
         handlers = [t for t in files if _section_class(section) in t or f".{section}" in t]
         if not any(re.search(r"\." + re.escape(leaf) + r"\b", t) for t in handlers):
             unread.append(key)

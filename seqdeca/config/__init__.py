@@ -1,14 +1,31 @@
 """Typed configuration: dataclass schema, YAML overrides, ``a.b=value`` command-line overrides."""
 
 from seqdeca.config.loader import ConfigError, config_to_yaml, leaf_keys, load_config, save_config
-from seqdeca.config.schema import Config, FaceModelConfig, RenderConfig, RunConfig
+from seqdeca.config.schema import (
+    AugmentationConfig,
+    Config,
+    CropConfig,
+    DataConfig,
+    DataSourceConfig,
+    FaceModelConfig,
+    PrepareConfig,
+    RenderConfig,
+    RunConfig,
+    TrackConfig,
+)
 
 __all__ = [
+    "AugmentationConfig",
     "Config",
     "ConfigError",
+    "CropConfig",
+    "DataConfig",
+    "DataSourceConfig",
     "FaceModelConfig",
+    "PrepareConfig",
     "RenderConfig",
     "RunConfig",
+    "TrackConfig",
     "config_to_yaml",
     "leaf_keys",
     "load_config",

@@ -12,6 +12,7 @@ smaller = nearer the camera, roughly zero at the face centre). Frames where no f
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 
 from seqdeca.data.video import VideoError, VideoReader
 
-__all__ = ["NUM_LANDMARKS", "FaceTracker", "TrackResult", "track_video"]
+__all__ = ["NUM_LANDMARKS", "FaceTracker", "TrackResult", "interpolate_gaps", "track_video"]
 
 NUM_LANDMARKS = 478
 
@@ -32,35 +33,49 @@ class TrackResult:
 
     Attributes:
         landmarks: (T, 478, 3) float32 (x_px, y_px, z) in original-frame pixels; NaN where invalid.
-        valid: (T,) bool, a face was found in the frame.
+        valid: (T,) bool, a face was found in the frame (or the frame lies in a short gap that
+            was linearly interpolated, see ``interpolated``).
         fps: frames per second of the video.
         size: original (width, height) in pixels.
+        interpolated: (T,) bool, the frame's landmarks were interpolated across a short gap
+            (a subset of ``valid``); all False when no gap filling was asked for.
     """
 
     landmarks: np.ndarray
     valid: np.ndarray
     fps: float
     size: tuple[int, int]
+    interpolated: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.landmarks = np.asarray(self.landmarks, dtype=np.float32)
         self.valid = np.asarray(self.valid, dtype=bool)
+        if self.interpolated is None:
+            self.interpolated = np.zeros(self.valid.shape, dtype=bool)
+        self.interpolated = np.asarray(self.interpolated, dtype=bool)
         self.size = (int(self.size[0]), int(self.size[1]))
         if self.landmarks.ndim != 3 or self.landmarks.shape[2] != 3:
             raise ValueError(f"landmarks must be (T, P, 3), got {self.landmarks.shape}")
-        if self.valid.shape != self.landmarks.shape[:1]:
-            raise ValueError(f"valid must be ({self.landmarks.shape[0]},), got {self.valid.shape}")
+        if (
+            self.valid.shape != self.landmarks.shape[:1]
+            or self.interpolated.shape != self.valid.shape
+        ):
+            raise ValueError(
+                f"valid and interpolated must be ({self.landmarks.shape[0]},), got "
+                f"{self.valid.shape} and {self.interpolated.shape}"
+            )
 
     @property
     def num_frames(self) -> int:
         return int(self.landmarks.shape[0])
 
     def save(self, path: str | Path) -> Path:
-        """Write the result as an ``.npz`` (keys landmarks, valid, fps, size)."""
+        """Write the result as an ``.npz`` (keys landmarks, valid, fps, size, interpolated)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, landmarks=self.landmarks, valid=self.valid,
-                            fps=np.float64(self.fps), size=np.asarray(self.size, dtype=np.int64))  # fmt: skip
+                            fps=np.float64(self.fps), size=np.asarray(self.size, dtype=np.int64),
+                            interpolated=self.interpolated)  # fmt: skip
         return path
 
     @classmethod
@@ -68,8 +83,9 @@ class TrackResult:
         """Read an ``.npz`` written by :meth:`save`."""
         try:
             with np.load(path) as z:
+                interpolated = z["interpolated"] if "interpolated" in z.files else None
                 return cls(landmarks=z["landmarks"], valid=z["valid"], fps=float(z["fps"]),
-                           size=tuple(z["size"].tolist()))  # fmt: skip
+                           size=tuple(z["size"].tolist()), interpolated=interpolated)  # fmt: skip
         except (OSError, KeyError, ValueError) as exc:
             raise VideoError(
                 f"{path} is not a tracking result .npz ({exc}); delete it and re-track"
@@ -85,6 +101,9 @@ class FaceTracker:
         min_detection_confidence: MediaPipe's face-detection threshold.
         min_tracking_confidence: MediaPipe's landmark-tracking threshold.
         static_image_mode: detect on every frame instead of tracking (for unrelated images).
+        face_side: which face to start with when several are found: "" (the largest, most
+            central one), "left" or "right" (the leftmost / rightmost in the IMAGE, as in
+            Aff-Wild2's ``name_left`` / ``name_right`` two-person videos).
 
     Example:
         >>> with FaceTracker() as tracker:
@@ -98,8 +117,12 @@ class FaceTracker:
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
         static_image_mode: bool = False,
+        face_side: str | None = None,
     ) -> None:
+        if face_side not in (None, "", "left", "right"):
+            raise ValueError(f"face_side must be '', 'left' or 'right', got {face_side!r}")
         self.max_num_faces = int(max_num_faces)
+        self.face_side = face_side or ""
         self._kwargs = {
             "static_image_mode": static_image_mode, "max_num_faces": self.max_num_faces,
             "refine_landmarks": True, "min_detection_confidence": min_detection_confidence,
@@ -139,29 +162,48 @@ class FaceTracker:
         if self._graph is None:
             raise RuntimeError("FaceTracker.process outside its `with` block")
         width, height = original_size or (frame.shape[1], frame.shape[0])
-        with warnings.catch_warnings():  # protobuf 4 deprecation noise inside mediapipe
-            warnings.filterwarnings("ignore", message=".*GetPrototype.*")
-            result = self._graph.process(np.ascontiguousarray(frame))
+        missing = np.full((NUM_LANDMARKS, 3), np.nan, dtype=np.float32)
+        try:
+            with warnings.catch_warnings():  # protobuf 4 deprecation noise inside mediapipe
+                warnings.filterwarnings("ignore", message=".*GetPrototype.*")
+                result = self._graph.process(np.ascontiguousarray(frame))
+        except (RuntimeError, ValueError):  # a frame MediaPipe rejects counts as "no face"
+            return missing, False
         faces = result.multi_face_landmarks or []
-        if not faces:
-            return np.full((NUM_LANDMARKS, 3), np.nan, dtype=np.float32), False
         candidates = [
             np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32) for f in faces
         ]
+        candidates = [
+            c for c in candidates if c.shape == (NUM_LANDMARKS, 3) and np.isfinite(c).all()
+        ]
+        if not candidates:
+            return missing, False
         chosen = self._choose(candidates)
         self._last_centre = chosen[:, :2].mean(0)
         # Normalised [0, 1] image coordinates -> original pixels; z is normalised like x.
         return chosen * np.array([width, height, width], dtype=np.float32), True
 
     def _choose(self, candidates: list[np.ndarray]) -> np.ndarray:
-        """The face nearest the previous one, else the largest (normalised coordinates)."""
+        """The face nearest the previous one, else the largest and most central one.
+
+        Coordinates are normalised to [0, 1]. Without a previous face the score is the face's
+        size (square root of its box area) minus half its distance to the image centre, so a
+        large face wins and, between faces of similar size, the central one.
+        """
         if len(candidates) == 1:
             return candidates[0]
+        centres = [c[:, :2].mean(0) for c in candidates]
         if self._last_centre is not None:
-            dist = [np.linalg.norm(c[:, :2].mean(0) - self._last_centre) for c in candidates]
+            dist = [np.linalg.norm(centre - self._last_centre) for centre in centres]
             return candidates[int(np.argmin(dist))]
-        area = [np.prod(c[:, :2].max(0) - c[:, :2].min(0)) for c in candidates]
-        return candidates[int(np.argmax(area))]
+        if self.face_side:
+            x = [centre[0] for centre in centres]
+            return candidates[int(np.argmin(x) if self.face_side == "left" else np.argmax(x))]
+        score = [
+            np.sqrt(np.prod(c[:, :2].max(0) - c[:, :2].min(0))) - 0.5 * np.linalg.norm(centre - 0.5)
+            for c, centre in zip(candidates, centres)
+        ]
+        return candidates[int(np.argmax(score))]
 
     def track_frames(
         self, frames: Iterable[np.ndarray], original_size: tuple[int, int]
@@ -177,6 +219,40 @@ class FaceTracker:
         return np.stack(points), np.asarray(valid, dtype=bool)
 
 
+def interpolate_gaps(
+    landmarks: np.ndarray, valid: np.ndarray, max_gap: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fill short runs of frames without a face by linear interpolation.
+
+    A run of at most ``max_gap`` invalid frames with a valid frame on BOTH sides is filled by
+    interpolating every coordinate linearly between the two neighbours; longer runs, and runs at
+    the start or end of the clip, stay invalid (NaN).
+
+    Args:
+        landmarks: (T, P, C) float landmarks, NaN where invalid.
+        valid: (T,) bool.
+        max_gap: longest run of invalid frames that is filled (0 = none).
+
+    Returns:
+        (landmarks (T, P, C) float32, valid (T,) bool, interpolated (T,) bool) -- new arrays;
+        ``valid`` includes the filled frames, ``interpolated`` marks them.
+    """
+    points = np.array(landmarks, dtype=np.float32, copy=True)
+    valid = np.asarray(valid, dtype=bool).copy()
+    interpolated = np.zeros_like(valid)
+    known = np.flatnonzero(valid)
+    for a, b in itertools.pairwise(known):
+        gap = int(b - a - 1)
+        if gap < 1 or gap > max_gap:
+            continue
+        w = (np.arange(1, gap + 1, dtype=np.float32) / (gap + 1))[:, None, None]
+        points[a + 1 : b] = (1 - w) * points[a] + w * points[b]
+        interpolated[a + 1 : b] = True
+    valid |= interpolated
+    points[~valid] = np.nan
+    return points, valid, interpolated
+
+
 def track_video(
     path: str | Path,
     *,
@@ -185,20 +261,24 @@ def track_video(
     min_detection_confidence: float = 0.5,
     min_tracking_confidence: float = 0.5,
     chunk_size: int = 32,
+    max_gap: int = 0,
 ) -> TrackResult:
     """Track every frame of a video with MediaPipe's face mesh.
 
     Frames are decoded at reduced size (long side ``max_side`` pixels, for speed: MediaPipe's
     models work on 192-256 px crops anyway) and the landmarks are scaled back to the original
-    frame size.
+    frame size. With several faces in view, one face is followed through the clip (see
+    :class:`FaceTracker`).
 
     Args:
         path: the video file.
         max_side: long side of the frames given to MediaPipe, pixels.
-        max_num_faces: see :class:`FaceTracker`.
+        max_num_faces: see :class:`FaceTracker` (use 2-3 for clips that may show several people).
         min_detection_confidence: see :class:`FaceTracker`.
         min_tracking_confidence: see :class:`FaceTracker`.
         chunk_size: frames decoded at a time.
+        max_gap: runs of up to this many frames without a face are interpolated
+            (:func:`interpolate_gaps`); 0 leaves every such frame invalid.
 
     Returns:
         A :class:`TrackResult` with T = number of frames of the video.
@@ -213,6 +293,10 @@ def track_video(
         parts = [
             tracker.track_frames(frames, reader.size) for _, frames in reader.chunks(chunk_size)
         ]
+        if not parts:
+            raise VideoError(f"no frame could be decoded from {path}")
         landmarks = np.concatenate([p[0] for p in parts])
         valid = np.concatenate([p[1] for p in parts])
-        return TrackResult(landmarks=landmarks, valid=valid, fps=reader.fps, size=reader.size)
+        landmarks, valid, interpolated = interpolate_gaps(landmarks, valid, max_gap)
+        return TrackResult(landmarks=landmarks, valid=valid, fps=reader.fps, size=reader.size,
+                           interpolated=interpolated)  # fmt: skip
