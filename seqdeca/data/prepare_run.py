@@ -176,6 +176,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _silence_native_stderr() -> None:
+    """Pool initializer: a worker's file descriptor 2 goes to /dev/null.
+
+    MediaPipe's C++ side prints start-up chatter there from its own threads, which would tear
+    through the progress bar. Nothing is lost: a worker reports every outcome, failures and
+    exceptions included, back to the parent, which prints them.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
 def _results(
     jobs: list[tuple[Any, Path, Config, PrepareFn]], workers: int
 ) -> Iterator[ClipOutcome]:
@@ -183,7 +195,9 @@ def _results(
     if workers <= 1 or len(jobs) <= 1:
         yield from (_run_one(job) for job in jobs)
         return
-    pool = multiprocessing.get_context("spawn").Pool(processes=min(workers, len(jobs)))
+    pool = multiprocessing.get_context("spawn").Pool(
+        processes=min(workers, len(jobs)), initializer=_silence_native_stderr
+    )
     try:
         yield from pool.imap_unordered(_run_one, jobs)
         pool.close()

@@ -12,9 +12,12 @@ smaller = nearer the camera, roughly zero at the face centre). Frames where no f
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +95,25 @@ class TrackResult:
             ) from None
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send the C++ side's stderr (file descriptor 2) to /dev/null for a while.
+
+    MediaPipe's graph prints TensorFlow Lite and absl start-up chatter ("Created TensorFlow Lite
+    XNNPACK delegate", "Feedback manager requires ...") straight to fd 2 when the graph starts;
+    no environment variable of 0.10.14 turns it off. Python exceptions are unaffected.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class FaceTracker:
     """A MediaPipe face-mesh graph in tracking mode (use as a context manager).
 
@@ -129,12 +151,15 @@ class FaceTracker:
             "min_tracking_confidence": min_tracking_confidence,
         }  # fmt: skip
         self._graph = None
+        self._started = False
         self._last_centre: np.ndarray | None = None
 
     def __enter__(self) -> FaceTracker:  # noqa: PYI034 - Self needs Python 3.11
         from mediapipe.python.solutions.face_mesh import FaceMesh
 
-        self._graph = FaceMesh(**self._kwargs)
+        with _native_stderr_silenced():
+            self._graph = FaceMesh(**self._kwargs)
+        self._started = False
         self._last_centre = None
         return self
 
@@ -166,7 +191,12 @@ class FaceTracker:
         try:
             with warnings.catch_warnings():  # protobuf 4 deprecation noise inside mediapipe
                 warnings.filterwarnings("ignore", message=".*GetPrototype.*")
-                result = self._graph.process(np.ascontiguousarray(frame))
+                if self._started:
+                    result = self._graph.process(np.ascontiguousarray(frame))
+                else:  # the graph starts (and prints its start-up chatter) on the first frame
+                    with _native_stderr_silenced():
+                        result = self._graph.process(np.ascontiguousarray(frame))
+                    self._started = True
         except (RuntimeError, ValueError):  # a frame MediaPipe rejects counts as "no face"
             return missing, False
         faces = result.multi_face_landmarks or []
