@@ -1,11 +1,23 @@
-"""Video decoding, MediaPipe face tracking, landmark index tables and the face-model builder.
+"""Video decoding, face tracking, the shared crop, masks, dataset preparation and windows.
 
-``seqdeca.data.face_model_builder`` and its parts (``model_alignment``, ``model_statistics``,
-``model_rig``), which need the renderer, are imported on their own; this package only re-exports
-the light-weight pieces.
+Re-exported here: the pieces most users touch. The face-model builder
+(``seqdeca.data.face_model_builder`` and its parts ``model_alignment``, ``model_statistics``,
+``model_rig``), preparation (``prepare``, ``prepare_run``, ``sources``, ``annotations``) and
+synthetic data (``synthetic``) are imported from their modules.
 """
 
+from seqdeca.data.dataset import SequenceDataset, WindowBatch, collate_windows, window_loader
 from seqdeca.data.tracking import FaceTracker, TrackResult, track_video
 from seqdeca.data.video import VideoError, VideoReader
 
-__all__ = ["FaceTracker", "TrackResult", "VideoError", "VideoReader", "track_video"]
+__all__ = [
+    "FaceTracker",
+    "SequenceDataset",
+    "TrackResult",
+    "VideoError",
+    "VideoReader",
+    "WindowBatch",
+    "collate_windows",
+    "track_video",
+    "window_loader",
+]

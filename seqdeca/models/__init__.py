@@ -1,0 +1,1 @@
+"""Networks: coarse encoder, AU network, temporal fusion, AU head, detail stage, weight import."""
