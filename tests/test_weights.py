@@ -23,7 +23,9 @@ def test_complete_load_copies_everything():
 
 def test_rename_and_drop():
     src, dst = _net(), _net()
-    state = {f"module.{k}": v for k, v in src.state_dict().items()} | {"module.extra": torch.zeros(1)}
+    state = {f"module.{k}": v for k, v in src.state_dict().items()} | {
+        "module.extra": torch.zeros(1)
+    }
     report = load_weights(dst, state, rename=lambda k: None if k.endswith("extra") else k[7:])
     assert report.complete
 

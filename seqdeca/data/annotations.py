@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqdeca.au_names import AFFWILD2_AU_NAMES
 from seqdeca.errors import UserError
 
 __all__ = [
@@ -35,10 +36,6 @@ __all__ = [
     "read_va_file",
 ]
 
-AFFWILD2_AU_NAMES: tuple[str, ...] = (
-    "AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26",
-)  # fmt: skip
-"""The 12 action units of the Aff-Wild2 AU track, in the column order of its files."""
 
 AFFWILD2_EXPRESSIONS: tuple[str, ...] = (
     "Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqdeca.au_names import AFFWILD2_AU_NAMES
 from seqdeca.config.schema import Config
 from seqdeca.data.au_proxy import au_proxies
 from seqdeca.data.crop import (
@@ -40,10 +41,8 @@ from seqdeca.data.masks import region_masks
 from seqdeca.data.tracking import FaceTracker, interpolate_gaps
 from seqdeca.data.video import VideoReader, scaled_size
 
-__all__ = ["AFFWILD2_AUS", "ClipReport", "ClipSource", "FrameFolder", "prepare_clip"]
+__all__ = ["ClipReport", "ClipSource", "FrameFolder", "prepare_clip"]
 
-AFFWILD2_AUS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24",
-                "AU25", "AU26")  # fmt: skip
 _MIN_SIDE = 64  # smallest frame side accepted, pixels
 _MAX_ASPECT = 4.0  # most elongated frame accepted
 _TRACK_FACES = 3  # faces MediaPipe looks for; one is followed (seqdeca.data.tracking)
@@ -64,7 +63,7 @@ class ClipSource:
         subject, emotion, level, view: metadata copied into meta.json (empty / None = unknown).
         face_side: "left" / "right" to start tracking on the leftmost / rightmost face of the
             image (two-person videos), None for the largest, most central face.
-        au_labels: (N, 12) AU labels in :data:`AFFWILD2_AUS` order (-1 = unknown), row t =
+        au_labels: (N, 12) AU labels in :data:`AFFWILD2_AU_NAMES` order (-1 = unknown), row t =
             frame t (annotation line t + 1 after the header), or None. Rows beyond the video's
             T frames are dropped; missing rows are written as -1.
     """
@@ -281,10 +280,10 @@ def _write_frames(source: ClipSource, cfg: Config, full_size: tuple[int, int], c
 
 def _au_labels(labels: np.ndarray | None, num_frames: int) -> np.ndarray:
     """(T, 12) float32 labels, row t = frame t; padded with -1 / truncated to T frames."""
-    out = np.full((num_frames, len(AFFWILD2_AUS)), -1.0, dtype=np.float32)
+    out = np.full((num_frames, len(AFFWILD2_AU_NAMES)), -1.0, dtype=np.float32)
     if labels is not None:
         labels = np.asarray(labels, dtype=np.float32)
-        if labels.ndim != 2 or labels.shape[1] != len(AFFWILD2_AUS):
+        if labels.ndim != 2 or labels.shape[1] != len(AFFWILD2_AU_NAMES):
             raise PrepareError(f"au_labels must be (T, 12), got {labels.shape}")
         n = min(num_frames, len(labels))
         out[:n] = labels[:n]
@@ -306,7 +305,7 @@ def _meta(source: ClipSource, cfg: Config, fps: float, size: tuple[int, int], nu
         "track": {"max_side": cfg.track.max_side, "max_gap": cfg.track.max_gap,
                   "min_detection_confidence": cfg.track.min_detection_confidence},
         "seqdeca_version": __version__, "au_proxy_names": list(names),
-        "au_names": list(AFFWILD2_AUS), "has_au_labels": source.au_labels is not None,
+        "au_names": list(AFFWILD2_AU_NAMES), "has_au_labels": source.au_labels is not None,
         "face_side": source.face_side,
         "counts": {"valid": int(valid.sum()), "interpolated": int(interpolated.sum())},
     }  # fmt: skip

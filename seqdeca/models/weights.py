@@ -121,7 +121,9 @@ def read_checkpoint(path: str | Path, what: str) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - every decoding failure is the same user error
-        raise WeightsError(f"{path} is not a readable {what} ({type(exc).__name__}: {exc})") from None
+        raise WeightsError(
+            f"{path} is not a readable {what} ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: expected a dict in {what}, found {type(data).__name__}")
     return data

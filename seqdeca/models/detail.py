@@ -1,0 +1,177 @@
+"""The detail stage networks: detail encoder (legacy ``E_detail``) and AU-conditioned detail
+generator (legacy ``D_detail`` / ``Generator3``).
+
+The generator keeps DECA's layout exactly (DESIGN.md section 5) so that DECA's weights import by
+identity (keys ``l1.0.*`` and ``conv_blocks.<i>.*``):
+
+* ``l1 = Sequential(Linear(latent_dim, 128 * 8 * 8))``, reshaped to ``(128, 8, 8)``;
+* ``conv_blocks``: ``BatchNorm2d(128)``, then five blocks of [bilinear Upsample x2, Conv3x3,
+  ``BatchNorm2d(C, 0.8)``, LeakyReLU 0.2] with C = 128, 64, 64, 32, 16 (8 -> 256), then Conv3x3
+  to 1 channel and Tanh; the result is multiplied by 0.01.
+
+The eps of 0.8 is DECA's quirk (the second positional argument of ``BatchNorm2d`` is eps, not
+momentum); it is kept because DECA's weights were trained with it.
+
+AU conditioning: after selected blocks a FiLM layer scales and shifts the activations per channel,
+``h * (1 + gamma(au)) + beta(au)``, with ``gamma, beta`` from a small MLP of the AU vector whose
+last layer starts at zero. With DECA's weights loaded and the FiLM layers untouched, the output is
+exactly DECA's for ANY AU vector; training then learns how AUs modulate the wrinkles. The FiLM
+parameters live under ``film.*`` and are the only keys a DECA checkpoint does not provide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from seqdeca.models.coarse_encoder import CoarseEncoder
+
+DETAIL_DIM = 128  # DECA's detail code
+JAW_DIM = 3  # axis-angle jaw pose
+INIT_SIZE = 8  # the generator's first feature map side
+INIT_CHANNELS = 128
+BLOCK_CHANNELS = (128, 64, 64, 32, 16)  # output channels of the five upsampling blocks
+UV_SIZE = INIT_SIZE * 2 ** len(BLOCK_CHANNELS)  # 256, DECA's UV displacement resolution
+OUT_SCALE = 0.01  # displacement scale after tanh (DECA)
+BN_EPS_QUIRK = 0.8  # DECA's BatchNorm2d(C, 0.8)
+
+
+class DetailEncoder(CoarseEncoder):
+    """Image to DECA's 128-d detail code (legacy ``E_detail``): the coarse encoder's structure.
+
+    Keys ``encoder.*``, ``layers.0.*``, ``layers.2.*`` as in DECA. Input ``(N, 3, 224, 224)`` RGB
+    in [0, 1], no normalisation; ``forward`` returns an
+    :class:`~seqdeca.models.coarse_encoder.EncoderOutput` whose ``codes`` are ``(N, n_detail)``.
+
+    Args:
+        n_detail: detail code size (128 for DECA).
+        backbone: ``"resnet50"`` or ``"tiny"`` (tests).
+    """
+
+    def __init__(self, *, n_detail: int = DETAIL_DIM, backbone: str = "resnet50") -> None:
+        super().__init__(n_detail, backbone=backbone)
+
+
+def detail_latent(
+    jaw_pose: torch.Tensor, expression: torch.Tensor, detail: torch.Tensor
+) -> torch.Tensor:
+    """The generator's input in DECA's order: ``[jaw_pose (N,3), expression (N,E), detail (N,Z)]``.
+
+    Returns:
+        ``(N, 3 + E + Z)`` (181 for DECA: 3 + 50 + 128).
+    """
+    return torch.cat([jaw_pose, expression, detail], dim=-1)
+
+
+class FiLM(nn.Module):
+    """Per-channel scale and shift of a feature map from a condition vector, identity at init.
+
+    Args:
+        cond_dim: K, the condition (AU) vector size.
+        channels: C, the feature channels modulated.
+        hidden: width of the MLP's hidden layer.
+    """
+
+    def __init__(self, cond_dim: int, channels: int, *, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(cond_dim, hidden), nn.SiLU(), nn.Linear(hidden, 2 * channels)
+        )
+        nn.init.zeros_(self.net[2].weight)  # zero last layer: gamma = beta = 0, exact identity
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """``h (N, C, H, W)``, ``cond (N, K)`` -> ``(N, C, H, W)``."""
+        gamma, beta = self.net(cond)[:, :, None, None].chunk(2, dim=1)  # each (N, C, 1, 1)
+        return h * (1.0 + gamma) + beta
+
+
+class DetailGenerator(nn.Module):
+    """Latent code and AU condition to a UV displacement map (legacy ``D_detail``).
+
+    Args:
+        latent_dim: size of :func:`detail_latent` (181 for DECA: jaw 3 + expression 50 + detail
+            128; 3 + E + 128 for a face model with E expression components).
+        au_dim: K, size of the AU condition (e.g. 27 main AUs or Aff-Wild2's 12); 0 disables
+            conditioning (no FiLM layers).
+        uv_size: output side; only DECA's 256 (8 * 2**5) is supported, to keep its layout.
+        film_blocks: which of the five upsampling blocks (0-4) are followed by FiLM.
+        film_hidden: hidden width of each FiLM MLP.
+    """
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int = JAW_DIM + 50 + DETAIL_DIM,
+        au_dim: int = 27,
+        uv_size: int = UV_SIZE,
+        film_blocks: Sequence[int] = (0, 1, 2, 3, 4),
+        film_hidden: int = 64,
+    ) -> None:
+        super().__init__()
+        if uv_size != UV_SIZE:
+            raise ValueError(f"DetailGenerator supports uv_size {UV_SIZE} only (DECA's layout)")
+        if au_dim < 0 or any(b not in range(len(BLOCK_CHANNELS)) for b in film_blocks):
+            raise ValueError(f"bad AU conditioning: au_dim={au_dim}, film_blocks={film_blocks}")
+        self.latent_dim = latent_dim
+        self.au_dim = au_dim
+        self.uv_size = uv_size
+        self.l1 = nn.Sequential(nn.Linear(latent_dim, INIT_CHANNELS * INIT_SIZE**2))
+        self.conv_blocks = _deca_conv_blocks()
+        # Index in conv_blocks of the LeakyReLU that ends block b: 4, 8, 12, 16, 20.
+        self._block_ends = tuple(4 * (b + 1) for b in range(len(BLOCK_CHANNELS)))
+        self.film_blocks = tuple(sorted(set(film_blocks))) if au_dim > 0 else ()
+        self.film = nn.ModuleList(
+            FiLM(au_dim, BLOCK_CHANNELS[b], hidden=film_hidden) for b in self.film_blocks
+        )
+
+    def forward(
+        self, latent: torch.Tensor, au_condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Generate the displacement map.
+
+        Args:
+            latent: ``(N, latent_dim)``, see :func:`detail_latent`.
+            au_condition: ``(N, K)`` AU intensities (the AU head's output), or None for DECA's
+                unconditioned behaviour.
+
+        Returns:
+            ``(N, 1, 256, 256)`` displacement along the normal in UV space, in
+            ``[-0.01, 0.01]`` (units of the face model, metres for FLAME).
+        """
+        n = latent.shape[0]
+        if latent.shape != (n, self.latent_dim):
+            raise ValueError(f"expected latent ({n}, {self.latent_dim}), got {tuple(latent.shape)}")
+        if au_condition is not None and au_condition.shape != (n, self.au_dim):
+            raise ValueError(
+                f"expected au_condition ({n}, {self.au_dim}), got {tuple(au_condition.shape)}"
+            )
+        h = self.l1(latent).view(n, INIT_CHANNELS, INIT_SIZE, INIT_SIZE)  # (N, 128, 8, 8)
+        film_at = {self._block_ends[b]: f for b, f in zip(self.film_blocks, self.film)}
+        for index, layer in enumerate(self.conv_blocks):
+            h = layer(h)
+            if au_condition is not None and index in film_at:
+                h = film_at[index](h, au_condition)
+        return h * OUT_SCALE
+
+
+def _deca_conv_blocks() -> nn.Sequential:
+    """DECA's ``conv_blocks`` with its exact index layout (so the keys match ``D_detail``).
+
+    0: BatchNorm2d(128); blocks at 1-4, 5-8, 9-12, 13-16, 17-20 (Upsample, Conv, BN eps 0.8,
+    LeakyReLU); 21: Conv to 1 channel; 22: Tanh.
+    """
+    layers: list[nn.Module] = [nn.BatchNorm2d(INIT_CHANNELS)]
+    c_in = INIT_CHANNELS
+    for c_out in BLOCK_CHANNELS:
+        layers += [
+            nn.Upsample(scale_factor=2, mode="bilinear"),
+            nn.Conv2d(c_in, c_out, 3, stride=1, padding=1),
+            nn.BatchNorm2d(c_out, BN_EPS_QUIRK),  # eps=0.8: DECA's positional-argument quirk
+            nn.LeakyReLU(0.2),
+        ]
+        c_in = c_out
+    layers += [nn.Conv2d(c_in, 1, 3, stride=1, padding=1), nn.Tanh()]
+    return nn.Sequential(*layers)

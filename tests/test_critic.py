@@ -1,0 +1,182 @@
+"""Detail critic and the per-AU UV heatmaps that condition it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seqdeca.au_names import MAIN_AU_NAMES
+from seqdeca.face_model import barycentric_points, load_default_assets
+from seqdeca.models.au_heatmaps import (
+    AU_CENTRES,
+    BILATERAL_AUS,
+    AUHeatmaps,
+    au_centres_model,
+    au_centres_uv,
+)
+from seqdeca.models.critic import DetailCritic
+
+
+@pytest.fixture(scope="module")
+def assets():
+    return load_default_assets()
+
+
+@pytest.fixture(scope="module")
+def centres(assets):
+    return au_centres_uv(assets)
+
+
+def pixel_of(uv: torch.Tensor, size: int) -> tuple[int, int]:
+    """UV (u, v) -> (row, column) of the pixel containing it (v = 1 at the top)."""
+    return int((1 - uv[1]) * size), int(uv[0] * size)
+
+
+def test_centre_table_covers_the_design_aus(centres) -> None:
+    uv, present = centres
+    assert uv.shape == (27, 2, 2) and present.shape == (27, 2)
+    with_centre = {MAIN_AU_NAMES[k] for k in range(27) if present[k].all()}
+    assert with_centre == set(AU_CENTRES) and len(with_centre) == 15
+    assert not present[[MAIN_AU_NAMES.index(n) for n in ("AU5", "AU20", "AU39")]].any()
+    assert ((uv[present] > 0) & (uv[present] < 1)).all()
+
+
+def test_shifts_follow_the_image_convention(assets) -> None:
+    """AU1 is above its brow landmarks (+y), AU6 below the lower eyelid (-y), by r/2 and r."""
+    points, _ = au_centres_model(assets)
+    emb = assets.landmarks["ibug68"]
+    lmk = barycentric_points(
+        torch.as_tensor(assets.v_template, dtype=torch.float64)[None],
+        torch.as_tensor(assets.faces, dtype=torch.int64),
+        torch.as_tensor(emb.face_idx, dtype=torch.int64),
+        torch.as_tensor(emb.bary, dtype=torch.float64),
+    )[0]
+    r = (lmk[39] - lmk[42]).norm()
+    au1, au6 = MAIN_AU_NAMES.index("AU1"), MAIN_AU_NAMES.index("AU6")
+    torch.testing.assert_close(points[au1, 0, 1] - lmk[21, 1], r / 2)
+    torch.testing.assert_close(points[au6, 1, 1] - lmk[46, 1], -r)
+    uv, _ = au_centres_uv(assets)
+    # Higher on the face = larger v (v = 1 at the top of the UV image).
+    assert uv[au1, :, 1].min() > uv[au6, :, 1].max()
+
+
+def test_heatmap_peaks_at_centres_and_zero_intensity(centres) -> None:
+    uv, present = centres
+    size = 64
+    maps_module = AUHeatmaps(uv, present=present, size=size, sigma=0.03)
+    maps = maps_module(torch.ones(1, 27))[0]
+    assert maps.shape == (27, size, size)
+    for k in range(27):
+        if not present[k].any():
+            assert maps[k].abs().max() == 0, MAIN_AU_NAMES[k]
+            continue
+        for m in range(2):
+            row, col = pixel_of(uv[k, m], size)
+            assert maps[k, row, col] > 0.95, (MAIN_AU_NAMES[k], m)
+        # The global maximum is at (the pixel of) one of the centres.
+        peak = divmod(int(maps[k].argmax()), size)
+        nearest = min(
+            max(
+                abs(peak[0] - pixel_of(uv[k, m], size)[0]),
+                abs(peak[1] - pixel_of(uv[k, m], size)[1]),
+            )
+            for m in range(2)
+        )
+        assert nearest <= 1, MAIN_AU_NAMES[k]
+    # Far from every centre the maps vanish.
+    assert maps[:, 0, 0].max() < 1e-6
+    zero = maps_module(torch.zeros(3, 27))
+    assert zero.shape == (3, 27, size, size) and zero.abs().max() == 0
+    half = maps_module(torch.full((1, 27), 0.5))[0]
+    torch.testing.assert_close(half, maps * 0.5)
+
+
+def test_bilateral_aus_are_symmetric_about_the_midline(assets, centres) -> None:
+    uv, _ = centres
+    emb = assets.landmarks["ibug68"]
+    lmk_uv = barycentric_points(
+        torch.as_tensor(assets.verts_uvs, dtype=torch.float64)[None],
+        torch.as_tensor(assets.faces_uvs, dtype=torch.int64),
+        torch.as_tensor(emb.face_idx, dtype=torch.int64),
+        torch.as_tensor(emb.bary, dtype=torch.float64),
+    )[0].float()
+    midline_u = lmk_uv[[8, 27, 28, 29, 30, 33, 51, 57], 0].mean()  # chin, nose, lip centre
+    for name in BILATERAL_AUS:
+        k = MAIN_AU_NAMES.index(name)
+        (u0, v0), (u1, v1) = uv[k].tolist()
+        assert abs(u0 - u1) > 0.05, name  # two separate peaks, one on each side
+        assert (u0 - midline_u) * (u1 - midline_u) < 0, name
+        assert abs((u0 + u1) / 2 - midline_u) < 0.015, name
+        assert abs(v0 - v1) < 0.01, name
+
+
+@pytest.mark.parametrize("uv_size", [64, 256])
+def test_critic_shapes(uv_size: int) -> None:
+    torch.manual_seed(0)
+    critic = DetailCritic(in_channels=2, num_aus=27, uv_size=uv_size, base=16, n_layers=5)
+    detail = torch.randn(1, 2, uv_size, uv_size)
+    maps = torch.rand(1, 27, uv_size, uv_size)
+    realism, au = critic(detail, maps)
+    final = uv_size // 32
+    assert realism.shape == (1, 1, final, final)
+    assert au.shape == (1, 27)
+    # The AU head's kernel covers the whole last feature map.
+    assert critic.au_head.kernel_size == (final, final)
+    assert critic.trunk(torch.cat([detail, maps], 1)).shape[-2:] == (final, final)
+
+
+def test_critic_full_width_at_256() -> None:
+    critic = DetailCritic(in_channels=4, num_aus=27, uv_size=256)  # defaults: base 64, 5 layers
+    with torch.no_grad():
+        realism, au = critic(torch.randn(1, 4, 256, 256), torch.rand(1, 27, 256, 256))
+    assert realism.shape == (1, 1, 8, 8) and au.shape == (1, 27)
+    assert critic.au_head.kernel_size == (8, 8)
+
+
+def test_critic_has_no_normalisation_and_conditions_on_au_maps() -> None:
+    torch.manual_seed(0)
+    critic = DetailCritic(in_channels=2, num_aus=27, uv_size=64, base=8, n_layers=4)
+    assert not any(
+        isinstance(m, (torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d, torch.nn.GroupNorm))
+        for m in critic.modules()
+    )
+    detail = torch.randn(2, 2, 64, 64)
+    maps = torch.rand(2, 27, 64, 64)
+    realism, au = critic(detail, maps)
+    # Per-sample: item 1 does not affect item 0 (no batch coupling, as WGAN-GP needs).
+    realism_b, au_b = critic(detail[:1], maps[:1])
+    torch.testing.assert_close(realism_b, realism[:1])
+    torch.testing.assert_close(au_b, au[:1])
+    realism_c, _ = critic(detail, torch.zeros_like(maps))
+    assert not torch.allclose(realism_c, realism)
+    (realism.mean() + au.square().mean()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in critic.parameters())
+
+
+def test_critic_rejects_wrong_sizes() -> None:
+    critic = DetailCritic(in_channels=2, num_aus=27, uv_size=64, base=8)
+    with pytest.raises(ValueError, match="expected detail"):
+        critic(torch.zeros(1, 2, 32, 32), torch.zeros(1, 27, 32, 32))
+    with pytest.raises(ValueError, match="AU maps"):
+        critic(torch.zeros(1, 2, 64, 64), torch.zeros(1, 12, 64, 64))
+    with pytest.raises(ValueError, match="divisible"):
+        DetailCritic(in_channels=2, num_aus=27, uv_size=48, n_layers=5)
+
+
+def test_projection_along_z_reproduces_the_landmark_embedding(assets) -> None:
+    """The mapping used for shifted centres gives the exact UV for the (unshifted) landmarks."""
+    from seqdeca.models.au_heatmaps import _locate_along_z
+
+    verts = torch.as_tensor(assets.v_template, dtype=torch.float64)
+    faces = torch.as_tensor(assets.faces, dtype=torch.int64)
+    verts_uvs = torch.as_tensor(assets.verts_uvs, dtype=torch.float64)
+    faces_uvs = torch.as_tensor(assets.faces_uvs, dtype=torch.int64)
+    emb = assets.landmarks["ibug68"]
+    face_idx = torch.as_tensor(emb.face_idx, dtype=torch.int64)
+    bary = torch.as_tensor(emb.bary, dtype=torch.float64)
+    lmk = barycentric_points(verts[None], faces, face_idx, bary)[0]
+    face, found_bary, found = _locate_along_z(lmk, verts, faces)
+    assert found.all()
+    projected = torch.einsum("pk,pkc->pc", found_bary, verts_uvs[faces_uvs[face]])
+    exact = barycentric_points(verts_uvs[None], faces_uvs, face_idx, bary)[0]
+    torch.testing.assert_close(projected, exact)
