@@ -147,8 +147,12 @@ def test_critic_has_no_normalisation_and_conditions_on_au_maps() -> None:
     realism_b, au_b = critic(detail[:1], maps[:1])
     torch.testing.assert_close(realism_b, realism[:1])
     torch.testing.assert_close(au_b, au[:1])
-    realism_c, _ = critic(detail, torch.zeros_like(maps))
+    realism_c, au_c = critic(detail, torch.zeros_like(maps))
     assert not torch.allclose(realism_c, realism)
+    # The AU regression reads the render only: it cannot copy the condition back.
+    torch.testing.assert_close(au_c, au)
+    _, au_d = critic(torch.randn(2, 2, 64, 64), maps)
+    assert not torch.allclose(au_d, au)
     (realism.mean() + au.square().mean()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in critic.parameters())
 

@@ -9,7 +9,10 @@ LeakyReLU. Heads, as in GANimation:
 * realism: a 3x3 convolution to one channel, a (N, 1, h, w) map of unbounded WGAN scores, one per
   patch, with h = w = uv_size / 2**n_layers;
 * AU regression: a convolution whose kernel covers the whole last feature map (h x w), giving
-  (N, K) unbounded AU estimates (trained with MSE against intensities in [0, 1]).
+  (N, K) unbounded AU estimates (trained with MSE against intensities in [0, 1]). It reads a
+  second pass of the same trunk with the heatmap channels ZEROED: the heatmaps carry the
+  intensities, so a head that saw them could regress the condition back without looking at the
+  render and would teach the generator nothing. (GANimation's critic sees only the image.)
 
 The critic's size is fixed by ``uv_size`` (the AU head's kernel size), as in GANimation.
 """
@@ -87,5 +90,8 @@ class DetailCritic(nn.Module):
             raise ValueError(
                 f"expected AU maps {(n, self.num_aus, h, w)}, got {tuple(au_maps.shape)}"
             )
-        features = self.trunk(torch.cat([detail, au_maps.to(detail.dtype)], dim=1))
-        return self.realism_head(features), self.au_head(features).flatten(1)
+        conditioned = self.trunk(torch.cat([detail, au_maps.to(detail.dtype)], dim=1))
+        image_only = self.trunk(
+            torch.cat([detail, torch.zeros_like(au_maps, dtype=detail.dtype)], 1)
+        )
+        return self.realism_head(conditioned), self.au_head(image_only).flatten(1)
