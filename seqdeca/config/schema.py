@@ -99,6 +99,69 @@ class DataConfig:
 
 
 @dataclass
+class LossConfig:
+    """Loss weights (a term is on when its weight is > 0) and the files optional terms need.
+
+    Defaults follow DECA (coarse and detail) and GANimation / WGAN-GP (critic).
+    """
+
+    # coarse stage
+    landmark: float = 1.0  # DECA-weighted L1 on the 68 landmarks
+    landmark_mediapipe: float = 0.0  # L1 on the MediaPipe landmark set
+    eye_closure: float = 1.0
+    lip_closure: float = 0.5
+    photometric: float = 2.0  # masked L1 with the 3-class masks
+    important_region_weight: float = 2.0  # photometric weight of mask class 2 relative to 1
+    identity: float = 0.0  # needs identity_weights (VGGFace2)
+    shape_reg: float = 1e-4
+    expression_reg: float = 1e-4
+    texture_reg: float = 1e-4
+    light_reg: float = 1.0
+    jaw_reg: float = 0.0
+    temporal: float = 0.0  # smoothness of fused codes within the window
+    au_label: float = 1.0  # AU head vs labels / proxies
+    au_render: float = 0.0  # AU net on the render vs on the input
+    # detail stage
+    detail_photometric: float = 2.0
+    id_mrf: float = 0.0  # needs id_mrf_weights (VGG19)
+    z_reg: float = 5e-3
+    z_diff: float = 5e-3
+    z_sym: float = 5e-3
+    adversarial: float = 1.0  # generator's WGAN term
+    au_regression: float = 1.0  # critic AU regression (GANimation's lambda_D_cond, per-sample MSE)
+    gradient_penalty: float = 10.0
+    # weight files for the optional terms
+    identity_weights: str = ""
+    id_mrf_weights: str = ""
+
+
+@dataclass
+class ModelConfig:
+    """The composed network (:func:`seqdeca.models.from_config.build_model`).
+
+    ``backbone="resnet50"`` is DECA-compatible (224x224 input only); ``"tiny"`` is for tests and
+    smoke runs. A DECA ``deca_model.tar`` fits only a face model with DECA's 100 shape / 50 texture
+    / 50 expression components (FLAME); OpenGraphAU checkpoints need ``au_backbone="resnet50"``
+    and the checkpoint's graph stage in ``au_stage``.
+    """
+
+    backbone: str = "resnet50"  # coarse and detail encoders: "resnet50" or "tiny"
+    au_backbone: str = "resnet50"  # AU net trunk: "resnet50" or "tiny"
+    au_stage: int = 1  # OpenGraphAU graph stage (1 or 2) of the AU net
+    fusion_dim: int = 256  # temporal fusion transformer width
+    fusion_depth: int = 4
+    fusion_heads: int = 8
+    max_frames: int = 32  # longest window the temporal fusion accepts
+    n_detail: int = 128  # detail code size (DECA: 128)
+    detail_au_condition: str = "au27"  # generator/critic AU condition: "au27", "affwild12", "none"
+    deca_checkpoint: str = ""  # DECA deca_model.tar (E_flame, E_detail, D_detail); "" = none
+    au_checkpoint: str = ""  # OpenGraphAU .pth for the AU net; "" = none
+    freeze_coarse: bool = True  # coarse encoder frozen in the temporal stage
+    freeze_au_net: bool = True  # AU net frozen in the temporal stage
+    use_temporal: bool = True  # False: fusion runs on T=1 windows (per-frame baseline)
+
+
+@dataclass
 class RunConfig:
     """Where a run writes and how it is seeded."""
 
@@ -117,4 +180,6 @@ class Config:
     track: TrackConfig = field(default_factory=TrackConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     run: RunConfig = field(default_factory=RunConfig)

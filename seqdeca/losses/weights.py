@@ -1,0 +1,122 @@
+"""The one place that maps :class:`LossConfig` to per-term weights, and the weighted sum.
+
+Term names are the ``LossConfig`` field names; a term is on when its weight is > 0. The
+training loop computes the terms it needs (unweighted scalars from this package), then
+:func:`weighted_sum` combines them, refusing names it has no weight for and flagging non-finite
+totals (the loop then skips the step).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from seqdeca.config.schema import LossConfig
+
+__all__ = [
+    "WeightedLoss",
+    "coarse_options",
+    "coarse_weights",
+    "critic_weights",
+    "detail_weights",
+    "weighted_sum",
+]
+
+
+def coarse_weights(cfg: LossConfig) -> dict[str, float]:
+    """Weights of the coarse / temporal stage's terms, keyed by term name."""
+    return {
+        "landmark": float(cfg.landmark),
+        "landmark_mediapipe": float(cfg.landmark_mediapipe),
+        "eye_closure": float(cfg.eye_closure),
+        "lip_closure": float(cfg.lip_closure),
+        "photometric": float(cfg.photometric),
+        "identity": float(cfg.identity),
+        "shape_reg": float(cfg.shape_reg),
+        "expression_reg": float(cfg.expression_reg),
+        "texture_reg": float(cfg.texture_reg),
+        "light_reg": float(cfg.light_reg),
+        "jaw_reg": float(cfg.jaw_reg),
+        "temporal": float(cfg.temporal),
+        "au_label": float(cfg.au_label),
+        "au_render": float(cfg.au_render),
+    }
+
+
+def coarse_options(cfg: LossConfig) -> dict[str, float]:
+    """Settings of coarse terms that are not term weights (keyword arguments of the terms)."""
+    return {"important_region_weight": float(cfg.important_region_weight)}
+
+
+def detail_weights(cfg: LossConfig) -> dict[str, float]:
+    """Weights of the detail generator's terms (``au_regression`` on generated samples)."""
+    return {
+        "detail_photometric": float(cfg.detail_photometric),
+        "id_mrf": float(cfg.id_mrf),
+        "z_reg": float(cfg.z_reg),
+        "z_diff": float(cfg.z_diff),
+        "z_sym": float(cfg.z_sym),
+        "adversarial": float(cfg.adversarial),
+        "au_regression": float(cfg.au_regression),
+    }
+
+
+def critic_weights(cfg: LossConfig) -> dict[str, float]:
+    """Weights of the critic's terms: the adversarial term (1), lambda_gp, AU regression on real."""
+    return {
+        "critic": 1.0,
+        "gradient_penalty": float(cfg.gradient_penalty),
+        "au_regression": float(cfg.au_regression),
+    }
+
+
+class WeightedLoss(NamedTuple):
+    """Result of :func:`weighted_sum`.
+
+    Attributes:
+        total: 0-dim weighted sum of the enabled terms (a zero tensor when none is enabled).
+        logged: term name -> detached UNWEIGHTED value of every enabled term, plus "total".
+        finite: False when the total is NaN or inf (skip the optimiser step).
+    """
+
+    total: torch.Tensor
+    logged: dict[str, torch.Tensor]
+    finite: bool
+
+
+def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> WeightedLoss:
+    """Combine unweighted terms with their weights.
+
+    Args:
+        terms: term name -> 0-dim tensor (unweighted).
+        weights: term name -> weight (from :func:`coarse_weights` etc.); terms with weight 0
+            are skipped (neither summed nor logged, so a NaN there is harmless).
+
+    Returns:
+        :class:`WeightedLoss` (total, logged, finite).
+
+    Raises:
+        ValueError: a term has no weight, a weight is negative, or a term is not a scalar.
+    """
+    unknown = sorted(set(terms) - set(weights))
+    if unknown:
+        raise ValueError(f"loss terms without a weight: {unknown}; known: {sorted(weights)}")
+    total: torch.Tensor | None = None
+    logged: dict[str, torch.Tensor] = {}
+    for name, term in terms.items():
+        weight = weights[name]
+        if weight < 0:
+            raise ValueError(f"loss weight {name} = {weight} is negative")
+        if weight == 0:
+            continue
+        if term.numel() != 1:
+            raise ValueError(f"loss term {name} is not a scalar: shape {tuple(term.shape)}")
+        term = term.reshape(())
+        logged[name] = term.detach()
+        total = weight * term if total is None else total + weight * term
+    if total is None:
+        first = next(iter(terms.values()), None)
+        total = first.new_zeros(()) if first is not None else torch.zeros(())
+    logged["total"] = total.detach()
+    return WeightedLoss(total=total, logged=logged, finite=bool(torch.isfinite(total)))

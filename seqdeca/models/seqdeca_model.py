@@ -1,0 +1,479 @@
+"""The composed SeqDECA model: encoders, temporal fusion, AU head, detail stage, face model, renderer.
+
+Data flow for B windows of T frames (DESIGN.md section 9; N = B * T frames)::
+
+    images (B,T,3,224,224) --coarse encoder--> codes (B,T,D) split by CodeLayout, features (B,T,2048)
+                           --AU net---------> AU tokens (B,T,27,C), AU probabilities (B,T,41)
+    [features, AU tokens, codes] --temporal fusion--> expression / jaw / light (B,T,...)
+                                                      fused AU tokens --AU head--> (B,T,27) in [0,1]
+    fused codes --face model--> vertices, landmarks --camera--> normalised image landmarks
+                --renderer (albedo from texture codes, SH light)--> render (B,T,3,H,W)
+    detail stage: images --detail encoder--> detail code (B,T,n_detail)
+                  [jaw, expression, detail] + AU condition --generator--> UV displacement
+                  --Renderer.detail_normal_map--> detail normals --SH light--> UV shading
+
+Time is folded into the batch with einops ``(b t)`` for every per-frame network; only the
+temporal fusion sees windows. ``forward`` returns a plain ``dict[str, Tensor]`` (DDP-friendly:
+no custom output classes, no None values). Which modules train is declared per stage by
+:meth:`SeqDECA.trainable_modules`; :meth:`SeqDECA.set_stage` freezes the rest (``eval()`` and
+``requires_grad=False``), and :meth:`SeqDECA.train` keeps frozen modules in eval mode.
+
+With DECA's FLAME layout (100/50/50) the coarse encoder has DECA's 236 codes and the generator's
+latent is DECA's 181 (jaw 3 + expression 50 + detail 128), so ``deca_model.tar`` imports. The
+bundled face model has fewer expression components (24 at most): its generator latent is
+3 + E + 128 and DECA's ``D_detail`` (and ``E_flame``) cannot be loaded into it; the builder refuses
+such a combination with one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from seqdeca.au_names import AFFWILD2_AU_NAMES, MAIN_AU_NAMES
+from seqdeca.face_model.layer import FaceModel, deca_pose_to_params
+from seqdeca.geometry import project_weak_perspective
+from seqdeca.models.au_head import AUHead, select_affwild2
+from seqdeca.models.au_heatmaps import AUHeatmaps
+from seqdeca.models.au_net import AUNet
+from seqdeca.models.coarse_encoder import CoarseEncoder
+from seqdeca.models.code_layout import CodeLayout
+from seqdeca.models.critic import DetailCritic
+from seqdeca.models.detail import DetailEncoder, DetailGenerator, detail_latent
+from seqdeca.models.temporal_fusion import TemporalFusion
+from seqdeca.render.renderer import Renderer
+from seqdeca.render.shading import sh_shading
+
+STAGES = ("temporal", "detail")
+#: AU condition of the detail generator and critic -> AU names of its channels.
+AU_CONDITIONS: dict[str, tuple[str, ...]] = {
+    "au27": MAIN_AU_NAMES,
+    "affwild12": AFFWILD2_AU_NAMES,
+    "none": MAIN_AU_NAMES,  # the generator is unconditioned; the critic still sees the 27
+}
+CRITIC_CHANNELS = 4  # UV shading RGB 3 + UV displacement 1
+
+
+def au_condition_names(condition: str) -> tuple[str, ...]:
+    """AU names (channel order) of a ``detail_au_condition`` setting."""
+    if condition not in AU_CONDITIONS:
+        raise ValueError(
+            f"unknown detail AU condition {condition!r}; choose one of {sorted(AU_CONDITIONS)}"
+        )
+    return AU_CONDITIONS[condition]
+
+
+def _fold(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, ...) -> (B*T, ...)."""
+    return rearrange(x, "b t ... -> (b t) ...")
+
+
+def _unfold(x: torch.Tensor, b: int) -> torch.Tensor:
+    """(B*T, ...) -> (B, T, ...)."""
+    return rearrange(x, "(b t) ... -> b t ...", b=b)
+
+
+def _frozen(module: nn.Module) -> bool:
+    """True when no parameter of ``module`` requires a gradient."""
+    return not any(p.requires_grad for p in module.parameters())
+
+
+def _grad_context(module: nn.Module) -> contextlib.AbstractContextManager:
+    """``no_grad`` around a frozen module (saves activations), a no-op otherwise."""
+    return torch.no_grad() if _frozen(module) else contextlib.nullcontext()
+
+
+def _uv_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, H, W) or (H, W) UV map resized bilinearly to ``size`` (unchanged if equal)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    squeeze = x.dim() == 2
+    y = x[None, None] if squeeze else x
+    y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+    return y[0, 0] if squeeze else y
+
+
+class SeqDECA(nn.Module):
+    """The whole network for windows of frames (see the module docstring for the data flow).
+
+    Args:
+        face_model: the FLAME-format layer; sizes the code layout.
+        renderer: a renderer for ``face_model``'s topology.
+        coarse_encoder: per-frame codes, ``n_codes == CodeLayout.for_face_model(...).total``.
+        au_net: per-frame AU tokens and probabilities.
+        temporal_fusion: window transformer (``n_expression`` = the face model's E).
+        au_head: AU intensities from the fused AU tokens.
+        detail_encoder: per-frame detail code.
+        detail_generator: UV displacement (``latent_dim = 3 + E + n_detail``).
+        detail_au_condition: "au27", "affwild12" or "none" (the generator's AU condition).
+        freeze_coarse: keep the coarse encoder frozen in the temporal stage.
+        freeze_au_net: keep the AU net frozen in the temporal stage.
+        use_temporal: False runs the fusion on T = 1 windows (the per-frame baseline).
+    """
+
+    def __init__(
+        self,
+        *,
+        face_model: FaceModel,
+        renderer: Renderer,
+        coarse_encoder: CoarseEncoder,
+        au_net: AUNet,
+        temporal_fusion: TemporalFusion,
+        au_head: AUHead,
+        detail_encoder: DetailEncoder,
+        detail_generator: DetailGenerator,
+        detail_au_condition: str = "au27",
+        freeze_coarse: bool = True,
+        freeze_au_net: bool = True,
+        use_temporal: bool = True,
+    ) -> None:
+        super().__init__()
+        self.layout = CodeLayout.for_face_model(
+            face_model.num_shape, face_model.num_texture, face_model.num_expression
+        )
+        self.au_condition_names = au_condition_names(detail_au_condition)
+        self.detail_au_condition = detail_au_condition
+        _check_sizes(self.layout, coarse_encoder, temporal_fusion, detail_encoder, detail_generator)
+        want_au = 0 if detail_au_condition == "none" else len(self.au_condition_names)
+        if detail_generator.au_dim != want_au:
+            raise ValueError(
+                f"detail generator has au_dim={detail_generator.au_dim}; condition "
+                f"{detail_au_condition!r} needs {want_au}"
+            )
+        self.face_model = face_model
+        self.renderer = renderer
+        self.coarse_encoder = coarse_encoder
+        self.au_net = au_net
+        self.temporal_fusion = temporal_fusion
+        self.au_head = au_head
+        self.detail_encoder = detail_encoder
+        self.detail_generator = detail_generator
+        self.freeze_coarse = freeze_coarse
+        self.freeze_au_net = freeze_au_net
+        self.use_temporal = use_temporal
+        self.stage = "temporal"
+        self.set_stage("temporal")
+
+    # ------------------------------------------------------------------------------ stages
+
+    def trainable_modules(self, stage: str) -> dict[str, nn.Module]:
+        """The modules that train in ``stage`` (the critic is separate and not listed).
+
+        temporal: temporal fusion and AU head, plus the coarse encoder / AU net when not frozen.
+        detail: detail encoder and detail generator.
+        """
+        if stage == "temporal":
+            names = ["temporal_fusion", "au_head"]
+            names += [] if self.freeze_coarse else ["coarse_encoder"]
+            names += [] if self.freeze_au_net else ["au_net"]
+        elif stage == "detail":
+            names = ["detail_encoder", "detail_generator"]
+        else:
+            raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+        return {name: getattr(self, name) for name in names}
+
+    def trainable_parameters(self, stage: str) -> list[nn.Parameter]:
+        """Parameters of :meth:`trainable_modules` (what the optimizer of ``stage`` receives)."""
+        return [p for m in self.trainable_modules(stage).values() for p in m.parameters()]
+
+    def set_stage(self, stage: str) -> None:
+        """Freeze every child module not trained in ``stage`` (eval, no grad); unfreeze the rest."""
+        trainable = self.trainable_modules(stage)
+        self.stage = stage
+        for name, module in self.named_children():
+            module.requires_grad_(name in trainable)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> SeqDECA:
+        """Like ``nn.Module.train`` but modules frozen in the current stage stay in eval mode."""
+        super().train(mode)
+        trainable = self.trainable_modules(self.stage)
+        for name, module in self.named_children():
+            if name not in trainable:
+                module.eval()
+        return self
+
+    def frozen_modules(self) -> Iterator[tuple[str, nn.Module]]:
+        """``(name, module)`` of the children frozen in the current stage."""
+        trainable = self.trainable_modules(self.stage)
+        return ((n, m) for n, m in self.named_children() if n not in trainable)
+
+    # ----------------------------------------------------------------------------- encode
+
+    def encode(self, images: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
+        """Per-frame codes, global features and AU outputs.
+
+        Args:
+            images: (B, T, 3, 224, 224) RGB in [0, 1] (no normalisation).
+            valid: (B, T) bool, False on padding frames (returned unchanged; None = all valid).
+
+        Returns:
+            dict of (B, T, ...) tensors: "codes" (D), every CodeLayout part ("shape", "texture",
+            "expression", "pose" (6), "cam" (3), "light" (9, 3)), "global_features" (2048),
+            "au_tokens" (27, C), "au_probabilities" (41, cosine similarities in [0, 1]) and
+            "valid" (bool).
+        """
+        b, t = images.shape[:2]
+        flat = _fold(images)  # (N, 3, H, W)
+        with _grad_context(self.coarse_encoder):
+            coarse = self.coarse_encoder(flat)
+        with _grad_context(self.au_net):
+            au = self.au_net(flat)
+        codes = _unfold(coarse.codes, b)
+        out = dict(self.layout.split(codes))
+        out["codes"] = codes
+        out["global_features"] = _unfold(coarse.features, b)
+        out["au_tokens"] = _unfold(au.au_tokens, b)
+        out["au_probabilities"] = _unfold(au.probabilities, b)
+        if valid is None:
+            valid = torch.ones(b, t, dtype=torch.bool, device=images.device)
+        out["valid"] = valid.to(device=images.device, dtype=torch.bool)
+        return out
+
+    # ------------------------------------------------------------------------------- fuse
+
+    def fuse(self, encoded: dict, *, per_frame: bool | None = None) -> dict:
+        """Temporal fusion and AU head.
+
+        Args:
+            encoded: :meth:`encode` output.
+            per_frame: run the fusion on T = 1 windows (default: ``not use_temporal``).
+
+        Returns:
+            dict of (B, T, ...): "expression" (E), "jaw_pose" (3), "pose" (6, global from the
+            coarse encoder + fused jaw), "light" (9, 3), "residual" (E + 30), "au_intensities"
+            (27, in [0, 1]).
+        """
+        per_frame = (not self.use_temporal) if per_frame is None else per_frame
+        b = encoded["valid"].shape[0]
+        inputs = (encoded["global_features"], encoded["au_tokens"])
+        codes = {k: encoded[k] for k in ("expression", "pose", "light")}
+        valid = encoded["valid"]
+        if per_frame:  # every frame its own window: (B, T, ...) -> (B*T, 1, ...)
+            inputs = tuple(rearrange(x, "b t ... -> (b t) 1 ...") for x in inputs)
+            codes = {k: rearrange(v, "b t ... -> (b t) 1 ...") for k, v in codes.items()}
+            valid = rearrange(valid, "b t -> (b t) 1")
+        fusion = self.temporal_fusion(*inputs, codes, valid)
+        out = {
+            "expression": fusion.expression,
+            "jaw_pose": fusion.jaw_pose,
+            "pose": fusion.pose,
+            "light": fusion.light,
+            "residual": fusion.residual,
+            "au_intensities": self.au_head(fusion.au_tokens),
+        }
+        if per_frame:
+            out = {k: rearrange(v, "(b t) 1 ... -> b t ...", b=b) for k, v in out.items()}
+        return out
+
+    # ----------------------------------------------------------------------------- decode
+
+    def decode(self, codes: dict, *, render_shape: bool = False) -> dict:
+        """Face model, projected landmarks and the textured, lit render.
+
+        Args:
+            codes: (B, T, ...) "shape", "texture", "expression", "pose" (6), "cam" (3),
+                "light" (9, 3).
+            render_shape: also return "shape_image" (grey shape render, no gradient).
+
+        Returns:
+            dict of (B, T, ...): "vertices" (V, 3) metres; "landmarks68" (68, 2) and, when the
+            face model has them, "landmarks_mp" (L, 2) in normalised image coordinates [-1, 1]
+            (y down); "render" (3, H, W) RGB; "render_mask" (1, H, W) coverage in {0, 1};
+            "albedo" (3, Ht, Wt) UV albedo (when the model has a texture space).
+        """
+        b = codes["pose"].shape[0]
+        params = deca_pose_to_params(
+            codes["pose"], shape=codes["shape"], expression=codes["expression"]
+        )
+        mesh = self.face_model(params)
+        vertices, cam = _fold(mesh.vertices), _fold(codes["cam"])  # (N, V, 3), (N, 3)
+        out = {"vertices": mesh.vertices}
+        for key, points in (("landmarks68", mesh.landmarks68), ("landmarks_mp", mesh.landmarks_mp)):
+            if points is not None:
+                out[key] = _unfold(project_weak_perspective(_fold(points), cam)[..., :2], b)
+        albedo = None
+        if self.face_model.texture_mean is not None and codes["texture"].shape[-1] > 0:
+            albedo = self.face_model.albedo(_fold(codes["texture"]))  # (N, 3, Ht, Wt)
+            out["albedo"] = _unfold(albedo, b)
+        rendered = self.renderer(vertices, cam, light=_fold(codes["light"]), albedo=albedo)
+        out["render"] = _unfold(rendered.image, b)
+        out["render_mask"] = _unfold(rendered.alpha, b)
+        if render_shape:
+            out["shape_image"] = _unfold(self.renderer.render_shape(vertices, cam), b)
+        return out
+
+    # ----------------------------------------------------------------------------- detail
+
+    def au_condition(self, au_intensities: torch.Tensor) -> torch.Tensor:
+        """(..., 27) AU-head intensities -> the detail condition (..., K), K = 27 or 12."""
+        if self.detail_au_condition == "affwild12":
+            return select_affwild2(au_intensities)
+        return au_intensities
+
+    def detail(self, images: torch.Tensor, codes: dict, vertices: torch.Tensor) -> dict:
+        """The detail stage for a window: detail code, displacement, normals and UV shading.
+
+        Args:
+            images: (B, T, 3, 224, 224) RGB in [0, 1].
+            codes: (B, T, ...) "jaw_pose" (3), "expression" (E), "light" (9, 3),
+                "au_intensities" (27), "cam" (3).
+            vertices: (B, T, V, 3) coarse vertices (metres).
+
+        Returns:
+            dict of (B, T, ...): "detail_code" (n_detail); "au_condition" (K) in [0, 1] (the
+            generator's condition, or the 27 intensities the critic sees when it is "none");
+            "displacement" (1, Huv, Wuv) metres in [-0.01, 0.01]; "detail_normals" (3, Huv, Wuv)
+            unit; "uv_shading" (3, Huv, Wuv) SH shading; "uv_input" (3, Huv, Wuv) the input
+            image sampled into UV through the coarse mesh (for the UV photometric loss).
+        """
+        b = images.shape[0]
+        flat_images = _fold(images)
+        detail_code = self.detail_encoder(flat_images).codes  # (N, n_detail)
+        latent = detail_latent(_fold(codes["jaw_pose"]), _fold(codes["expression"]), detail_code)
+        condition = self.au_condition(_fold(codes["au_intensities"]))
+        generated = self.detail_generator(
+            latent, None if self.detail_au_condition == "none" else condition
+        )  # (N, 1, 256, 256)
+        uv_size = self.renderer.uv_size
+        displacement = _uv_resize(generated, uv_size)
+        vertices_n = _fold(vertices)
+        normals = self.renderer.detail_normal_map(
+            displacement, vertices_n, self._uv_detail_mask(displacement), self._fixed_displacement()
+        )
+        screen = project_weak_perspective(vertices_n, _fold(codes["cam"]))
+        uv_screen = self.renderer.world2uv(screen)[:, :2].permute(0, 2, 3, 1)  # (N, Huv, Wuv, 2)
+        uv_input = F.grid_sample(flat_images, uv_screen, mode="bilinear", align_corners=False)
+        out = {
+            "detail_code": detail_code,
+            "au_condition": condition,
+            "displacement": displacement,
+            "detail_normals": normals,
+            "uv_shading": sh_shading(normals, _fold(codes["light"])),
+            "uv_input": uv_input,
+        }
+        return {k: _unfold(v, b) for k, v in out.items()}
+
+    def _uv_detail_mask(self, like: torch.Tensor) -> torch.Tensor:
+        """(Huv, Wuv) face-and-eye UV mask (face mask, else the UV layout's coverage)."""
+        mask = self.face_model.uv_face_eye_mask
+        if mask is None:
+            mask = self.face_model.uv_face_mask
+        if mask is None:
+            return self.renderer.uv_mask[0, 0].to(like)
+        return _uv_resize(mask.to(like), self.renderer.uv_size)
+
+    def _fixed_displacement(self) -> torch.Tensor | None:
+        fixed = self.face_model.fixed_displacement
+        return None if fixed is None else _uv_resize(fixed, self.renderer.uv_size)
+
+    # ---------------------------------------------------------------------------- forward
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        stage: str = "temporal",
+        *,
+        per_frame: bool | None = None,
+        render_shape: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Run one stage on B windows of T frames.
+
+        Args:
+            images: (B, T, 3, 224, 224) RGB in [0, 1].
+            valid: (B, T) bool, False on padding frames (None = all valid).
+            stage: "temporal" or "detail" (the detail stage also runs everything before it).
+            per_frame: fusion on T = 1 windows (default: ``not use_temporal``).
+            render_shape: add "shape_image" (visualisation).
+
+        Returns:
+            A plain dict of (B, T, ...) tensors: the fused codes ("shape", "texture",
+            "expression", "pose", "jaw_pose", "cam", "light"), the per-frame coarse ones
+            ("coarse_expression", "coarse_pose", "coarse_light"), "residual", "au_probabilities"
+            (41), "au_intensities" (27), the :meth:`decode` outputs, and in the detail stage the
+            :meth:`detail` outputs.
+        """
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+        encoded = self.encode(images, valid)
+        fused = self.fuse(encoded, per_frame=per_frame)
+        codes = {k: encoded[k] for k in ("shape", "texture", "cam")} | fused
+        out: dict[str, torch.Tensor] = dict(codes)
+        out |= {f"coarse_{k}": encoded[k] for k in ("expression", "pose", "light")}
+        out["au_probabilities"] = encoded["au_probabilities"]
+        out |= self.decode(codes, render_shape=render_shape)
+        if stage == "detail":
+            out |= self.detail(images, codes, out["vertices"])
+        return out
+
+
+def _check_sizes(
+    layout: CodeLayout,
+    coarse_encoder: CoarseEncoder,
+    temporal_fusion: TemporalFusion,
+    detail_encoder: DetailEncoder,
+    detail_generator: DetailGenerator,
+) -> None:
+    """One-line errors when the modules do not fit the face model's code layout."""
+    if coarse_encoder.n_codes != layout.total:
+        raise ValueError(
+            f"coarse encoder predicts {coarse_encoder.n_codes} codes; the face model's layout "
+            f"{layout.sizes} needs {layout.total}"
+        )
+    if temporal_fusion.n_expression != layout.n_expression:
+        raise ValueError(
+            f"temporal fusion has {temporal_fusion.n_expression} expression coefficients, the "
+            f"face model {layout.n_expression}"
+        )
+    latent = 3 + layout.n_expression + detail_encoder.n_codes
+    if detail_generator.latent_dim != latent:
+        raise ValueError(
+            f"detail generator latent_dim={detail_generator.latent_dim}; jaw 3 + expression "
+            f"{layout.n_expression} + detail {detail_encoder.n_codes} = {latent}"
+        )
+
+
+class ConditionedDetailCritic(nn.Module):
+    """The detail critic with its AU heatmap condition (the module handed to the optimizer).
+
+    Args:
+        critic: :class:`DetailCritic` with ``num_aus == heatmaps.num_aus``.
+        heatmaps: per-AU UV heatmaps (``size == critic.uv_size``).
+    """
+
+    def __init__(self, *, critic: DetailCritic, heatmaps: AUHeatmaps) -> None:
+        super().__init__()
+        if critic.num_aus != heatmaps.num_aus or critic.uv_size != heatmaps.size:
+            raise ValueError(
+                f"critic ({critic.num_aus} AUs, UV {critic.uv_size}) and heatmaps "
+                f"({heatmaps.num_aus} AUs, UV {heatmaps.size}) do not match"
+            )
+        self.critic = critic
+        self.heatmaps = heatmaps
+
+    @staticmethod
+    def detail_render(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(N, 4, Huv, Wuv) critic input from :meth:`SeqDECA.detail` outputs (B, T, ...):
+        UV shading (3) and displacement (1), frames folded into N."""
+        return _fold(torch.cat([outputs["uv_shading"], outputs["displacement"]], dim=2))
+
+    def forward(
+        self, detail_render: torch.Tensor, au_condition: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Score UV detail renders.
+
+        Args:
+            detail_render: (N, 4, Huv, Wuv), see :meth:`detail_render`.
+            au_condition: (N, K) AU intensities in [0, 1].
+
+        Returns:
+            {"realism": (N, 1, h, w) unbounded WGAN patch scores, "au": (N, K) AU estimates}.
+        """
+        realism, au = self.critic(detail_render, self.heatmaps(au_condition))
+        return {"realism": realism, "au": au}

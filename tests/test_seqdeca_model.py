@@ -1,0 +1,178 @@
+"""The composed SeqDECA model and its builders (tiny backbones, bundled face model, CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from seqdeca.config import load_config
+from seqdeca.models.from_config import build_critic, build_model
+from seqdeca.models.seqdeca_model import SeqDECA
+from seqdeca.models.weights import WeightsError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny_cpu.yaml"
+B, T = 1, 3
+
+
+@pytest.fixture(scope="module")
+def model() -> SeqDECA:
+    torch.manual_seed(0)
+    return build_model(load_config(TINY))
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.rand(B, T, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(autouse=True)
+def _temporal_stage(model):
+    model.set_stage("temporal")
+    model.eval()
+    yield
+    model.set_stage("temporal")
+
+
+def test_forward_shapes_both_stages(model, images) -> None:
+    cfg = load_config(TINY)
+    e, uv, hw = model.layout.n_expression, cfg.render.uv_size, cfg.render.image_size
+    with torch.no_grad():
+        out = model(images, None, "temporal", render_shape=True)
+        detail = model(images, torch.ones(B, T, dtype=torch.bool), "detail")
+    assert isinstance(out, dict) and all(torch.is_tensor(v) for v in out.values())
+    expected = {
+        "shape": (model.layout.n_shape,), "expression": (e,), "pose": (6,), "jaw_pose": (3,),
+        "cam": (3,), "light": (9, 3), "au_intensities": (27,), "au_probabilities": (41,),
+        "vertices": (model.face_model.num_vertices, 3), "landmarks68": (68, 2),
+        "render": (3, hw, hw), "render_mask": (1, hw, hw), "shape_image": (3, hw, hw),
+    }  # fmt: skip
+    for key, tail in expected.items():
+        assert out[key].shape == (B, T, *tail), key
+    detail_expected = {
+        "detail_code": (128,), "au_condition": (27,), "displacement": (1, uv, uv),
+        "detail_normals": (3, uv, uv), "uv_shading": (3, uv, uv), "uv_input": (3, uv, uv),
+    }  # fmt: skip
+    for key, tail in detail_expected.items():
+        assert detail[key].shape == (B, T, *tail), key
+    assert "detail_code" not in out
+    assert 0 <= out["au_intensities"].min() and out["au_intensities"].max() <= 1
+    assert detail["displacement"].abs().max() <= 0.01
+    inside = (model._uv_detail_mask(images) == 1) & (model.renderer.uv_mask[0, 0] > 0)
+    norms = detail["detail_normals"].norm(dim=2)[..., inside]  # unit where the detail applies
+    assert inside.sum() > 100 and torch.isfinite(detail["detail_normals"]).all()
+    assert_close(norms, torch.ones_like(norms), atol=1e-4, rtol=0)
+
+
+def test_untrained_temporal_model_returns_the_per_frame_codes(model, images) -> None:
+    with torch.no_grad():
+        out = model(images)
+        encoded = model.encode(images)
+    assert_close(out["expression"], encoded["expression"])
+    assert_close(out["pose"], encoded["pose"])
+    assert_close(out["light"], encoded["light"])
+    assert_close(out["coarse_expression"], encoded["expression"])
+
+
+def test_frozen_modules_are_in_eval_and_outside_the_optimizer(model) -> None:
+    model.train()
+    trainable = {id(p) for p in model.trainable_parameters("temporal")}
+    assert set(model.trainable_modules("temporal")) == {"temporal_fusion", "au_head"}
+    for name in ("coarse_encoder", "au_net", "detail_encoder", "detail_generator"):
+        module = getattr(model, name)
+        assert not module.training, name
+        assert all(not p.requires_grad and id(p) not in trainable for p in module.parameters())
+    assert model.temporal_fusion.training and model.au_head.training
+    model.set_stage("detail")
+    assert model.detail_generator.training and not model.temporal_fusion.training
+    assert {id(p) for p in model.trainable_parameters("detail")} == {
+        id(p)
+        for n in ("detail_encoder", "detail_generator")
+        for p in getattr(model, n).parameters()
+    }
+    with pytest.raises(ValueError, match="unknown stage"):
+        model.set_stage("coarse")
+
+
+def _grad_modules(model: SeqDECA) -> set[str]:
+    return {
+        name
+        for name, module in model.named_children()
+        if any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    }
+
+
+@pytest.mark.parametrize("freeze_coarse", [True, False])
+def test_gradients_reach_exactly_the_trainable_modules(model, images, freeze_coarse) -> None:
+    model.freeze_coarse = freeze_coarse
+    try:
+        model.set_stage("temporal")
+        model.zero_grad(set_to_none=True)
+        out = model(images[:, :2])
+        sum(v.float().sum() for v in out.values() if v.is_floating_point()).backward()
+        want = {"temporal_fusion", "au_head"} | (set() if freeze_coarse else {"coarse_encoder"})
+        assert _grad_modules(model) == want
+        for p in model.temporal_fusion.residual_head.parameters():  # the zero-init layer learns
+            assert p.grad.abs().sum() > 0
+    finally:
+        model.freeze_coarse = True
+        model.zero_grad(set_to_none=True)
+
+
+def test_per_frame_mode_equals_single_frame_windows(model, images) -> None:
+    head = model.temporal_fusion.residual_head
+    saved = {k: v.clone() for k, v in head.state_dict().items()}
+    try:
+        with torch.no_grad():
+            torch.nn.init.normal_(head.weight, std=0.05)  # a "trained" fusion: windows matter
+            per_frame = model(images, per_frame=True)
+            windowed = model(images, per_frame=False)
+            singles = [model(images[:, t : t + 1], per_frame=False) for t in range(T)]
+            model.use_temporal = False
+            default_off = model(images)
+        for key in ("expression", "pose", "light", "au_intensities"):
+            stacked = torch.cat([s[key] for s in singles], dim=1)
+            assert_close(per_frame[key], stacked, atol=1e-5, rtol=1e-5)
+            assert_close(default_off[key], per_frame[key])
+        assert not torch.allclose(windowed["expression"], per_frame["expression"], atol=1e-5)
+    finally:
+        model.use_temporal = True
+        head.load_state_dict(saved)
+
+
+def test_build_model_reads_the_model_section() -> None:
+    cfg = load_config(TINY, ["model.detail_au_condition=affwild12", "model.use_temporal=false"])
+    built = build_model(cfg)
+    assert built.use_temporal is False and built.detail_generator.au_dim == 12
+    assert built.temporal_fusion.dim == cfg.model.fusion_dim == 32
+    critic = build_critic(cfg, built)
+    with torch.no_grad():
+        out = built(torch.rand(1, 2, 3, 224, 224), stage="detail")
+        scores = critic(critic.detail_render(out), out["au_condition"].flatten(0, 1))
+    assert scores["realism"].shape == (2, 1, 2, 2) and scores["au"].shape == (2, 12)
+    none = build_model(load_config(TINY, ["model.detail_au_condition=none"]))
+    assert none.detail_generator.au_dim == 0 and len(none.detail_generator.film) == 0
+
+
+def test_deca_checkpoint_with_a_mismatched_face_model_is_refused(tmp_path) -> None:
+    from deca_factory import RefGenerator, RefResnetEncoder, write_deca_checkpoint
+
+    path = write_deca_checkpoint(
+        tmp_path / "deca_model.tar",
+        e_flame=RefResnetEncoder(236),
+        e_detail=RefResnetEncoder(128),
+        d_detail=RefGenerator(181),
+    )
+    cfg = load_config(TINY, [f"model.deca_checkpoint={path}"])
+    with pytest.raises(WeightsError, match="needs DECA's code layout") as info:
+        build_model(cfg)
+    assert "\n" not in str(info.value) and "expression 10" in str(info.value)
+
+
+def test_au_checkpoint_needs_the_resnet_backbone(tmp_path) -> None:
+    cfg = load_config(TINY, [f"model.au_checkpoint={tmp_path / 'au.pth'}"])
+    with pytest.raises(WeightsError, match="au_backbone=resnet50"):
+        build_model(cfg)
