@@ -171,6 +171,24 @@ class RunConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Training loop (:func:`seqdeca.train.loop.train`); one optimizer step = ``grad_accum`` batches."""
+
+    stage: str = "temporal"  # "temporal" (fusion + AU head); the detail stage is not wired yet
+    max_steps: int = 1000  # optimizer steps (skipped non-finite steps count)
+    lr: float = 1e-4  # AdamW learning rate after warm-up
+    weight_decay: float = 1e-4
+    warmup_steps: int = 0  # linear learning-rate warm-up from 0
+    grad_clip: float = 1.0  # max gradient norm; 0 = no clipping
+    grad_accum: int = 1  # batches per optimizer step
+    mixed_precision: str = "no"  # "no", "fp16" or "bf16" (GPU)
+    checkpoint_every: int = 500  # steps between save_state checkpoints; 0 = only at the end
+    keep_checkpoints: int = 3  # newest checkpoints kept
+    log_every: int = 10  # steps between TensorBoard scalar writes
+    max_bad_steps: int = 5  # consecutive non-finite steps before training stops
+
+
+@dataclass
 class Config:
     """The whole configuration of a seqdeca run."""
 
@@ -183,3 +201,4 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

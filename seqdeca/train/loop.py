@@ -1,0 +1,346 @@
+"""The training loop of a stage with Accelerate (single CPU process, DDP, GPUs, mixed precision).
+
+``train(cfg)`` seeds (before building the model), builds the model, the window loader and
+AdamW over the stage's trainable parameters, then runs ``cfg.train.max_steps`` optimizer steps
+of ``cfg.train.grad_accum`` batches each inside ``accelerator.accumulate``. Per step it writes
+one line to ``run_dir/losses.jsonl`` (main process), TensorBoard scalars every
+``train.log_every`` steps, and an atomic ``save_state`` checkpoint every
+``train.checkpoint_every`` steps; at the end a last checkpoint and ``run_dir/model.pt``.
+
+Non-finite losses: the step's gradients are discarded (on every process alike) and the step is
+logged as skipped; ``train.max_bad_steps`` such steps in a row stop training with a
+:class:`TrainingError`. Resuming loads a checkpoint with ``load_state`` (model, optimizer, RNG
+states and :class:`~seqdeca.train.state.TrainState`) and continues mid-epoch with
+``skip_first_batches``, so the loss trajectory equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from tqdm import tqdm
+
+from seqdeca.config.loader import config_to_yaml, save_config
+from seqdeca.config.schema import Config
+from seqdeca.data.dataset import window_loader
+from seqdeca.errors import UserError
+from seqdeca.models.from_config import build_model
+from seqdeca.train.optim import build_optimizer, learning_rate, set_learning_rate
+from seqdeca.train.state import (
+    CheckpointError,
+    TrainState,
+    check_checkpoint,
+    export_inference_checkpoint,
+    prune_checkpoints,
+    publish_checkpoint,
+    resolve_resume,
+    temporary_checkpoint_dir,
+    write_state_json,
+)
+from seqdeca.train.steps import SkipLog, temporal_step
+
+log = logging.getLogger(__name__)
+
+LOSS_LOG = "losses.jsonl"
+IMPLEMENTED_STAGES = ("temporal",)
+
+
+class TrainingError(UserError):
+    """Training cannot go on (e.g. too many non-finite steps in a row)."""
+
+
+@dataclass
+class TrainSummary:
+    """What :func:`train` did.
+
+    Attributes:
+        run_dir: the run folder.
+        steps: optimizer steps done in total (including those of a resumed run).
+        skipped_steps: non-finite steps skipped in this invocation.
+        last_losses: unweighted terms and "total" of the last step.
+        windows_per_s: training windows per second over this invocation (all processes).
+        model_path: the exported inference checkpoint.
+        saved_step: step of the newest checkpoint written or resumed from (-1: none).
+        main_process: False on the other processes of a multi-process run (they stay quiet).
+    """
+
+    run_dir: Path
+    steps: int
+    skipped_steps: int
+    last_losses: dict[str, float] = field(default_factory=dict)
+    windows_per_s: float = 0.0
+    model_path: Path | None = None
+    saved_step: int = -1
+    main_process: bool = True
+
+
+def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
+    """Accelerator of the run: CPU when ``run.device == "cpu"``, ``train.mixed_precision``,
+    ``train.grad_accum`` and TensorBoard logging into ``run_dir``.
+
+    DDP looks for unused parameters: which terms exist depends on the batch (e.g. the AU head
+    gets no gradient in a batch without AU labels or proxies).
+    """
+    return Accelerator(
+        cpu=cfg.run.device == "cpu",
+        mixed_precision=cfg.train.mixed_precision,
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        log_with="tensorboard",
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)),
+    )
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: TrainState, keep: int) -> Path:
+    """Atomic ``save_state`` into ``run_dir/checkpoints/step_NNNNNN``; keeps the newest ``keep``."""
+    tmp, final = temporary_checkpoint_dir(run_dir, state.step)
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_state_json(tmp, state)
+        publish_checkpoint(tmp, final)
+        prune_checkpoints(run_dir, keep)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator: Accelerator, path: Path, state: TrainState) -> None:
+    """Validate and ``load_state`` a checkpoint (restores ``state`` through registration).
+
+    Raises:
+        CheckpointError: one line when the folder is incomplete, corrupt or does not fit.
+    """
+    expected = check_checkpoint(path)
+    try:
+        accelerator.load_state(str(path))
+    except Exception as exc:  # noqa: BLE001 - torch / safetensors raise many types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: {first}; is it from this config's model?"
+        ) from None
+    if state.step != expected["step"]:
+        raise CheckpointError(f"checkpoint {path}: train state step {state.step} != "
+                              f"{expected['step']} in its train_state.json")  # fmt: skip
+
+
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """True when ``flag`` is set on any process (every process must call this)."""
+    if accelerator.num_processes == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _build(cfg: Config) -> tuple:
+    """Seeded model, optimizer and loader of the configured stage (before ``prepare``)."""
+    stage = cfg.train.stage
+    if stage not in IMPLEMENTED_STAGES:
+        raise UserError(
+            f"train.stage={stage!r} is not implemented yet; choose one of {IMPLEMENTED_STAGES}"
+        )
+    set_seed(cfg.run.seed)
+    model = build_model(cfg)
+    model.set_stage(stage)
+    model.train()
+    optimizer = build_optimizer(model.trainable_parameters(stage), cfg.train)
+    loader = window_loader(cfg.data, train=True, seed=cfg.run.seed)
+    return model, optimizer, loader
+
+
+def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
+    """Train ``cfg.train.stage`` into ``cfg.run.output_dir``.
+
+    Args:
+        cfg: the resolved config (``data``, ``model``, ``loss``, ``train``, ``run`` are read).
+        resume: None (fresh run; existing checkpoints of the folder are left alone but
+            ``losses.jsonl`` restarts), ``"latest"`` (the newest checkpoint of the run folder) or
+            a checkpoint folder.
+
+    Returns:
+        :class:`TrainSummary`.
+
+    Raises:
+        TrainingError: ``train.max_bad_steps`` non-finite steps in a row.
+        CheckpointError: a resume checkpoint is missing, corrupt or does not fit.
+        UserError: bad settings (stage, data sources, ...).
+    """
+    tcfg, run_dir = cfg.train, Path(cfg.run.output_dir)
+    if tcfg.grad_accum < 1 or tcfg.max_steps < 0 or tcfg.max_bad_steps < 1:
+        raise UserError("train.grad_accum and train.max_bad_steps must be >= 1, max_steps >= 0")
+    accelerator = make_accelerator(cfg, run_dir)
+    model, optimizer, loader = _build(cfg)
+    mediapipe_ids = model.face_model.mediapipe_ids
+    trainable = model.trainable_parameters(tcfg.stage)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    if resume is not None:
+        load_checkpoint(accelerator, resolve_resume(run_dir, resume), state)
+    loss_log = run_dir / LOSS_LOG
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        if resume is None:
+            loss_log.unlink(missing_ok=True)
+    accelerator.init_trackers("tb")
+    try:
+        summary = _run_steps(
+            accelerator, cfg, model, optimizer, loader, state,
+            trainable=trainable, mediapipe_ids=mediapipe_ids, loss_log=loss_log,
+        )  # fmt: skip
+        if state.step != summary.saved_step:
+            save_checkpoint(accelerator, run_dir, state, tcfg.keep_checkpoints)
+        if accelerator.is_main_process:
+            summary.model_path = export_inference_checkpoint(
+                run_dir / "model.pt",
+                state_dict=accelerator.unwrap_model(model).state_dict(),
+                config_yaml=config_to_yaml(cfg),
+                face_model=accelerator.unwrap_model(model).face_model.name,
+                stage=tcfg.stage,
+                step=state.step,
+            )
+        accelerator.wait_for_everyone()
+    finally:
+        accelerator.end_training()
+    return summary
+
+
+def _run_steps(
+    accelerator: Accelerator,
+    cfg: Config,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: torch.utils.data.DataLoader,
+    state: TrainState,
+    *,
+    trainable: list[torch.nn.Parameter],
+    mediapipe_ids: torch.Tensor | None,
+    loss_log: Path,
+) -> TrainSummary:
+    """The step loop from ``state`` to ``train.max_steps`` (see the module docstring)."""
+    summary = TrainSummary(run_dir=Path(cfg.run.output_dir), steps=state.step, skipped_steps=0,
+                           saved_step=state.step if state.step else -1,
+                           main_process=accelerator.is_main_process)  # fmt: skip
+    bar = tqdm(total=cfg.train.max_steps, initial=state.step, desc="train",
+               disable=not accelerator.is_main_process)  # fmt: skip
+    start, windows, skips = time.perf_counter(), [0], SkipLog()
+    with bar:  # closed (newline) before an error message is printed
+        while state.step < cfg.train.max_steps:
+            loader.dataset.set_epoch(state.epoch)
+            epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch)
+            finished = _epoch(accelerator, cfg, model, optimizer, epoch_loader, state, bar=bar,
+                              trainable=trainable, mediapipe_ids=mediapipe_ids, loss_log=loss_log,
+                              summary=summary, windows=windows, start=start, skips=skips)  # fmt: skip
+            if finished:
+                state.epoch, state.batches_in_epoch = state.epoch + 1, 0
+    summary.steps = state.step
+    summary.windows_per_s = windows[0] / max(time.perf_counter() - start, 1e-9)
+    return summary
+
+
+def _epoch(
+    accelerator: Accelerator,
+    cfg: Config,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch_loader: torch.utils.data.DataLoader,
+    state: TrainState,
+    *,
+    bar: tqdm,
+    trainable: list[torch.nn.Parameter],
+    mediapipe_ids: torch.Tensor | None,
+    loss_log: Path,
+    summary: TrainSummary,
+    windows: list[int],
+    start: float,
+    skips: SkipLog,
+) -> bool:
+    """Steps over (the rest of) one epoch; True when the epoch ran to its end."""
+    tcfg, sums, window_bad = cfg.train, {}, False
+    for batch in epoch_loader:
+        with accelerator.accumulate(model):
+            set_learning_rate(optimizer, learning_rate(state.step, tcfg))
+            result = temporal_step(accelerator, model, batch, loss_cfg=cfg.loss,
+                                   mediapipe_ids=mediapipe_ids, skips=skips)  # fmt: skip
+            window_bad |= not result.finite
+            for k, v in result.logged.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            sums["_batches"] = sums.get("_batches", 0.0) + 1
+            bad = False
+            if accelerator.sync_gradients:
+                bad = _any_process(accelerator, window_bad)
+                if not bad:
+                    if tcfg.grad_clip > 0:
+                        accelerator.clip_grad_norm_(trainable, tcfg.grad_clip)
+                    optimizer.step()
+                optimizer.zero_grad()
+        state.batches_in_epoch += 1
+        windows[0] += batch.images.shape[0] * accelerator.num_processes
+        if not accelerator.sync_gradients:
+            continue
+        n = sums.pop("_batches")
+        losses = {k: v / n for k, v in sums.items()}
+        sums, window_bad = {}, False
+        _finish_step(accelerator, cfg, state, losses, bad, loss_log, summary)
+        if accelerator.is_main_process and (
+            state.step % max(1, tcfg.log_every) == 0 or state.step == tcfg.max_steps
+        ):
+            scalars = {f"loss/{k}": v for k, v in losses.items()}
+            scalars["lr"] = optimizer.param_groups[0]["lr"]
+            scalars["throughput/windows_per_s"] = windows[0] / max(
+                time.perf_counter() - start, 1e-9
+            )
+            accelerator.log(scalars, step=state.step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses.get('total', float('nan')):.4g}")
+        if tcfg.checkpoint_every > 0 and state.step % tcfg.checkpoint_every == 0:
+            save_checkpoint(accelerator, Path(cfg.run.output_dir), state, tcfg.keep_checkpoints)
+            summary.saved_step = state.step
+        if state.step >= tcfg.max_steps:
+            return False
+    return True
+
+
+def _finish_step(
+    accelerator: Accelerator,
+    cfg: Config,
+    state: TrainState,
+    losses: dict[str, float],
+    bad: bool,
+    loss_log: Path,
+    summary: TrainSummary,
+) -> None:
+    """Count the step, log its losses and stop after ``train.max_bad_steps`` bad ones in a row."""
+    state.step += 1
+    state.bad_steps = state.bad_steps + 1 if bad else 0
+    summary.last_losses = losses
+    summary.skipped_steps += int(bad)
+    if accelerator.is_main_process:
+        record = {"step": state.step, "epoch": state.epoch, "skipped": bad} | losses
+        _append_jsonl(loss_log, record)
+    if bad:
+        log.warning("step %d: non-finite loss %s; step skipped (%d in a row)",
+                    state.step, losses, state.bad_steps)  # fmt: skip
+    if state.bad_steps >= cfg.train.max_bad_steps:
+        terms = sorted(k for k, v in losses.items() if not torch.isfinite(torch.tensor(v)))
+        raise TrainingError(
+            f"training stopped at step {state.step}: {state.bad_steps} non-finite losses in a row "
+            f"(terms {terms}); lower train.lr, check the data, or resume from an earlier checkpoint "
+            f"in {Path(cfg.run.output_dir) / 'checkpoints'}"
+        )

@@ -1,0 +1,180 @@
+"""Training state, atomic ``save_state`` checkpoints and the exported inference checkpoint.
+
+A run directory holds::
+
+    run_dir/config.yaml                 the resolved config of the run
+    run_dir/losses.jsonl                one JSON line per optimizer step (losses, lr, skipped)
+    run_dir/tb/                         TensorBoard event files
+    run_dir/checkpoints/step_NNNNNN/    Accelerate ``save_state`` folders (+ train_state.json)
+    run_dir/model.pt                    exported weights + resolved config + face-model name
+
+A checkpoint folder is written under a temporary name and renamed when complete, so a folder
+named ``step_NNNNNN`` is always whole; only the newest ``keep`` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from seqdeca.errors import UserError
+
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILE = "train_state.json"
+_STEP_RE = re.compile(r"^step_(\d{6,})$")
+#: Files every complete ``save_state`` folder of ours holds (model weights in either format).
+_REQUIRED = (STATE_FILE, "optimizer.bin")
+_MODEL_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class CheckpointError(UserError):
+    """A checkpoint folder is missing, incomplete, corrupt or does not fit the model."""
+
+
+@dataclass
+class TrainState:
+    """Loop counters saved with every checkpoint (registered with ``register_for_checkpointing``).
+
+    Attributes:
+        step: optimizer steps done (skipped non-finite steps included).
+        epoch: current epoch of the window loader.
+        batches_in_epoch: batches of ``epoch`` already consumed (for ``skip_first_batches``).
+        bad_steps: consecutive non-finite steps so far.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    bad_steps: int = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        for key, value in state.items():
+            setattr(self, key, int(value))
+
+
+def checkpoint_name(step: int) -> str:
+    """``step_NNNNNN`` (zero-padded to 6 digits)."""
+    return f"step_{step:06d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders of ``run_dir``, oldest first (temporary folders ignored)."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _STEP_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(_STEP_RE.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` (>= 1) checkpoints; returns the deleted folders."""
+    old = list_checkpoints(run_dir)[: -max(1, keep)]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
+
+
+def check_checkpoint(path: str | Path) -> dict[str, int]:
+    """Validate a checkpoint folder and return its train state.
+
+    Raises:
+        CheckpointError: one line naming the folder and what is wrong.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {path}; pass an existing step_NNNNNN")
+    missing = [n for n in _REQUIRED if not (path / n).is_file()]
+    if not any((path / n).is_file() for n in _MODEL_FILES):
+        missing.append(" or ".join(_MODEL_FILES))
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} is incomplete (missing {', '.join(missing)}); "
+            "resume from an earlier step_NNNNNN or start a new run"
+        )
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+        return {k: int(state[k]) for k in ("step", "epoch", "batches_in_epoch", "bad_steps")}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} has a corrupt {STATE_FILE} ({type(exc).__name__}); "
+            "resume from an earlier step_NNNNNN or start a new run"
+        ) from None
+
+
+def resolve_resume(run_dir: str | Path, resume: str) -> Path:
+    """The checkpoint folder to resume from: ``"latest"`` or an explicit folder.
+
+    Raises:
+        CheckpointError: no checkpoint in ``run_dir`` for ``"latest"``.
+    """
+    if resume != "latest":
+        return Path(resume)
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(
+            f"--resume: no checkpoint under {Path(run_dir) / CHECKPOINT_DIR}; run without --resume"
+        )
+    return found[-1]
+
+
+def write_state_json(folder: Path, state: TrainState) -> None:
+    """Human-readable copy of the train state inside a checkpoint folder."""
+    (folder / STATE_FILE).write_text(json.dumps(state.state_dict(), indent=1) + "\n")
+
+
+def temporary_checkpoint_dir(run_dir: str | Path, step: int) -> tuple[Path, Path]:
+    """``(temporary folder, final folder)`` for the checkpoint of ``step`` (temp one cleared)."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp_{checkpoint_name(step)}"
+    return tmp, final
+
+
+def publish_checkpoint(tmp: Path, final: Path) -> Path:
+    """Rename a complete temporary checkpoint folder to its final name (replacing one there)."""
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def export_inference_checkpoint(
+    path: str | Path,
+    *,
+    state_dict: dict[str, torch.Tensor],
+    config_yaml: str,
+    face_model: str,
+    stage: str,
+    step: int,
+) -> Path:
+    """Write ``model.pt`` atomically: weights, the resolved config YAML and the face-model name.
+
+    Args:
+        path: target file.
+        state_dict: the unwrapped model's ``state_dict()`` (tensors are moved to CPU).
+        config_yaml: :func:`seqdeca.config.config_to_yaml` of the run's config.
+        face_model: the face model's ``name`` (its identity; inference refuses another).
+        stage: the stage that was trained.
+        step: optimizer steps done.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "model": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "config_yaml": config_yaml,
+        "face_model": face_model,
+        "stage": stage,
+        "step": int(step),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path

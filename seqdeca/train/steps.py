@@ -1,0 +1,197 @@
+"""One training step per stage: compute the loss terms from model outputs and a batch.
+
+:func:`coarse_terms` maps the model outputs of the temporal stage and a
+:class:`~seqdeca.data.dataset.WindowBatch` to unweighted loss terms (functions of
+:mod:`seqdeca.losses`); :func:`temporal_step` runs the forward pass, weights the terms and
+backpropagates. A term whose inputs the batch or the model does not provide is skipped, with one
+log line per run (``skipped`` collects the reasons). The optimizer step itself (clipping,
+non-finite handling, gradient accumulation) lives in :mod:`seqdeca.train.loop`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch import nn
+
+from seqdeca.au_names import MAIN_AU_NAMES
+from seqdeca.config.schema import LossConfig
+from seqdeca.data.au_proxy import AU_PROXY_NAMES
+from seqdeca.data.dataset import WindowBatch
+from seqdeca.losses import (
+    WeightedLoss,
+    au_supervision_loss,
+    coarse_options,
+    coarse_weights,
+    code_l2,
+    eye_closure_loss,
+    jaw_regulariser,
+    landmark_loss,
+    light_regulariser,
+    lip_closure_loss,
+    mediapipe_landmark_loss,
+    photometric_loss,
+    temporal_smoothness,
+    weighted_sum,
+)
+from seqdeca.models.au_head import select_affwild2
+
+log = logging.getLogger(__name__)
+
+#: Main-AU index of each proxy in ``AU_PROXY_NAMES`` order (-1: the AU is not a main AU).
+_PROXY_TO_MAIN = tuple(
+    MAIN_AU_NAMES.index(n.removesuffix("_proxy")) if n.removesuffix("_proxy") in MAIN_AU_NAMES
+    else -1
+    for n in AU_PROXY_NAMES
+)  # fmt: skip
+#: Terms the loop does not compute yet (they need extra networks or weight files).
+_NOT_WIRED = {
+    "identity": "the identity network (loss.identity_weights) is not wired into training yet",
+    "au_render": "AU net on the render is not wired into training yet",
+}
+
+
+class SkipLog:
+    """Remembers which terms were skipped and logs each reason once."""
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, str] = {}
+
+    def skip(self, term: str, reason: str) -> None:
+        if term not in self.reasons:
+            self.reasons[term] = reason
+            log.info("loss term %s skipped: %s", term, reason)
+
+
+def _resize_to(x: torch.Tensor, size: tuple[int, int], *, nearest: bool = False) -> torch.Tensor:
+    """(B, T, C, H, W) or (B, T, H, W) resized to ``size`` (unchanged when equal)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    lead = x.shape[:2]
+    flat = x.reshape(-1, 1 if x.dim() == 4 else x.shape[2], *x.shape[-2:])
+    if nearest:
+        out = F.interpolate(flat.float(), size=size, mode="nearest").to(x.dtype)
+    else:
+        out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return out.reshape(*lead, *x.shape[2:-2], *size)
+
+
+def _au_terms(out: dict, batch: WindowBatch, skips: SkipLog) -> torch.Tensor | None:
+    """``au_label``: AU head vs Aff-Wild2 labels and/or landmark proxies, when present."""
+    valid = batch.valid
+    labels = batch.au if bool((batch.au >= 0).any()) else None
+    proxies = proxy_pred = None
+    if batch.au_proxy.shape[-1] == len(AU_PROXY_NAMES) and bool(
+        torch.isfinite(batch.au_proxy).any()
+    ):
+        keep = [k for k, m in enumerate(_PROXY_TO_MAIN) if m >= 0]
+        index = torch.tensor([_PROXY_TO_MAIN[k] for k in keep], device=valid.device)
+        proxy_pred = out["au_intensities"].index_select(-1, index)
+        proxies = batch.au_proxy[..., keep]
+    if labels is None and proxies is None:
+        skips.skip("au_label", "the batch has neither AU labels nor AU proxies")
+        return None
+    label_pred = select_affwild2(out["au_intensities"]) if labels is not None else None
+    return au_supervision_loss(
+        label_pred=label_pred, labels=labels, proxy_pred=proxy_pred, proxies=proxies, valid=valid
+    )
+
+
+def coarse_terms(
+    out: dict[str, torch.Tensor],
+    batch: WindowBatch,
+    *,
+    loss_cfg: LossConfig,
+    mediapipe_ids: torch.Tensor | None,
+    skips: SkipLog,
+) -> dict[str, torch.Tensor]:
+    """Unweighted coarse / temporal terms whose weight is > 0 and whose inputs exist.
+
+    Args:
+        out: :meth:`SeqDECA.forward` outputs, (B, T, ...).
+        batch: the window batch (images (B, T, 3, H, W) at the crop size; renders may be
+            smaller: images and masks are resized to the render size).
+        loss_cfg: weights and options.
+        mediapipe_ids: (L,) MediaPipe ids of the model's "landmarks_mp" points, or None.
+        skips: collects (and logs once) the terms skipped for missing inputs.
+
+    Returns:
+        term name (``LossConfig`` field) -> 0-dim tensor.
+    """
+    weights = coarse_weights(loss_cfg)
+    on = {k for k, w in weights.items() if w > 0}
+    valid = batch.valid
+    terms: dict[str, torch.Tensor] = {}
+    if on & {"landmark", "eye_closure", "lip_closure"}:
+        pred68, target68 = out["landmarks68"], batch.landmarks68
+        for name, fn in (("landmark", landmark_loss), ("eye_closure", eye_closure_loss),
+                         ("lip_closure", lip_closure_loss)):  # fmt: skip
+            if name in on:
+                terms[name] = fn(pred68, target68, valid)
+    if "landmark_mediapipe" in on:
+        if "landmarks_mp" in out and mediapipe_ids is not None:
+            terms["landmark_mediapipe"] = mediapipe_landmark_loss(
+                out["landmarks_mp"], batch.landmarks, valid, target_index=mediapipe_ids
+            )
+        else:
+            skips.skip("landmark_mediapipe", "the face model has no MediaPipe landmark embedding")
+    if "photometric" in on:
+        size = tuple(out["render"].shape[-2:])
+        terms["photometric"] = photometric_loss(
+            out["render"], _resize_to(batch.images, size), _resize_to(batch.masks, size, nearest=True),
+            out["render_mask"], valid,
+            important_region_weight=coarse_options(loss_cfg)["important_region_weight"],
+        )  # fmt: skip
+    regs = {"shape_reg": "shape", "expression_reg": "expression", "texture_reg": "texture"}
+    for name, key in regs.items():
+        if name in on:
+            terms[name] = code_l2(out[key], valid)
+    if "light_reg" in on:
+        terms["light_reg"] = light_regulariser(out["light"], valid)
+    if "jaw_reg" in on:
+        terms["jaw_reg"] = jaw_regulariser(out["jaw_pose"], valid)
+    if "temporal" in on:
+        codes = torch.cat([out["expression"], out["jaw_pose"], out["light"].flatten(-2)], dim=-1)
+        terms["temporal"] = temporal_smoothness(codes, valid)
+    if "au_label" in on:
+        au = _au_terms(out, batch, skips)
+        if au is not None:
+            terms["au_label"] = au
+    for name in on & set(_NOT_WIRED):
+        skips.skip(name, _NOT_WIRED[name])
+    return terms
+
+
+def temporal_step(
+    accelerator: Accelerator,
+    model: nn.Module,
+    batch: WindowBatch,
+    *,
+    loss_cfg: LossConfig,
+    mediapipe_ids: torch.Tensor | None,
+    skips: SkipLog,
+) -> WeightedLoss:
+    """Forward, weighted coarse loss and backward for one batch of the temporal stage.
+
+    The backward pass runs even for a non-finite total (every process must join the gradient
+    all-reduce); the loop then discards the gradients instead of stepping.
+
+    Args:
+        accelerator: the run's accelerator (``backward`` handles scaling and DDP).
+        model: the prepared (possibly DDP-wrapped) :class:`SeqDECA`.
+        batch: a window batch on the accelerator's device.
+
+    Returns:
+        :class:`WeightedLoss` of the batch (``logged`` holds the unweighted terms and "total").
+    """
+    with accelerator.autocast():
+        out = model(batch.images, batch.valid, "temporal")
+    out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
+    terms = coarse_terms(out, batch, loss_cfg=loss_cfg, mediapipe_ids=mediapipe_ids, skips=skips)
+    result = weighted_sum(terms, coarse_weights(loss_cfg))
+    if result.total.requires_grad:
+        accelerator.backward(result.total)
+    return result

@@ -1,0 +1,178 @@
+"""The training loop on CPU: outputs of a run, determinism, resume, non-finite steps, faults.
+
+Tiny backbones (configs/tiny_cpu.yaml) on 2 synthetic prepared clips of 8 frames, windows of
+2 frames, batch 1: a step takes well under a second on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from seqdeca.config import load_config
+from seqdeca.config.schema import Config, DataSourceConfig
+from seqdeca.data.synthetic import make_synthetic_dataset
+from seqdeca.models.from_config import build_model
+from seqdeca.train import steps as train_steps
+from seqdeca.train.loop import TrainingError, train
+from seqdeca.train.state import CheckpointError, list_checkpoints
+from tools import train_seq
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny_cpu.yaml"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("prepared")
+    make_synthetic_dataset(root, load_config(TINY), clips=2, frames=8, seed=3, progress=False)
+    return root
+
+
+def _overrides(data_root: Path, run_dir: Path, **train_keys) -> list[str]:
+    keys = {"max_steps": 4, "checkpoint_every": 2, "keep_checkpoints": 2, "log_every": 1}
+    keys |= train_keys
+    return [
+        "data.window=2", "data.batch_size=1", f"run.output_dir={run_dir}",
+        "loss.temporal=0.1", *(f"train.{k}={v}" for k, v in keys.items()),
+    ]  # fmt: skip
+
+
+def _config(data_root: Path, run_dir: Path, **train_keys) -> Config:
+    cfg = load_config(TINY, _overrides(data_root, run_dir, **train_keys))
+    cfg.data.sources = [DataSourceConfig(root=str(data_root))]
+    return cfg
+
+
+def _losses(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "losses.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def reference_run(data_root, tmp_path_factory) -> Path:
+    """An uninterrupted 4-step run with checkpoints at steps 2 and 4."""
+    run_dir = tmp_path_factory.mktemp("run") / "a"
+    summary = train(_config(data_root, run_dir))
+    assert summary.steps == 4 and summary.skipped_steps == 0
+    return run_dir
+
+
+def test_a_run_writes_checkpoints_events_config_and_model(reference_run, data_root) -> None:
+    run_dir = reference_run
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step_000002", "step_000004"]
+    assert not list((run_dir / "checkpoints").glob(".tmp*"))
+    assert list((run_dir / "tb").rglob("events.out.tfevents.*"))
+    assert load_config(run_dir / "config.yaml").train.max_steps == 4
+    records = _losses(run_dir)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert {"landmark", "photometric", "temporal", "total"} <= set(records[0])
+    assert all(torch.isfinite(torch.tensor(r["total"])) for r in records)
+    saved = torch.load(run_dir / "model.pt", weights_only=False)
+    assert saved["stage"] == "temporal" and saved["step"] == 4
+    assert "train:" in saved["config_yaml"] and saved["face_model"]
+
+
+def test_frozen_modules_are_unchanged_and_trained_ones_move(reference_run, data_root) -> None:
+    saved = torch.load(reference_run / "model.pt", weights_only=False)["model"]
+    torch.manual_seed(0)  # the run's seed: set_seed(run.seed) before build_model
+    initial = build_model(_config(data_root, reference_run)).state_dict()
+    for prefix in ("coarse_encoder.", "au_net.", "detail_encoder.", "detail_generator."):
+        for key in (k for k in initial if k.startswith(prefix)):
+            assert_close(saved[key], initial[key], rtol=0, atol=0, msg=key)
+    moved = [k for k in initial if k.startswith(("temporal_fusion.", "au_head."))
+             and not torch.equal(saved[k], initial[k])]  # fmt: skip
+    assert moved, "no trainable parameter changed"
+
+
+def test_same_seed_and_config_give_identical_losses(reference_run, data_root, tmp_path) -> None:
+    train(_config(data_root, tmp_path / "b"))
+    assert _losses(tmp_path / "b") == _losses(reference_run)
+
+
+def test_resume_mid_epoch_continues_the_same_trajectory(reference_run, data_root, tmp_path) -> None:
+    run_dir = tmp_path / "c"
+    train(_config(data_root, run_dir, max_steps=2))
+    assert _losses(run_dir) == _losses(reference_run)[:2]
+    copy = tmp_path / "c_copy"
+    shutil.copytree(run_dir, copy)
+    code = train_seq.main(["--config", str(TINY), "--resume", *_overrides(data_root, copy),
+                           f"data.sources=[{{root: {data_root}}}]"])  # fmt: skip
+    assert code == 0
+    assert _losses(copy) == _losses(reference_run)
+    assert [p.name for p in list_checkpoints(copy)] == ["step_000002", "step_000004"]
+
+
+def test_non_finite_losses_are_skipped_then_training_stops(
+    data_root, tmp_path, monkeypatch, capsys
+) -> None:
+    def nan_landmarks(pred, target, valid=None):
+        return pred.sum() * float("nan")
+
+    monkeypatch.setattr(train_steps, "landmark_loss", nan_landmarks)
+    cfg = _config(data_root, tmp_path / "nan", max_bad_steps=3, checkpoint_every=0)
+    with pytest.raises(TrainingError, match="3 non-finite losses in a row"):
+        train(cfg)
+    records = _losses(tmp_path / "nan")
+    assert [r["skipped"] for r in records] == [True, True, True]
+    code = train_seq.main(["--config", str(TINY), *_overrides(data_root, tmp_path / "nan2"),
+                           "train.max_bad_steps=2", f"data.sources=[{{root: {data_root}}}]"])  # fmt: skip
+    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert code == 2 and len(errors) == 1
+    assert errors[0].startswith("error: training stopped at step 2: 2 non-finite losses in a row")
+
+
+@pytest.mark.parametrize("damage", ["missing_optimizer", "garbage_weights", "bad_state"])
+def test_a_corrupt_checkpoint_is_a_one_line_error(
+    reference_run, data_root, tmp_path, capsys, damage
+) -> None:
+    copy = tmp_path / "d"
+    shutil.copytree(reference_run, copy)
+    latest = list_checkpoints(copy)[-1]
+    if damage == "missing_optimizer":
+        (latest / "optimizer.bin").unlink()
+    elif damage == "garbage_weights":
+        (latest / "model.safetensors").write_bytes(b"not a safetensors file")
+    else:
+        (latest / "train_state.json").write_text("{")
+    with pytest.raises(CheckpointError, match=str(latest.name)):
+        train(_config(data_root, copy, max_steps=6), resume="latest")
+    code = train_seq.main(["--config", str(TINY), "--resume", *_overrides(data_root, copy),
+                           f"data.sources=[{{root: {data_root}}}]"])  # fmt: skip
+    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and latest.name in errors[0]
+
+
+@pytest.mark.slow
+def test_two_process_cpu_ddp_smoke_run(data_root, tmp_path) -> None:
+    """``accelerate launch --multi_gpu --num_processes 2`` with ACCELERATE_USE_CPU=1 (gloo)."""
+    launcher = Path(sys.executable).parent / "accelerate"
+    if not launcher.is_file():
+        pytest.skip(f"accelerate launcher not found next to {sys.executable}")
+    config = tmp_path / "ddp.yaml"
+    config.write_text(f"_base_: {TINY}\ndata:\n  sources:\n    - root: {data_root}\n")
+    run_dir = tmp_path / "ddp"
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "tools" / "train_seq.py"),
+           "--config", str(config), *_overrides(data_root, run_dir, max_steps=3)]  # fmt: skip
+    env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    try:
+        proc = subprocess.run(
+            cmd, check=False, env=env, capture_output=True, text=True, timeout=120
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("2-process DDP run did not finish in 120 s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("3 steps (0 skipped)") == 1  # only the main process reports
+    assert [r["step"] for r in _losses(run_dir)] == [1, 2, 3]
+    last = list_checkpoints(run_dir)[-1]
+    assert last.name == "step_000003"
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in last.iterdir()}
+    assert (run_dir / "model.pt").is_file()
