@@ -176,3 +176,70 @@ def test_two_process_cpu_ddp_smoke_run(data_root, tmp_path) -> None:
     assert last.name == "step_000003"
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in last.iterdir()}
     assert (run_dir / "model.pt").is_file()
+
+
+# ------------------------------------------------------------------------------ detail stage
+
+DETAIL = ROOT / "configs" / "detail.yaml"
+
+
+def _detail_config(data_root: Path, run_dir: Path, **train_keys) -> Config:
+    keys = {"max_steps": 3, "n_critic": 2} | train_keys
+    cfg = load_config([TINY, DETAIL], _overrides(data_root, run_dir, **keys))
+    cfg.data.sources = [DataSourceConfig(root=str(data_root))]
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def detail_run(data_root, tmp_path_factory) -> Path:
+    """An uninterrupted 3-step detail run (2 critic updates per step), checkpoints at 2 and 3."""
+    run_dir = tmp_path_factory.mktemp("detail") / "a"
+    summary = train(_detail_config(data_root, run_dir))
+    assert summary.steps == 3 and summary.skipped_steps == 0
+    return run_dir
+
+
+def test_detail_stage_runs_and_checkpoints_the_critic(detail_run) -> None:
+    assert [p.name for p in list_checkpoints(detail_run)] == ["step_000002", "step_000003"]
+    names = {p.name for p in list_checkpoints(detail_run)[-1].iterdir()}
+    assert {"model.safetensors", "model_1.safetensors", "optimizer.bin", "optimizer_1.bin"} <= names
+    records = _losses(detail_run)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    want = {"adversarial", "au_regression", "detail_photometric", "z_reg", "z_diff", "z_sym",
+            "total", "D_critic", "D_gradient_penalty", "D_au_regression", "D_total"}  # fmt: skip
+    assert want <= set(records[0])
+    assert all(torch.isfinite(torch.tensor([v for k, v in r.items() if k in want])).all()
+               for r in records)  # fmt: skip
+    assert torch.load(detail_run / "model.pt", weights_only=False)["stage"] == "detail"
+
+
+def test_detail_stage_trains_generator_and_critic_only(detail_run, data_root) -> None:
+    from safetensors.torch import load_file
+
+    from seqdeca.models.from_config import build_critic
+
+    cfg = _detail_config(data_root, detail_run)
+    torch.manual_seed(cfg.run.seed)  # as the loop: seed, model, then critic
+    model = build_model(cfg)
+    initial, critic0 = model.state_dict(), build_critic(cfg, model).state_dict()
+    saved = torch.load(detail_run / "model.pt", weights_only=False)["model"]
+    frozen = ("coarse_encoder.", "au_net.", "temporal_fusion.", "au_head.")
+    for key in (k for k in initial if k.startswith(frozen)):
+        assert_close(saved[key], initial[key], rtol=0, atol=0, msg=key)
+    for prefix in ("detail_encoder.", "detail_generator."):
+        assert any(not torch.equal(saved[k], initial[k]) for k in initial if k.startswith(prefix))
+    critic = load_file(str(list_checkpoints(detail_run)[-1] / "model_1.safetensors"))
+    assert set(critic) <= set(critic0)
+    assert any(not torch.equal(critic[k], critic0[k]) for k in critic), "critic did not train"
+
+
+def test_detail_stage_is_deterministic(detail_run, data_root, tmp_path) -> None:
+    train(_detail_config(data_root, tmp_path / "b"))
+    assert _losses(tmp_path / "b") == _losses(detail_run)
+
+
+def test_detail_stage_resume_continues_the_same_trajectory(detail_run, data_root, tmp_path) -> None:
+    run_dir = tmp_path / "c"
+    train(_detail_config(data_root, run_dir, max_steps=2))
+    train(_detail_config(data_root, run_dir), resume="latest")
+    assert _losses(run_dir) == _losses(detail_run)

@@ -174,9 +174,9 @@ class RunConfig:
 class TrainConfig:
     """Training loop (:func:`seqdeca.train.loop.train`); one optimizer step = ``grad_accum`` batches."""
 
-    stage: str = "temporal"  # "temporal" (fusion + AU head); the detail stage is not wired yet
+    stage: str = "temporal"  # "temporal" (fusion + AU head) or "detail" (detail cGAN)
     max_steps: int = 1000  # optimizer steps (skipped non-finite steps count)
-    lr: float = 1e-4  # AdamW learning rate after warm-up
+    lr: float = 1e-4  # learning rate after warm-up (temporal: AdamW; detail: the generator's Adam)
     weight_decay: float = 1e-4
     warmup_steps: int = 0  # linear learning-rate warm-up from 0
     grad_clip: float = 1.0  # max gradient norm; 0 = no clipping
@@ -186,6 +186,10 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest checkpoints kept
     log_every: int = 10  # steps between TensorBoard scalar writes
     max_bad_steps: int = 5  # consecutive non-finite steps before training stops
+    n_critic: int = 5  # detail stage: critic optimizer steps per generator step (GANimation)
+    critic_lr: float = 1e-4  # detail stage: the critic's Adam learning rate (constant)
+    gan_beta1: float = 0.5  # detail stage: Adam betas of generator and critic (GANimation)
+    gan_beta2: float = 0.999
 
 
 @dataclass

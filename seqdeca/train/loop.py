@@ -7,6 +7,11 @@ one line to ``run_dir/losses.jsonl`` (main process), TensorBoard scalars every
 ``train.log_every`` steps, and an atomic ``save_state`` checkpoint every
 ``train.checkpoint_every`` steps; at the end a last checkpoint and ``run_dir/model.pt``.
 
+The detail stage (``train.stage=detail``) adds the AU-conditioned UV critic with its own Adam
+(``train.critic_lr``); both models and both optimizers are prepared, so ``save_state`` checkpoints
+hold the critic and both optimizers. One step there is ``train.n_critic`` critic updates and one
+generator update (:func:`_detail_epoch`, :mod:`seqdeca.train.gan_steps`).
+
 Non-finite losses: the step's gradients are discarded (on every process alike) and the step is
 logged as skipped; ``train.max_bad_steps`` such steps in a row stop training with a
 :class:`TrainingError`. Resuming loads a checkpoint with ``load_state`` (model, optimizer, RNG
@@ -32,8 +37,14 @@ from seqdeca.config.loader import config_to_yaml, save_config
 from seqdeca.config.schema import Config
 from seqdeca.data.dataset import window_loader
 from seqdeca.errors import UserError
-from seqdeca.models.from_config import build_model
-from seqdeca.train.optim import build_optimizer, learning_rate, set_learning_rate
+from seqdeca.models.from_config import build_critic, build_model
+from seqdeca.train.gan_steps import critic_step, detail_forward, generator_step
+from seqdeca.train.optim import (
+    build_gan_optimizers,
+    build_optimizer,
+    learning_rate,
+    set_learning_rate,
+)
 from seqdeca.train.state import (
     CheckpointError,
     TrainState,
@@ -50,7 +61,7 @@ from seqdeca.train.steps import SkipLog, temporal_step
 log = logging.getLogger(__name__)
 
 LOSS_LOG = "losses.jsonl"
-IMPLEMENTED_STAGES = ("temporal",)
+IMPLEMENTED_STAGES = ("temporal", "detail")
 
 
 class TrainingError(UserError):
@@ -147,8 +158,42 @@ def _append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+@dataclass
+class GanParts:
+    """Detail stage: the prepared critic, its optimizer and what the generator step needs.
+
+    Attributes:
+        critic: the prepared (possibly DDP-wrapped) :class:`ConditionedDetailCritic`.
+        optimizer: the critic's Adam.
+        uv_mask: (Huv, Wuv) UV face mask of the model (photometric, z_diff, z_sym).
+    """
+
+    critic: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    uv_mask: torch.Tensor
+    critic_steps: int = 0  # critic updates done in the current step's cycle
+    cycle_batches: int = 0  # batches seen in the current step's cycle
+    critic_bad: bool = False  # a non-finite critic loss in the current critic update
+    generator_bad: bool = False  # a non-finite generator loss in the current step
+    cycle_bad: bool = False  # a critic update of the current step was skipped
+    critic_sums: dict[str, float] = field(default_factory=dict)
+    generator_sums: dict[str, float] = field(default_factory=dict)
+
+    def reset_cycle(self) -> None:
+        """Start the next step's cycle (after a generator update)."""
+        self.critic_steps = self.cycle_batches = 0
+        self.critic_bad = self.generator_bad = self.cycle_bad = False
+        self.critic_sums, self.generator_sums = {}, {}
+
+
 def _build(cfg: Config) -> tuple:
-    """Seeded model, optimizer and loader of the configured stage (before ``prepare``)."""
+    """Seeded model, optimizer(s) and loader of the configured stage (before ``prepare``).
+
+    Returns:
+        ``(model, optimizer, loader, critic, critic_optimizer)``; the last two are None outside
+        the detail stage (built after the model, so the model's initial weights do not depend
+        on the stage).
+    """
     stage = cfg.train.stage
     if stage not in IMPLEMENTED_STAGES:
         raise UserError(
@@ -158,9 +203,17 @@ def _build(cfg: Config) -> tuple:
     model = build_model(cfg)
     model.set_stage(stage)
     model.train()
-    optimizer = build_optimizer(model.trainable_parameters(stage), cfg.train)
+    critic = critic_optimizer = None
+    if stage == "detail":
+        critic = build_critic(cfg, model)
+        critic.train()
+        optimizer, critic_optimizer = build_gan_optimizers(
+            model.trainable_parameters(stage), critic.parameters(), cfg.train
+        )
+    else:
+        optimizer = build_optimizer(model.trainable_parameters(stage), cfg.train)
     loader = window_loader(cfg.data, train=True, seed=cfg.run.seed)
-    return model, optimizer, loader
+    return model, optimizer, loader, critic, critic_optimizer
 
 
 def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
@@ -181,13 +234,24 @@ def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
         UserError: bad settings (stage, data sources, ...).
     """
     tcfg, run_dir = cfg.train, Path(cfg.run.output_dir)
-    if tcfg.grad_accum < 1 or tcfg.max_steps < 0 or tcfg.max_bad_steps < 1:
-        raise UserError("train.grad_accum and train.max_bad_steps must be >= 1, max_steps >= 0")
+    if tcfg.grad_accum < 1 or tcfg.max_steps < 0 or tcfg.max_bad_steps < 1 or tcfg.n_critic < 1:
+        raise UserError(
+            "train.grad_accum, train.max_bad_steps and train.n_critic must be >= 1, max_steps >= 0"
+        )
     accelerator = make_accelerator(cfg, run_dir)
-    model, optimizer, loader = _build(cfg)
+    model, optimizer, loader, critic, critic_optimizer = _build(cfg)
     mediapipe_ids = model.face_model.mediapipe_ids
     trainable = model.trainable_parameters(tcfg.stage)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    gan = None
+    if critic is None:
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    else:
+        model, critic, optimizer, critic_optimizer, loader = accelerator.prepare(
+            model, critic, optimizer, critic_optimizer, loader
+        )
+        core = accelerator.unwrap_model(model)
+        uv_mask = core._uv_detail_mask(torch.zeros((), device=accelerator.device))
+        gan = GanParts(critic=critic, optimizer=critic_optimizer, uv_mask=uv_mask)
     state = TrainState()
     accelerator.register_for_checkpointing(state)
     if resume is not None:
@@ -202,7 +266,7 @@ def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
     try:
         summary = _run_steps(
             accelerator, cfg, model, optimizer, loader, state,
-            trainable=trainable, mediapipe_ids=mediapipe_ids, loss_log=loss_log,
+            trainable=trainable, mediapipe_ids=mediapipe_ids, loss_log=loss_log, gan=gan,
         )  # fmt: skip
         if state.step != summary.saved_step:
             save_checkpoint(accelerator, run_dir, state, tcfg.keep_checkpoints)
@@ -232,6 +296,7 @@ def _run_steps(
     trainable: list[torch.nn.Parameter],
     mediapipe_ids: torch.Tensor | None,
     loss_log: Path,
+    gan: GanParts | None = None,
 ) -> TrainSummary:
     """The step loop from ``state`` to ``train.max_steps`` (see the module docstring)."""
     summary = TrainSummary(run_dir=Path(cfg.run.output_dir), steps=state.step, skipped_steps=0,
@@ -244,9 +309,14 @@ def _run_steps(
         while state.step < cfg.train.max_steps:
             loader.dataset.set_epoch(state.epoch)
             epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch)
-            finished = _epoch(accelerator, cfg, model, optimizer, epoch_loader, state, bar=bar,
-                              trainable=trainable, mediapipe_ids=mediapipe_ids, loss_log=loss_log,
-                              summary=summary, windows=windows, start=start, skips=skips)  # fmt: skip
+            common = {"bar": bar, "trainable": trainable, "loss_log": loss_log,
+                      "summary": summary, "windows": windows, "start": start, "skips": skips}  # fmt: skip
+            if gan is None:
+                finished = _epoch(accelerator, cfg, model, optimizer, epoch_loader, state,
+                                  mediapipe_ids=mediapipe_ids, **common)  # fmt: skip
+            else:
+                finished = _detail_epoch(accelerator, cfg, model, optimizer, gan, epoch_loader,
+                                         state, **common)  # fmt: skip
             if finished:
                 state.epoch, state.batches_in_epoch = state.epoch + 1, 0
     summary.steps = state.step
@@ -297,22 +367,137 @@ def _epoch(
         n = sums.pop("_batches")
         losses = {k: v / n for k, v in sums.items()}
         sums, window_bad = {}, False
-        _finish_step(accelerator, cfg, state, losses, bad, loss_log, summary)
-        if accelerator.is_main_process and (
-            state.step % max(1, tcfg.log_every) == 0 or state.step == tcfg.max_steps
-        ):
-            scalars = {f"loss/{k}": v for k, v in losses.items()}
-            scalars["lr"] = optimizer.param_groups[0]["lr"]
-            scalars["throughput/windows_per_s"] = windows[0] / max(
-                time.perf_counter() - start, 1e-9
-            )
-            accelerator.log(scalars, step=state.step)
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses.get('total', float('nan')):.4g}")
-        if tcfg.checkpoint_every > 0 and state.step % tcfg.checkpoint_every == 0:
-            save_checkpoint(accelerator, Path(cfg.run.output_dir), state, tcfg.keep_checkpoints)
-            summary.saved_step = state.step
-        if state.step >= tcfg.max_steps:
+        rates = {"lr": optimizer.param_groups[0]["lr"]}
+        if _after_step(accelerator, cfg, state, losses, bad, rates=rates, bar=bar,
+                       loss_log=loss_log, summary=summary, windows=windows, start=start):  # fmt: skip
+            return False
+    return True
+
+
+def _after_step(
+    accelerator: Accelerator,
+    cfg: Config,
+    state: TrainState,
+    losses: dict[str, float],
+    bad: bool,
+    *,
+    rates: dict[str, float],
+    bar: tqdm,
+    loss_log: Path,
+    summary: TrainSummary,
+    windows: list[int],
+    start: float,
+) -> bool:
+    """Count and log an optimizer step, checkpoint when due; True when max_steps is reached."""
+    tcfg = cfg.train
+    _finish_step(accelerator, cfg, state, losses, bad, loss_log, summary)
+    if accelerator.is_main_process and (
+        state.step % max(1, tcfg.log_every) == 0 or state.step == tcfg.max_steps
+    ):
+        scalars = {f"loss/{k}": v for k, v in losses.items()} | rates
+        scalars["throughput/windows_per_s"] = windows[0] / max(time.perf_counter() - start, 1e-9)
+        accelerator.log(scalars, step=state.step)
+    bar.update(1)
+    bar.set_postfix(loss=f"{losses.get('total', float('nan')):.4g}")
+    if tcfg.checkpoint_every > 0 and state.step % tcfg.checkpoint_every == 0:
+        save_checkpoint(accelerator, Path(cfg.run.output_dir), state, tcfg.keep_checkpoints)
+        summary.saved_step = state.step
+    return state.step >= tcfg.max_steps
+
+
+def _add(sums: dict[str, float], logged: dict[str, torch.Tensor], prefix: str = "") -> None:
+    for k, v in logged.items():
+        sums[prefix + k] = sums.get(prefix + k, 0.0) + float(v)
+    sums["_batches"] = sums.get("_batches", 0.0) + 1
+
+
+def _means(sums: dict[str, float]) -> dict[str, float]:
+    n = sums.pop("_batches", 1.0)
+    return {k: v / n for k, v in sums.items()}
+
+
+def _penalty_rng(
+    cfg: Config, state: TrainState, gan: GanParts, accelerator: Accelerator
+) -> torch.Generator:
+    """CPU RNG of one batch's gradient-penalty draw, a function of (seed, step, batch, process)
+    only, so that an interrupted and resumed run draws what an uninterrupted one does."""
+    key = (cfg.run.seed, state.step, gan.cycle_batches, accelerator.process_index)
+    seed = ((key[0] * 1_000_003 + key[1]) * 10_007 + key[2]) * 101 + key[3]
+    return torch.Generator().manual_seed(seed % (2**63))
+
+
+def _detail_epoch(
+    accelerator: Accelerator,
+    cfg: Config,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    gan: GanParts,
+    epoch_loader: torch.utils.data.DataLoader,
+    state: TrainState,
+    *,
+    bar: tqdm,
+    trainable: list[torch.nn.Parameter],
+    loss_log: Path,
+    summary: TrainSummary,
+    windows: list[int],
+    start: float,
+    skips: SkipLog,
+) -> bool:
+    """Detail-stage steps over (the rest of) one epoch; True when the epoch ran to its end.
+
+    One step (``state.step``) = ``train.n_critic`` critic optimizer steps of ``grad_accum``
+    batches each; the generator trains on the batches of the last of them (GANimation trains
+    G every n_critic-th batch). Both models are inside one ``accumulate(model, critic)``. A
+    non-finite critic update is skipped alone; the step counts as bad when any of its critic
+    updates or its generator update was. Critic terms are logged with a ``D_`` prefix
+    (averaged over the step's batches); the generator's under their own names and "total".
+    Checkpoints fall on step boundaries, so a resumed run starts a fresh cycle.
+    """
+    tcfg, core_critic = cfg.train, accelerator.unwrap_model(gan.critic)
+    for batch in epoch_loader:
+        generator_batch = gan.critic_steps == tcfg.n_critic - 1
+        with accelerator.accumulate(model, gan.critic):
+            set_learning_rate(optimizer, learning_rate(state.step, tcfg))
+            out = detail_forward(accelerator, model, batch.images, batch.valid,
+                                 with_grad=generator_batch)  # fmt: skip
+            result = critic_step(accelerator, gan.critic, out, loss_cfg=cfg.loss,
+                                 generator=_penalty_rng(cfg, state, gan, accelerator))  # fmt: skip
+            gan.cycle_batches += 1
+            gan.critic_bad |= not result.finite
+            _add(gan.critic_sums, result.logged, "D_")
+            if generator_batch:
+                result = generator_step(accelerator, out, core_critic, gan.uv_mask,
+                                        parameters=trainable, loss_cfg=cfg.loss, skips=skips)  # fmt: skip
+                gan.generator_bad |= not result.finite
+                _add(gan.generator_sums, result.logged)
+            step_done = False
+            if accelerator.sync_gradients:
+                critic_bad = _any_process(accelerator, gan.critic_bad)
+                if not critic_bad:
+                    gan.optimizer.step()
+                gan.optimizer.zero_grad()
+                gan.cycle_bad |= critic_bad
+                gan.critic_bad, gan.critic_steps = False, gan.critic_steps + 1
+                if gan.critic_steps >= tcfg.n_critic:
+                    bad = _any_process(accelerator, gan.generator_bad) or gan.cycle_bad
+                    if not bad:
+                        if tcfg.grad_clip > 0:
+                            accelerator.clip_grad_norm_(trainable, tcfg.grad_clip)
+                        optimizer.step()
+                    optimizer.zero_grad()
+                    step_done = True
+        state.batches_in_epoch += 1
+        windows[0] += batch.images.shape[0] * accelerator.num_processes
+        if not step_done:
+            continue
+        losses = _means(gan.generator_sums) | _means(gan.critic_sums)
+        gan.reset_cycle()
+        rates = {
+            "lr": optimizer.param_groups[0]["lr"],
+            "lr_critic": gan.optimizer.param_groups[0]["lr"],
+        }
+        if _after_step(accelerator, cfg, state, losses, bad, rates=rates, bar=bar,
+                       loss_log=loss_log, summary=summary, windows=windows, start=start):  # fmt: skip
             return False
     return True
 
