@@ -61,7 +61,7 @@ def test_forward_shapes_both_stages(model, images) -> None:
     assert "detail_code" not in out
     assert 0 <= out["au_intensities"].min() and out["au_intensities"].max() <= 1
     assert detail["displacement"].abs().max() <= 0.01
-    inside = (model._uv_detail_mask(images) == 1) & (model.renderer.uv_mask[0, 0] > 0)
+    inside = (model.uv_detail_mask(images) == 1) & (model.renderer.uv_mask[0, 0] > 0)
     norms = detail["detail_normals"].norm(dim=2)[..., inside]  # unit where the detail applies
     assert inside.sum() > 100 and torch.isfinite(detail["detail_normals"]).all()
     assert_close(norms, torch.ones_like(norms), atol=1e-4, rtol=0)

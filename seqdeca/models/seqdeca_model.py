@@ -344,7 +344,7 @@ class SeqDECA(nn.Module):
         displacement = _uv_resize(generated, uv_size)
         vertices_n = _fold(vertices)
         normals = self.renderer.detail_normal_map(
-            displacement, vertices_n, self._uv_detail_mask(displacement), self._fixed_displacement()
+            displacement, vertices_n, self.uv_detail_mask(displacement), self._fixed_displacement()
         )
         screen = project_weak_perspective(vertices_n, _fold(codes["cam"]))
         uv_screen = self.renderer.world2uv(screen)[:, :2].permute(0, 2, 3, 1)  # (N, Huv, Wuv, 2)
@@ -359,7 +359,7 @@ class SeqDECA(nn.Module):
         }
         return {k: _unfold(v, b) for k, v in out.items()}
 
-    def _uv_detail_mask(self, like: torch.Tensor) -> torch.Tensor:
+    def uv_detail_mask(self, like: torch.Tensor) -> torch.Tensor:
         """(Huv, Wuv) face-and-eye UV mask (face mask, else the UV layout's coverage)."""
         mask = self.face_model.uv_face_eye_mask
         if mask is None:

@@ -250,7 +250,7 @@ def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
             model, critic, optimizer, critic_optimizer, loader
         )
         core = accelerator.unwrap_model(model)
-        uv_mask = core._uv_detail_mask(torch.zeros((), device=accelerator.device))
+        uv_mask = core.uv_detail_mask(torch.zeros((), device=accelerator.device))
         gan = GanParts(critic=critic, optimizer=critic_optimizer, uv_mask=uv_mask)
     state = TrainState()
     accelerator.register_for_checkpointing(state)
@@ -349,9 +349,7 @@ def _epoch(
             result = temporal_step(accelerator, model, batch, loss_cfg=cfg.loss,
                                    mediapipe_ids=mediapipe_ids, skips=skips)  # fmt: skip
             window_bad |= not result.finite
-            for k, v in result.logged.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            sums["_batches"] = sums.get("_batches", 0.0) + 1
+            _add(sums, result.logged)
             bad = False
             if accelerator.sync_gradients:
                 bad = _any_process(accelerator, window_bad)
@@ -364,8 +362,7 @@ def _epoch(
         windows[0] += batch.images.shape[0] * accelerator.num_processes
         if not accelerator.sync_gradients:
             continue
-        n = sums.pop("_batches")
-        losses = {k: v / n for k, v in sums.items()}
+        losses = _means(sums)
         sums, window_bad = {}, False
         rates = {"lr": optimizer.param_groups[0]["lr"]}
         if _after_step(accelerator, cfg, state, losses, bad, rates=rates, bar=bar,
