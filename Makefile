@@ -14,8 +14,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# The bundled face model's sheet, then video2mesh (fit mode, no trained weights) on a clip made
+# from scikit-image's astronaut photograph: outputs/demo/astronaut/{meshes,overlay.mp4,...}.
 demo: $(STAMP)
 	$(PY) tools/render_face_model.py --out outputs/demo
+	$(PY) tools/video2mesh.py --demo --mode fit --out outputs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -184,3 +184,62 @@ def test_projection_along_z_reproduces_the_landmark_embedding(assets) -> None:
     projected = torch.einsum("pk,pkc->pc", found_bary, verts_uvs[faces_uvs[face]])
     exact = barycentric_points(verts_uvs[None], faces_uvs, face_idx, bary)[0]
     torch.testing.assert_close(projected, exact)
+
+
+# ------------------------------------------------------------- what the critic compares
+
+
+def _outputs(shading, coarse, photo, albedo, mask):
+    """Detail-stage outputs (B=1, T=N) holding only what the critic's inputs need."""
+    return {"uv_shading": shading[None], "uv_coarse_shading": coarse[None],
+            "uv_input": photo[None], "albedo": albedo[None], "uv_visible_mask": mask[None]}  # fmt: skip
+
+
+def _smooth(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, 1, size, size) smooth positive field (bilinear upsampling of a 4 x 4 grid)."""
+    grid = 0.5 + torch.rand(n, 1, 4, 4, generator=gen)
+    return torch.nn.functional.interpolate(grid, size=(size, size), mode="bilinear",
+                                           align_corners=True)  # fmt: skip
+
+
+def test_detail_contrast_keeps_fine_detail_and_drops_smooth_changes() -> None:
+    from seqdeca.models.seqdeca_model import detail_contrast
+
+    gen = torch.Generator().manual_seed(0)
+    size = 64
+    mask = torch.zeros(2, 1, size, size)
+    mask[..., 8:56, 10:54] = 1
+    smooth = _smooth(2, size, gen)
+    flat = detail_contrast(smooth, mask)
+    assert flat.shape == (2, 1, size, size) and (flat[mask == 0] == 0).all()
+    assert flat.abs().max() < 0.05  # smooth shading / light / albedo changes divide out
+    assert (detail_contrast(3.0 * smooth, mask) - flat).abs().max() < 1e-5  # intensity too
+    wrinkled = smooth.clone()
+    wrinkled[..., 30:32, 12:52] *= 0.7  # a 2-texel dark fold
+    fold = detail_contrast(wrinkled, mask)
+    assert fold[..., 30:32, 12:52].mean() < -0.1 and fold[..., 40:50, 12:52].abs().max() < 0.05
+
+
+def test_real_and_fake_are_the_same_kind_of_image() -> None:
+    """A photo that IS albedo x detail shading gives the critic exactly the fake sample of that
+    shading, whatever the albedo, the light level and the coarse shading."""
+    from seqdeca.models.seqdeca_model import ConditionedDetailCritic as Critic
+
+    gen = torch.Generator().manual_seed(1)
+    n, size = 2, 32
+    coarse = (1 + _smooth(n, size, gen)).expand(-1, 3, -1, -1)
+    detail = 1 + 0.2 * (torch.rand(n, 1, size, size, generator=gen) - 0.5)
+    shading = coarse * detail
+    albedo = (0.2 + 0.4 * _smooth(n, size, gen)).expand(-1, 3, -1, -1)
+    photo = albedo * shading * 0.4  # a darker exposure than the model's light
+    mask = torch.zeros(n, 1, size, size)
+    mask[..., 6:26, 6:26] = 1
+    real = Critic.real_render(_outputs(shading, coarse, photo, albedo, mask))
+    fake = Critic.detail_render(_outputs(shading, coarse, photo, albedo, mask))
+    assert real.shape == fake.shape == (n, 1, size, size)
+    torch.testing.assert_close(real, fake, atol=1e-4, rtol=1e-4)
+    assert fake.abs().max() > 0.05  # the detail is there, in both
+    # A generator without detail (shading = coarse) vs that photo: they differ, inside only.
+    smooth = Critic.detail_render(_outputs(coarse, coarse, photo, albedo, mask))
+    assert smooth.abs().max() < 1e-5 and (real - smooth).abs().max() > 0.05
+    assert (real[mask == 0] == 0).all()

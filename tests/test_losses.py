@@ -358,7 +358,8 @@ def test_au_regression_loss() -> None:
 def test_weights_read_every_config_field() -> None:
     cfg = LossConfig()
     named = {**coarse_weights(cfg), **detail_weights(cfg), **coarse_options(cfg)}
-    names = {f.name for f in fields(LossConfig)} - {"identity_weights", "id_mrf_weights"}
+    not_weights = {"identity_weights", "id_mrf_weights", "gan_type"}
+    names = {f.name for f in fields(LossConfig)} - not_weights
     assert names <= set(named) | set(critic_weights(cfg))
     cfg.landmark = 7.0
     cfg.gradient_penalty = 3.0
@@ -438,3 +439,38 @@ def test_id_mrf_loss_loads_user_file(tmp_path) -> None:
     diff.backward()
     assert diff.item() > same.item() >= -1e-6
     assert other.grad.abs().sum() > 0
+
+
+def test_au_render_term_is_wired_and_trains_the_codes() -> None:
+    """``loss.au_render`` > 0: the temporal step's terms hold the AU consistency of the render,
+    and its gradient reaches the trainable modules through the frozen AU net and the render."""
+    from seqdeca.config import load_config
+    from seqdeca.data.dataset import WindowBatch
+    from seqdeca.models.from_config import build_model
+    from seqdeca.train.steps import SkipLog, coarse_terms
+
+    cfg = load_config(["configs/tiny_cpu.yaml"], ["loss.au_render=1.0", "loss.au_label=0"])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.set_stage("temporal")
+    with torch.no_grad():  # a "trained" fusion, so that the codes depend on its parameters
+        torch.nn.init.normal_(model.temporal_fusion.residual_head.weight, std=0.05)
+    b, t = 1, 2
+    images = torch.rand(b, t, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    batch = WindowBatch(
+        images=images, landmarks=torch.zeros(b, t, 478, 2), landmarks68=torch.zeros(b, t, 68, 2),
+        masks=torch.ones(b, t, 224, 224, dtype=torch.uint8), valid=torch.ones(b, t, dtype=bool),
+        au=-torch.ones(b, t, 12), au_proxy=torch.zeros(b, t, 0), clip_ids=["c"],
+        frames=torch.arange(t)[None],
+    )  # fmt: skip
+    skips = SkipLog()
+    kwargs = {"loss_cfg": cfg.loss, "mediapipe_ids": None, "skips": skips}
+    without = coarse_terms(model(images, batch.valid), batch, **kwargs)
+    assert "au_render" not in without and "au_render" in skips.reasons
+    out = model(images, batch.valid, au_render=True)
+    terms = coarse_terms(out, batch, **kwargs)
+    assert terms["au_render"] > 0
+    terms["au_render"].backward()
+    grad = model.temporal_fusion.residual_head.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.au_net.parameters())  # frozen: no update

@@ -176,3 +176,50 @@ def test_au_checkpoint_needs_the_resnet_backbone(tmp_path) -> None:
     cfg = load_config(TINY, [f"model.au_checkpoint={tmp_path / 'au.pth'}"])
     with pytest.raises(WeightsError, match="au_backbone=resnet50"):
         build_model(cfg)
+
+
+def test_untrained_coarse_encoder_frames_the_mean_face_like_a_prepared_crop(model, images) -> None:
+    from seqdeca.data.crop import DECA_BOX_FACTOR
+    from seqdeca.models.code_layout import CROP_BOX_FACTOR, framing_cam, neutral_light
+
+    assert CROP_BOX_FACTOR == DECA_BOX_FACTOR
+    scale = load_config(TINY).crop.scale
+    with torch.no_grad():
+        encoded = model.encode(images)
+        out = model.decode({k: encoded[k] for k in ("shape", "texture", "expression", "pose",
+                                                    "cam", "light")})  # fmt: skip
+    cam = framing_cam(model.face_model, scale)
+    assert_close(encoded["cam"], cam.expand_as(encoded["cam"]))  # every image: the prior
+    assert_close(encoded["light"], neutral_light().expand_as(encoded["light"]))
+    assert encoded["expression"].abs().max() == 0 and encoded["shape"].abs().max() == 0
+    # The projected neutral 68-landmark box is centred with side 2 / (scale * 1.1), as the crop.
+    points = out["landmarks68"][0, 0]
+    lo, hi = points.amin(0), points.amax(0)
+    assert_close((lo + hi) / 2, torch.zeros(2), atol=1e-5, rtol=0)
+    assert_close((hi - lo).mean(), torch.tensor(2 / (scale * DECA_BOX_FACTOR)), rtol=1e-5, atol=0)
+    # Neutral light: the render shows the albedo (shading 1), not black.
+    covered = out["render_mask"][0, 0, 0] > 0
+    assert covered.sum() > 100 and out["render"][0, 0][:, covered].mean() > 0.2
+
+
+def test_a_loaded_coarse_encoder_replaces_the_start(model) -> None:
+    head = model.coarse_encoder.layers[2]
+    state = {k: torch.randn_like(v) for k, v in model.coarse_encoder.state_dict().items()
+             if v.is_floating_point()}  # fmt: skip
+    saved = {k: v.clone() for k, v in model.coarse_encoder.state_dict().items()}
+    try:
+        model.coarse_encoder.load_state_dict(state, strict=False)
+        assert_close(head.bias, state["layers.2.bias"]) and head.weight.abs().sum() > 0
+    finally:
+        model.coarse_encoder.load_state_dict(saved)
+
+
+def test_render_au_composites_the_render_over_the_input(model, images) -> None:
+    with torch.no_grad():
+        out = model(images, au_render=True)
+        same = model.render_au(images, {"render": torch.zeros_like(out["render"]),
+                                        "render_mask": torch.zeros_like(out["render_mask"])})  # fmt: skip
+    assert out["render_au_probabilities"].shape == (B, T, 41)
+    assert_close(same, out["au_probabilities"])  # nothing drawn: the AU net sees the input
+    assert not torch.allclose(out["render_au_probabilities"], out["au_probabilities"])
+    assert "render_au_probabilities" not in model(images[:, :1])

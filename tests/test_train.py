@@ -52,8 +52,8 @@ def _config(data_root: Path, run_dir: Path, **train_keys) -> Config:
     return cfg
 
 
-def _losses(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "losses.jsonl").read_text().splitlines()]
+def _losses(run_dir: Path, name: str = "losses.jsonl") -> list[dict]:
+    return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -157,11 +157,13 @@ def test_two_process_cpu_ddp_smoke_run(data_root, tmp_path) -> None:
     if not launcher.is_file():
         pytest.skip(f"accelerate launcher not found next to {sys.executable}")
     config = tmp_path / "ddp.yaml"
-    config.write_text(f"_base_: {TINY}\ndata:\n  sources:\n    - root: {data_root}\n")
+    config.write_text(f"_base_: {TINY}\ndata:\n  sources:\n    - root: {data_root}\n"
+                      f"  val_sources:\n    - root: {data_root}\n")  # fmt: skip
     run_dir = tmp_path / "ddp"
+    monitor = {"validate_every": 2, "val_windows": 1, "images_every": 3}  # main process only
     cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "tools" / "train_seq.py"),
-           "--config", str(config), *_overrides(data_root, run_dir, max_steps=3)]  # fmt: skip
+           "--config", str(config), *_overrides(data_root, run_dir, max_steps=3, **monitor)]  # fmt: skip
     env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     try:
         proc = subprocess.run(
@@ -176,6 +178,8 @@ def test_two_process_cpu_ddp_smoke_run(data_root, tmp_path) -> None:
     assert last.name == "step_000003"
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in last.iterdir()}
     assert (run_dir / "model.pt").is_file()
+    assert [r["step"] for r in _losses(run_dir, "val.jsonl")] == [2, 3]
+    assert [p.name for p in (run_dir / "images").iterdir()] == ["step_000003.png"]
 
 
 # ------------------------------------------------------------------------------ detail stage

@@ -96,6 +96,7 @@ class DataConfig:
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     batch_size: int = 4
     num_workers: int = 0
+    val_sources: list[DataSourceConfig] = field(default_factory=list)  # held-out validation clips
 
 
 @dataclass
@@ -130,6 +131,7 @@ class LossConfig:
     adversarial: float = 1.0  # generator's WGAN term
     au_regression: float = 1.0  # critic AU regression (GANimation's lambda_D_cond, per-sample MSE)
     gradient_penalty: float = 10.0
+    gan_type: str = "wgan"  # detail critic / generator adversarial loss: "wgan" or "hinge"
     # weight files for the optional terms
     identity_weights: str = ""
     id_mrf_weights: str = ""
@@ -190,6 +192,36 @@ class TrainConfig:
     critic_lr: float = 1e-4  # detail stage: the critic's Adam learning rate (constant)
     gan_beta1: float = 0.5  # detail stage: Adam betas of generator and critic (GANimation)
     gan_beta2: float = 0.999
+    validate_every: int = 0  # steps between validations on data.val_sources; 0 = off
+    val_windows: int = 64  # held-out windows per validation (evenly spread, fixed)
+    images_every: int = 0  # steps between TensorBoard image grids; 0 = off
+    init_from: str = ""  # model.pt whose weights start the run (e.g. temporal -> detail); "" = none
+
+
+@dataclass
+class FitConfig:
+    """Landmark fitting of the face model (video2mesh/evaluate ``fit`` mode)."""
+
+    shape_prior: float = 1e-5
+    expression_prior: float = 1e-5
+    jaw_prior: float = 1e-5
+    smoothness: float = 0.01  # first-difference temporal weight inside each window (0: per frame)
+    iterations: int = 10  # Levenberg-Marquardt iterations (per frame; most converge in 3-5)
+    # refinement after LM; -1 = auto: video2mesh takes 1 Gauss-Newton step of each window when
+    # smoothness > 0 (else 0); fit_clip (one problem per clip) 200 Adam steps when smoothness > 0
+    refine_steps: int = -1
+
+
+@dataclass
+class InferenceConfig:
+    """video2mesh and evaluation: windows, batching, chunking and the fit mode."""
+
+    mode: str = "auto"  # "auto", "network" or "fit"
+    checkpoint: str = ""  # seqdeca model.pt or DECA deca_model.tar; "" = none (fit mode)
+    window: int = 3  # frames per window, centred on the predicted frame
+    batch_size: int = 8  # windows per network forward
+    chunk_frames: int = 32  # frames decoded, tracked and predicted at a time (memory bound)
+    fit: FitConfig = field(default_factory=FitConfig)
 
 
 @dataclass
@@ -206,3 +238,4 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     run: RunConfig = field(default_factory=RunConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)

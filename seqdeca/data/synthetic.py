@@ -277,13 +277,14 @@ def _meta(clip_id: str, model: FaceModel, seed: int, settings: SyntheticSettings
 
 def make_synthetic_dataset(
     out_root: str | Path, cfg: Config, *, clips: int, frames: int, seed: int,
-    progress: bool = True,
+    progress: bool = True, ranges: dict[str, float] | None = None,
 ) -> list[Path]:  # fmt: skip
     """Write ``clips`` synthetic clips of ``frames`` frames under ``out_root/synthetic``.
 
     The face model comes from ``cfg.face_model``, the renderer backend and UV size from
     ``cfg.render``, the crop size from ``cfg.crop.size`` and the JPEG quality from
     ``cfg.prepare.jpeg_quality``. Clip k is ``synth_{k:05d}``, seeded by ``(seed, k)``.
+    ``ranges`` overrides other :class:`SyntheticSettings` fields (e.g. ``{"max_yaw": 5.0}``).
 
     Returns:
         The clip folders, in order.
@@ -300,7 +301,7 @@ def make_synthetic_dataset(
         image_size=cfg.crop.size, uv_size=cfg.render.uv_size, backend=cfg.render.backend,
     )  # fmt: skip
     settings = SyntheticSettings(frames=frames, image_size=cfg.crop.size,
-                                 jpeg_quality=cfg.prepare.jpeg_quality)  # fmt: skip
+                                 jpeg_quality=cfg.prepare.jpeg_quality, **(ranges or {}))  # fmt: skip
     (Path(out_root) / DATASET).mkdir(parents=True, exist_ok=True)
     paths = []
     for k in tqdm(range(clips), desc="synthetic clips", unit="clip", disable=not progress):

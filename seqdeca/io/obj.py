@@ -61,6 +61,7 @@ def write_obj(
     texture: np.ndarray | None = None,
     normals: np.ndarray | None = None,
     vertex_colors: np.ndarray | None = None,
+    mtllib: str | None = None,
 ) -> Path:
     """Write a triangle mesh; with ``texture`` also ``<stem>.mtl`` and ``<stem>.png`` beside it.
 
@@ -72,6 +73,8 @@ def write_obj(
         texture: (H, W, 3) or (3, H, W) image in [0, 1] (or uint8), row 0 = top (v = 1).
         normals: (V, 3) per-vertex normals, written as ``vn`` sharing the vertex indices.
         vertex_colors: (V, 3) RGB in [0, 1], written after each ``v``.
+        mtllib: name of an EXISTING material file (relative to the OBJ) whose ``material0`` the
+            mesh uses, e.g. one texture shared by many meshes (instead of ``texture``).
 
     Returns:
         The OBJ path. Every file is written to a temporary name first, then renamed.
@@ -90,6 +93,8 @@ def write_obj(
         mtl = f"newmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {path.stem}.png\n"
         _atomic_write_text(path.with_suffix(".mtl"), mtl)
         lines += [f"mtllib {path.stem}.mtl", "usemtl material0"]
+    elif mtllib is not None:
+        lines += [f"mtllib {mtllib}", "usemtl material0"]
     if vertex_colors is not None:
         vc = np.asarray(vertex_colors, dtype=np.float64).reshape(-1, 3)
         lines += [

@@ -11,8 +11,12 @@ State-dict keys are therefore ``encoder.*``, ``layers.0.*`` and ``layers.2.*``, 
 
 Input convention (DECA's): RGB in [0, 1], face crop 224x224, NO ImageNet normalisation.
 
-The ``"tiny"`` backbone (three convolutions to 2048 channels, global mean, any input size >= 8)
-exists only so that tests and smoke runs stay fast; it has no pretrained counterpart.
+The ``"tiny"`` backbone exists only so that tests and smoke runs stay fast; it has no pretrained
+counterpart. Its trunk (five stride-2 convolutions, 128 channels, any input size >= 8) is pooled
+to a 4 x 4 grid and flattened to the same 2048 numbers, NOT averaged globally: a shallow trunk's
+features are nearly translation-equivariant (receptive field 63 px), so a global mean would keep
+almost nothing of where the face is and how large it is, which the camera and pose codes need
+(ResNet-50's deep receptive field recovers position from its padding; the tiny trunk cannot).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ FEATURE_DIM = 2048  # ResNet-50 layer4 channels: the global feature size
 HIDDEN_DIM = 1024  # width of the head's hidden layer
 INPUT_SIZE = 224  # the only input size the ResNet-50 backbone accepts (fixed 7x7 pool)
 POOL_SIZE = 7  # layer4 map side at 224 input (stride 32)
+TINY_GRID = 4  # the tiny trunk's map is pooled to TINY_GRID x TINY_GRID cells ...
+TINY_CHANNELS = FEATURE_DIM // TINY_GRID**2  # ... of 128 channels: 2048 features
 
 
 @dataclass(frozen=True)
@@ -62,10 +68,31 @@ class CoarseEncoder(nn.Module):
             raise ValueError(f"n_codes must be positive, got {n_codes}")
         self.n_codes = n_codes
         self.backbone = backbone
-        self.encoder = build_trunk(backbone, tiny_features=FEATURE_DIM)
+        self.encoder = build_trunk(backbone, tiny_features=TINY_CHANNELS)
         self.layers = nn.Sequential(
             nn.Linear(FEATURE_DIM, HIDDEN_DIM), nn.ReLU(), nn.Linear(HIDDEN_DIM, n_codes)
         )
+
+    def start_at(self, prior: torch.Tensor) -> None:
+        """Make the untrained head predict ``prior`` for every image.
+
+        The last linear layer's weight is zeroed and its bias set to ``prior`` (as the temporal
+        fusion's residual head starts at zero): training then starts from a sensible face
+        framing and light instead of random codes (a random head's camera puts the face off
+        the crop and its light renders black, so landmark and photometric gradients are
+        useless). The trunk and hidden layer keep their random initialisation; the zero layer
+        receives gradients from the first step. Loading weights (a DECA ``E_flame``, a seqdeca
+        checkpoint) replaces both tensors, so imports stay exact.
+
+        Args:
+            prior: (n_codes,) the codes to start at (:meth:`CodeLayout.prior`).
+        """
+        last = self.layers[2]
+        if tuple(prior.shape) != (self.n_codes,):
+            raise ValueError(f"prior has shape {tuple(prior.shape)}, expected ({self.n_codes},)")
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.copy_(prior.to(last.bias))
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.ndim != 4 or images.shape[1] != 3:
@@ -93,7 +120,7 @@ class CoarseEncoder(nn.Module):
         fmap = self.encoder.forward_features(images)  # (N, 2048, 7, 7) for ResNet-50 at 224
         if self.backbone == "resnet50":
             return F.avg_pool2d(fmap, POOL_SIZE, stride=1).flatten(1)
-        return fmap.mean(dim=(2, 3))
+        return F.adaptive_avg_pool2d(fmap, TINY_GRID).flatten(1)  # (N, 128 * 4 * 4)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """``(N, 2048)`` features to ``(N, n_codes)`` raw codes."""

@@ -14,6 +14,10 @@ Vocabulary of the parts (sizes for DECA):
 * ``cam`` (3): weak perspective ``(s, tx, ty)``.
 * ``light`` (27): spherical-harmonics lighting, returned as ``(..., 9, 3)``: 9 SH coefficients x
   RGB (the flat order is coefficient-major, RGB fastest, as in DECA).
+
+Prior codes (:meth:`CodeLayout.prior`, :func:`framing_cam`, :func:`neutral_light`): where an
+untrained coarse encoder starts (the mean face, unposed, framed as a prepared crop frames a
+face, under white ambient light).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
+from seqdeca.face_model.layer import FaceModel
+from seqdeca.render.shading import SH_CONSTANTS
+
 #: Part names in DECA's order.
 PART_NAMES: tuple[str, ...] = ("shape", "texture", "expression", "pose", "cam", "light")
 
@@ -29,6 +36,9 @@ POSE_SIZE = 6  # global 3 + jaw 3, axis-angle
 CAM_SIZE = 3  # weak perspective (s, tx, ty)
 SH_BASES = 9  # spherical-harmonics bands 0-2
 LIGHT_SIZE = SH_BASES * 3  # RGB per basis
+#: DECA's crop rule: crop side = crop scale x 1.1 x mean side of the 68-landmark box. The same
+#: number as ``seqdeca.data.crop.DECA_BOX_FACTOR`` (models may not import data; a test checks).
+CROP_BOX_FACTOR = 1.1
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,29 @@ class CodeLayout:
             start += size
         return result
 
+    def prior(
+        self, *, cam: torch.Tensor | None = None, light: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A flat code vector that is zero except for the given camera and light.
+
+        Zero shape / texture / expression / pose is the face model's mean face, unposed; the
+        camera and light have no meaningful zero (a zero scale projects every point to the
+        centre, zero light renders black), so the caller gives them.
+
+        Args:
+            cam: (3,) weak perspective ``(s, tx, ty)``, or None for zeros.
+            light: (9, 3) or (27,) SH coefficients, or None for zeros.
+
+        Returns:
+            (D,) float32 codes, ``D == self.total``.
+        """
+        parts = {name: torch.zeros(size) for name, size in self.sizes.items()}
+        if cam is not None:
+            parts["cam"] = torch.as_tensor(cam, dtype=torch.float32).reshape(CAM_SIZE)
+        if light is not None:
+            parts["light"] = torch.as_tensor(light, dtype=torch.float32).reshape(LIGHT_SIZE)
+        return self.join(parts)
+
     def split(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:
         """Cut a flat code vector into named parts.
 
@@ -147,3 +180,33 @@ def split_pose(pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if pose.shape[-1] != POSE_SIZE:
         raise ValueError(f"split_pose: expected (..., {POSE_SIZE}), got {tuple(pose.shape)}")
     return pose[..., :3], pose[..., 3:]
+
+
+def framing_cam(face_model: FaceModel, crop_scale: float) -> torch.Tensor:
+    """(3,) weak-perspective cam ``(s, tx, ty)`` that frames the mean face as a prepared crop does.
+
+    Prepared crops (``seqdeca.data.crop``) are squares centred on the iBUG-68 landmark box with
+    side ``crop_scale * 1.1 * mean box side``; in normalised coordinates the crop spans 2. So the
+    neutral template's 68-landmark box (model units) gives ``s = 2 / (crop_scale * 1.1 * side)``
+    and ``t = -box centre`` (``xy = s (X + t)``, y flipped after). Models without the 68 set use
+    the box of all vertices.
+
+    Args:
+        face_model: the face model (its zero-code template is used).
+        crop_scale: ``crop.scale`` (DECA: 1.25).
+    """
+    with torch.no_grad():
+        neutral = face_model()
+        points = neutral.landmarks68 if neutral.landmarks68 is not None else neutral.vertices
+        lo, hi = points[:, :2].amin(0), points[:, :2].amax(0)
+    side = float((hi - lo).mean())
+    scale = 2.0 / (crop_scale * CROP_BOX_FACTOR * side)
+    return torch.cat([torch.tensor([scale]), -(lo + hi).float().cpu() / 2])
+
+
+def neutral_light() -> torch.Tensor:
+    """(9, 3) SH light whose shading is 1 everywhere: white ambient light (band 0 only), so a
+    render shows the albedo unchanged."""
+    light = torch.zeros(9, 3)
+    light[0] = 1.0 / SH_CONSTANTS[0]
+    return light

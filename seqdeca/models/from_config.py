@@ -78,6 +78,7 @@ def build_model(cfg: Config, *, load_checkpoints: bool = True) -> SeqDECA:
         freeze_coarse=m.freeze_coarse,
         freeze_au_net=m.freeze_au_net,
         use_temporal=m.use_temporal,
+        crop_scale=cfg.crop.scale,
     )
     if load_checkpoints:
         for name, report in load_checkpoints_into(model, m).items():

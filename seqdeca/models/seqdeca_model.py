@@ -37,16 +37,16 @@ from torch import nn
 
 from seqdeca.au_names import AFFWILD2_AU_NAMES, MAIN_AU_NAMES
 from seqdeca.face_model.layer import FaceModel, deca_pose_to_params
-from seqdeca.geometry import project_weak_perspective
+from seqdeca.geometry import project_weak_perspective, vertex_normals
 from seqdeca.models.au_head import AUHead, select_affwild2
 from seqdeca.models.au_heatmaps import AUHeatmaps
 from seqdeca.models.au_net import AUNet
 from seqdeca.models.coarse_encoder import CoarseEncoder
-from seqdeca.models.code_layout import CodeLayout
+from seqdeca.models.code_layout import CodeLayout, framing_cam, neutral_light
 from seqdeca.models.critic import DetailCritic
 from seqdeca.models.detail import DetailEncoder, DetailGenerator, detail_latent
 from seqdeca.models.temporal_fusion import TemporalFusion
-from seqdeca.render.renderer import Renderer
+from seqdeca.render.renderer import FACING_THRESHOLD, Renderer
 from seqdeca.render.shading import sh_shading
 
 STAGES = ("temporal", "detail")
@@ -56,7 +56,15 @@ AU_CONDITIONS: dict[str, tuple[str, ...]] = {
     "affwild12": AFFWILD2_AU_NAMES,
     "none": MAIN_AU_NAMES,  # the generator is unconditioned; the critic still sees the 27
 }
-CRITIC_CHANNELS = 4  # UV shading RGB 3 + UV displacement 1
+CRITIC_CHANNELS = 1  # the critic's view of UV shading (detail_contrast), grey
+#: ITU-R BT.601 luma weights (R, G, B).
+LUMA = (0.299, 0.587, 0.114)
+#: Lowest grey level divided by in the critic's shading ratios (albedo x shading of dark texels,
+#: e.g. pupils, would otherwise turn image noise into large ratios).
+RATIO_FLOOR = 0.05
+#: Scale that separates detail from coarse shading in detail_contrast: Gaussian sigma as a
+#: fraction of the UV side (4 texels of a 256 map, a few millimetres on a FLAME face).
+DETAIL_SIGMA = 1 / 64
 
 
 def au_condition_names(condition: str) -> tuple[str, ...]:
@@ -88,8 +96,8 @@ def _grad_context(module: nn.Module) -> contextlib.AbstractContextManager:
     return torch.no_grad() if _frozen(module) else contextlib.nullcontext()
 
 
-def _uv_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, C, H, W) or (H, W) UV map resized bilinearly to ``size`` (unchanged if equal)."""
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, H, W) or (H, W) map (UV or image) resized bilinearly to ``size`` (unchanged if equal)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     squeeze = x.dim() == 2
@@ -114,6 +122,10 @@ class SeqDECA(nn.Module):
         freeze_coarse: keep the coarse encoder frozen in the temporal stage.
         freeze_au_net: keep the AU net frozen in the temporal stage.
         use_temporal: False runs the fusion on T = 1 windows (the per-frame baseline).
+        crop_scale: the crop scale of the input crops (``crop.scale``): the untrained coarse
+            encoder then predicts the mean face framed like a prepared crop under neutral light
+            (:meth:`CoarseEncoder.start_at`, :func:`framing_cam`); None keeps its random head.
+            Loaded weights (DECA, seqdeca checkpoints) replace this start.
     """
 
     def __init__(
@@ -131,6 +143,7 @@ class SeqDECA(nn.Module):
         freeze_coarse: bool = True,
         freeze_au_net: bool = True,
         use_temporal: bool = True,
+        crop_scale: float | None = 1.25,
     ) -> None:
         super().__init__()
         self.layout = CodeLayout.for_face_model(
@@ -156,6 +169,9 @@ class SeqDECA(nn.Module):
         self.freeze_coarse = freeze_coarse
         self.freeze_au_net = freeze_au_net
         self.use_temporal = use_temporal
+        if crop_scale is not None:
+            cam = framing_cam(face_model, crop_scale)
+            coarse_encoder.start_at(self.layout.prior(cam=cam, light=neutral_light()))
         self.stage = "temporal"
         self.set_stage("temporal")
 
@@ -308,6 +324,29 @@ class SeqDECA(nn.Module):
             out["shape_image"] = _unfold(self.renderer.render_shape(vertices, cam), b)
         return out
 
+    def render_au(self, images: torch.Tensor, decoded: dict) -> torch.Tensor:
+        """AU-net probabilities of the render pasted over the input (the ``au_render`` term).
+
+        The render and its coverage are resized to the input size and composited over the input
+        image, so the AU net sees the same context and differs only where the face model is
+        drawn. The AU net runs in its current mode (frozen: eval, no parameter gradients) but
+        gradients flow through it into the render.
+
+        Args:
+            images: (B, T, 3, H, W) RGB in [0, 1].
+            decoded: :meth:`decode` outputs with "render" (B, T, 3, h, w) and "render_mask".
+
+        Returns:
+            (B, T, 41) AU probabilities in [0, 1] (cosine similarities, as "au_probabilities").
+        """
+        b = images.shape[0]
+        flat = _fold(images)
+        size = tuple(flat.shape[-2:])
+        render = _resize(_fold(decoded["render"]), size)
+        alpha = _resize(_fold(decoded["render_mask"]), size).clamp(0, 1)
+        composite = alpha * render + (1 - alpha) * flat
+        return _unfold(self.au_net(composite).probabilities, b)
+
     # ----------------------------------------------------------------------------- detail
 
     def au_condition(self, au_intensities: torch.Tensor) -> torch.Tensor:
@@ -329,8 +368,13 @@ class SeqDECA(nn.Module):
             dict of (B, T, ...): "detail_code" (n_detail); "au_condition" (K) in [0, 1] (the
             generator's condition, or the 27 intensities the critic sees when it is "none");
             "displacement" (1, Huv, Wuv) metres in [-0.01, 0.01]; "detail_normals" (3, Huv, Wuv)
-            unit; "uv_shading" (3, Huv, Wuv) SH shading; "uv_input" (3, Huv, Wuv) the input
-            image sampled into UV through the coarse mesh (for the UV photometric loss).
+            unit; "uv_shading" (3, Huv, Wuv) SH shading of the detail normals;
+            "uv_coarse_shading" (3, Huv, Wuv) that of the coarse normals under the same light
+            (no gradient); "uv_input" (3, Huv, Wuv) the input
+            image sampled into UV through the coarse mesh (for the UV photometric loss);
+            "uv_visible_mask" (1, Huv, Wuv) in {0, 1}: the face-and-eye UV mask times the texels
+            whose coarse normal faces the camera (DECA's ``pos_mask`` rule; elsewhere
+            ``uv_input`` shows whatever occludes the texel or the background).
         """
         b = images.shape[0]
         flat_images = _fold(images)
@@ -341,7 +385,7 @@ class SeqDECA(nn.Module):
             latent, None if self.detail_au_condition == "none" else condition
         )  # (N, 1, 256, 256)
         uv_size = self.renderer.uv_size
-        displacement = _uv_resize(generated, uv_size)
+        displacement = _resize(generated, uv_size)
         vertices_n = _fold(vertices)
         normals = self.renderer.detail_normal_map(
             displacement, vertices_n, self.uv_detail_mask(displacement), self._fixed_displacement()
@@ -349,13 +393,22 @@ class SeqDECA(nn.Module):
         screen = project_weak_perspective(vertices_n, _fold(codes["cam"]))
         uv_screen = self.renderer.world2uv(screen)[:, :2].permute(0, 2, 3, 1)  # (N, Huv, Wuv, 2)
         uv_input = F.grid_sample(flat_images, uv_screen, mode="bilinear", align_corners=False)
+        light = _fold(codes["light"])
+        with torch.no_grad():  # coarse normals in UV: camera-facing texels and coarse shading
+            coarse = self.renderer.world2uv(vertex_normals(vertices_n, self.renderer.faces))
+            coarse = F.normalize(coarse, dim=1)  # zeros outside the UV layout stay zero
+            visible = (coarse[:, 2:3] > -FACING_THRESHOLD).to(displacement.dtype)
+            visible = visible * self.uv_detail_mask(displacement)
+            coarse_shading = sh_shading(coarse, light.detach())
         out = {
             "detail_code": detail_code,
             "au_condition": condition,
             "displacement": displacement,
             "detail_normals": normals,
-            "uv_shading": sh_shading(normals, _fold(codes["light"])),
+            "uv_shading": sh_shading(normals, light),
+            "uv_coarse_shading": coarse_shading,
             "uv_input": uv_input,
+            "uv_visible_mask": visible,
         }
         return {k: _unfold(v, b) for k, v in out.items()}
 
@@ -366,11 +419,11 @@ class SeqDECA(nn.Module):
             mask = self.face_model.uv_face_mask
         if mask is None:
             return self.renderer.uv_mask[0, 0].to(like)
-        return _uv_resize(mask.to(like), self.renderer.uv_size)
+        return _resize(mask.to(like), self.renderer.uv_size)
 
     def _fixed_displacement(self) -> torch.Tensor | None:
         fixed = self.face_model.fixed_displacement
-        return None if fixed is None else _uv_resize(fixed, self.renderer.uv_size)
+        return None if fixed is None else _resize(fixed, self.renderer.uv_size)
 
     # ---------------------------------------------------------------------------- forward
 
@@ -382,6 +435,7 @@ class SeqDECA(nn.Module):
         *,
         per_frame: bool | None = None,
         render_shape: bool = False,
+        au_render: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Run one stage on B windows of T frames.
 
@@ -391,6 +445,8 @@ class SeqDECA(nn.Module):
             stage: "temporal" or "detail" (the detail stage also runs everything before it).
             per_frame: fusion on T = 1 windows (default: ``not use_temporal``).
             render_shape: add "shape_image" (visualisation).
+            au_render: add "render_au_probabilities" (41), :meth:`render_au` (computed inside
+                ``forward`` so that DDP sees the AU net's use).
 
         Returns:
             A plain dict of (B, T, ...) tensors: the fused codes ("shape", "texture",
@@ -408,6 +464,8 @@ class SeqDECA(nn.Module):
         out |= {f"coarse_{k}": encoded[k] for k in ("expression", "pose", "light")}
         out["au_probabilities"] = encoded["au_probabilities"]
         out |= self.decode(codes, render_shape=render_shape)
+        if au_render:
+            out["render_au_probabilities"] = self.render_au(images, out)
         if stage == "detail":
             out |= self.detail(images, codes, out["vertices"])
         return out
@@ -439,6 +497,44 @@ def _check_sizes(
         )
 
 
+def _luma(rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W) ITU-R BT.601 grey level."""
+    weights = rgb.new_tensor(LUMA).reshape(1, 3, 1, 1)
+    return (rgb * weights).sum(dim=1, keepdim=True)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(N, C, H, W) separable Gaussian blur (zero padding), kernel radius 3 sigma."""
+    radius = max(1, round(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1, 1, 1)  # (C, 1, 1, K)
+    x = F.conv2d(x, kernel, padding=(0, radius), groups=x.shape[1])
+    return F.conv2d(x, kernel.transpose(-1, -2), padding=(radius, 0), groups=x.shape[1])
+
+
+def detail_contrast(ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The detail critic's view of a shading ratio: its local contrast inside the mask.
+
+    ``ratio / local_mean(ratio) - 1``, where the local mean is a Gaussian average over the mask's
+    texels only (normalised convolution, sigma = :data:`DETAIL_SIGMA` x UV side), zero outside
+    the mask. Smooth deviations (light intensity, colour and direction errors, albedo errors,
+    coarse-geometry misfit) divide out; what varies within a few texels (wrinkles, folds) stays,
+    as a relative change of brightness.
+
+    Args:
+        ratio: (N, 1, H, W) positive shading ratio (see :class:`ConditionedDetailCritic`).
+        mask: (N, 1, H, W) in {0, 1}.
+
+    Returns:
+        (N, 1, H, W), 0 where the ratio is locally constant and outside the mask.
+    """
+    mask = mask.to(ratio.dtype)
+    sigma = DETAIL_SIGMA * ratio.shape[-1]
+    local = _gaussian_blur(ratio * mask, sigma) / _gaussian_blur(mask, sigma).clamp_min(1e-6)
+    return (ratio / local.clamp_min(RATIO_FLOOR) - 1) * mask
+
+
 class ConditionedDetailCritic(nn.Module):
     """The detail critic with its AU heatmap condition (the module handed to the optimizer).
 
@@ -459,9 +555,34 @@ class ConditionedDetailCritic(nn.Module):
 
     @staticmethod
     def detail_render(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(N, 4, Huv, Wuv) critic input from :meth:`SeqDECA.detail` outputs (B, T, ...):
-        UV shading (3) and displacement (1), frames folded into N."""
-        return _fold(torch.cat([outputs["uv_shading"], outputs["displacement"]], dim=2))
+        """(N, 1, Huv, Wuv) "fake" critic input: the generated detail's shading contrast.
+
+        :func:`detail_contrast` of ``uv_shading / uv_coarse_shading`` (grey levels): the
+        shading of the detail normals relative to that of the coarse normals under the same
+        light, within "uv_visible_mask"; frames folded into N. Differentiable in "uv_shading"
+        (the generator's adversarial term).
+        """
+        coarse = _luma(_fold(outputs["uv_coarse_shading"])).clamp_min(RATIO_FLOOR)
+        ratio = _luma(_fold(outputs["uv_shading"])) / coarse
+        return detail_contrast(ratio, _fold(outputs["uv_visible_mask"]))
+
+    @staticmethod
+    def real_render(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(N, 1, Huv, Wuv) "real" critic input: the detail shading observed in the photo.
+
+        :func:`detail_contrast` of ``uv_input / (albedo x uv_coarse_shading)`` (grey levels;
+        albedo 0.5 without a texture space): the photo relative to the coarse render of the same
+        texels, i.e. the shading ratio the coarse model does not explain, within the same mask
+        as :meth:`detail_render`. Detached.
+        """
+        uv_input = _fold(outputs["uv_input"]).detach()
+        coarse = _fold(outputs["uv_coarse_shading"]).detach()
+        if "albedo" in outputs:
+            coarse = coarse * _resize(_fold(outputs["albedo"]).detach(), uv_input.shape[-2:])
+        else:
+            coarse = coarse * 0.5  # the renderer's grey albedo
+        ratio = _luma(uv_input) / _luma(coarse).clamp_min(RATIO_FLOOR)
+        return detail_contrast(ratio, _fold(outputs["uv_visible_mask"]).detach())
 
     def forward(
         self, detail_render: torch.Tensor, au_condition: torch.Tensor
@@ -469,7 +590,7 @@ class ConditionedDetailCritic(nn.Module):
         """Score UV detail renders.
 
         Args:
-            detail_render: (N, 4, Huv, Wuv), see :meth:`detail_render`.
+            detail_render: (N, 1, Huv, Wuv), :meth:`detail_render` or :meth:`real_render`.
             au_condition: (N, K) AU intensities in [0, 1].
 
         Returns:

@@ -1,16 +1,33 @@
 """One critic step and one generator step of the detail stage (a WGAN-GP cGAN in UV space).
 
-What the critic compares (the "real" sample, chosen as the simplest defensible one):
+What the critic compares. A critic can only teach the generator about detail if real and fake
+samples differ in nothing else; any other difference (brightness, colour, contrast, the coarse
+fit, a channel one side cannot have) is learnt in a few steps, the critic's scores then grow
+without bound and the adversarial gradient says nothing about wrinkles. So both samples are the
+same quantity, the part of the shading that the COARSE model does not explain, measured the same
+way (DECA's image model: image = albedo x shading of the detail normals):
 
-* **fake**: :meth:`ConditionedDetailCritic.detail_render` of the model's detail outputs, i.e.
-  the UV shading of the generated detail normals (3 channels) and the UV displacement (1).
-* **real**: the input image unwrapped into UV through the coarse mesh (``uv_input``), turned
-  into the same 4 channels: its grey level (ITU-R 601 luma) repeated in the 3 shading channels
-  and a zero displacement channel. A photograph's grey level is the nearest observable thing to
-  "shading with real detail" (it also carries albedo, as DECA's UV photometric target does), and
-  a real face has no displacement to show, so the channel is zero. Consequences: the
-  adversarial term also pulls the displacement towards 0 (like ``z_reg``), and the critic learns
-  what real wrinkles look like in the shading channels, which is what the generator must match.
+* **fake** (:meth:`ConditionedDetailCritic.detail_render`): ``uv_shading / uv_coarse_shading``,
+  the SH shading of the generated detail normals over that of the coarse normals, both under
+  the frame's estimated light (1 everywhere for a zero displacement);
+* **real** (:meth:`ConditionedDetailCritic.real_render`): ``uv_input / (albedo x
+  uv_coarse_shading)``, the photo unwrapped into UV through the coarse mesh over the coarse
+  render of the same texels (1 everywhere for a photo the coarse model explains exactly);
+* **normalisation** (:func:`seqdeca.models.seqdeca_model.detail_contrast`): grey levels, then
+  each ratio divided by its local Gaussian mean (a few texels) minus 1, inside the same mask:
+  the UV face-and-eye mask times the texels facing the camera ("uv_visible_mask"; elsewhere the
+  unwrapped photo shows the occluder or the background). Errors of the coarse stage that are
+  smooth over the face (light intensity, colour and direction, albedo, geometry misfit) divide
+  out; wrinkles and folds, a few texels wide, remain.
+
+A photo rendered from the coarse model itself (e.g. a synthetic clip fitted exactly) then gives
+the same critic input as a zero displacement; what is left to tell real from fake is detail the
+photo has and the generator lacks, plus image noise and albedo detail (also in DECA's
+photometric target). The displacement map is not shown to the critic: a photo has no
+displacement to compare with (a constant "zero displacement" real channel only teaches the
+critic to read that channel). With an untrained coarse stage the unwrapped photo is unrelated to
+the mesh and the critic still wins easily: train the detail stage from a trained coarse model
+(``train.init_from`` or DECA weights).
 
 Both samples are conditioned on the same AU condition (the frozen AU head's intensities of the
 frame, ``au_condition``), so GANimation's AU regression trains the critic's AU head on real
@@ -18,10 +35,11 @@ samples and pushes generated samples towards the condition.
 
 Losses (weights from :func:`critic_weights` / :func:`detail_weights`):
 
-* critic: ``critic`` (WGAN, or hinge via ``kind``) + lambda_gp x ``gradient_penalty`` +
+* critic: ``critic`` (WGAN, or hinge: ``loss.gan_type``) + lambda_gp x ``gradient_penalty`` +
   ``au_regression`` x MSE(AU head on real, condition);
 * generator: ``adversarial`` x ``-E[D(fake)]`` + ``au_regression`` x MSE(AU head on fake,
-  condition) + ``detail_photometric`` x masked UV L1(albedo x detail shading, ``uv_input``) +
+  condition) + ``detail_photometric`` x UV L1(albedo x detail shading, ``uv_input``) within the
+  UV mask times "uv_visible_mask" (DECA's ``uv_vis_mask``) +
   ``z_reg`` + ``z_diff`` + ``z_sym``. The generator's critic pass runs on the unwrapped critic and
   backpropagates only into the generator's parameters (``inputs=``), so the critic's gradients
   stay those of its own loss.
@@ -57,8 +75,6 @@ from seqdeca.train.steps import SkipLog, _resize_to
 
 __all__ = ["critic_step", "detail_forward", "generator_step", "real_detail_render"]
 
-#: ITU-R BT.601 luma weights (R, G, B) for the grey level of the real sample.
-_LUMA = (0.299, 0.587, 0.114)
 #: Generator terms not computed yet (they need extra weight files).
 _NOT_WIRED = {"id_mrf": "the ID-MRF network (loss.id_mrf_weights) is not wired into training yet"}
 
@@ -68,15 +84,13 @@ def _fold(x: torch.Tensor) -> torch.Tensor:
 
 
 def real_detail_render(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(N, 4, Huv, Wuv) "real" critic input: grey level of ``uv_input`` x 3, zero displacement.
+    """(N, 1, Huv, Wuv) "real" critic input (:meth:`ConditionedDetailCritic.real_render`).
 
     Args:
-        outputs: detail-stage outputs (B, T, ...) with "uv_input" (3, Huv, Wuv) in [0, 1].
+        outputs: detail-stage outputs (B, T, ...) with "uv_input", "uv_coarse_shading",
+            "uv_visible_mask" and, when the face model has a texture space, "albedo".
     """
-    uv = _fold(outputs["uv_input"]).detach()
-    luma = torch.tensor(_LUMA, dtype=uv.dtype, device=uv.device).reshape(1, 3, 1, 1)
-    grey = (uv * luma).sum(dim=1, keepdim=True)
-    return torch.cat([grey.expand(-1, 3, -1, -1), torch.zeros_like(grey)], dim=1)
+    return ConditionedDetailCritic.real_render(outputs)
 
 
 def detail_forward(
@@ -102,7 +116,7 @@ def critic_step(
     outputs: dict[str, torch.Tensor],
     *,
     loss_cfg: LossConfig,
-    kind: str = "wgan",
+    kind: str | None = None,
     generator: torch.Generator | None = None,
 ) -> WeightedLoss:
     """Critic loss on real vs (detached) generated UV detail renders, and its backward pass.
@@ -110,10 +124,11 @@ def critic_step(
     Args:
         accelerator: the run's accelerator.
         critic: the prepared :class:`ConditionedDetailCritic` (possibly DDP-wrapped).
-        outputs: detail-stage outputs (B, T, ...): "uv_input", "uv_shading", "displacement",
+        outputs: detail-stage outputs (B, T, ...): "uv_input", "uv_shading",
+            "uv_coarse_shading", "uv_visible_mask", "albedo" (when the model has one),
             "au_condition" (K) and "valid"; detached here.
         loss_cfg: weights (``gradient_penalty`` = lambda_gp, ``au_regression``).
-        kind: "wgan" or "hinge".
+        kind: "wgan" or "hinge"; None = ``loss_cfg.gan_type``.
         generator: CPU RNG of the gradient penalty's interpolation weights (the loop seeds one
             per batch from the step, so a resumed run draws the same weights; the global RNG is
             also consumed by the data loader's iterator creation, which differs after a resume).
@@ -122,6 +137,7 @@ def critic_step(
         :class:`WeightedLoss` (logged: "critic", "gradient_penalty", "au_regression", "total").
     """
     weights = critic_weights(loss_cfg)
+    kind = loss_cfg.gan_type if kind is None else kind
     real = real_detail_render(outputs)
     fake = ConditionedDetailCritic.detail_render(outputs).detach()
     condition = _fold(outputs["au_condition"]).detach()
@@ -153,7 +169,7 @@ def generator_terms(
     *,
     loss_cfg: LossConfig,
     skips: SkipLog,
-    kind: str = "wgan",
+    kind: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """Unweighted generator terms whose weight is > 0 (see the module docstring).
 
@@ -162,8 +178,10 @@ def generator_terms(
         critic: the UNWRAPPED critic (its parameters get no gradient from these terms' backward
             when the caller restricts ``inputs``).
         uv_mask: (Huv, Wuv) UV face mask in [0, 1].
+        kind: "wgan" or "hinge"; None = ``loss_cfg.gan_type``.
     """
     on = {k for k, w in detail_weights(loss_cfg).items() if w > 0}
+    kind = loss_cfg.gan_type if kind is None else kind
     valid = _fold(outputs["valid"])
     mask = uv_mask[None, None]
     terms: dict[str, torch.Tensor] = {}
@@ -180,7 +198,8 @@ def generator_terms(
             albedo = _resize_to(outputs["albedo"], tuple(shading.shape[-2:]))
             texture = _fold(albedo) * shading
             target = _fold(outputs["uv_input"]).detach()
-            terms["detail_photometric"] = uv_photometric_loss(texture, target, mask, valid)
+            seen = mask * _fold(outputs["uv_visible_mask"])  # (N, 1, Huv, Wuv)
+            terms["detail_photometric"] = uv_photometric_loss(texture, target, seen, valid)
         else:
             skips.skip("detail_photometric", "the face model has no texture space (UV albedo)")
     if "z_reg" in on:
@@ -203,7 +222,7 @@ def generator_step(
     parameters: list[nn.Parameter],
     loss_cfg: LossConfig,
     skips: SkipLog,
-    kind: str = "wgan",
+    kind: str | None = None,
 ) -> WeightedLoss:
     """Weighted generator loss and its backward pass into ``parameters`` only.
 

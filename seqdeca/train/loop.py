@@ -1,11 +1,15 @@
 """The training loop of a stage with Accelerate (single CPU process, DDP, GPUs, mixed precision).
 
-``train(cfg)`` seeds (before building the model), builds the model, the window loader and
-AdamW over the stage's trainable parameters, then runs ``cfg.train.max_steps`` optimizer steps
-of ``cfg.train.grad_accum`` batches each inside ``accelerator.accumulate``. Per step it writes
-one line to ``run_dir/losses.jsonl`` (main process), TensorBoard scalars every
+``train(cfg)`` seeds (before building the model), builds the model (starting from the weights
+of ``train.init_from`` when set, e.g. the temporal stage's model.pt for the detail stage), the
+window loader and AdamW over the stage's trainable parameters, then runs ``cfg.train.max_steps``
+optimizer steps of ``cfg.train.grad_accum`` batches each inside ``accelerator.accumulate``. Per
+step it writes one line to ``run_dir/losses.jsonl`` (main process), TensorBoard scalars every
 ``train.log_every`` steps, and an atomic ``save_state`` checkpoint every
 ``train.checkpoint_every`` steps; at the end a last checkpoint and ``run_dir/model.pt``.
+Between steps :class:`~seqdeca.train.monitor.Monitor` validates on held-out windows
+(``train.validate_every``), draws image grids (``train.images_every``) and exports the weights
+when ``run_dir/export.request`` appears.
 
 The detail stage (``train.stage=detail``) adds the AU-conditioned UV critic with its own Adam
 (``train.critic_lr``); both models and both optimizers are prepared, so ``save_state`` checkpoints
@@ -33,12 +37,13 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from tqdm import tqdm
 
-from seqdeca.config.loader import config_to_yaml, save_config
+from seqdeca.config.loader import save_config
 from seqdeca.config.schema import Config
 from seqdeca.data.dataset import window_loader
 from seqdeca.errors import UserError
 from seqdeca.models.from_config import build_critic, build_model
 from seqdeca.train.gan_steps import critic_step, detail_forward, generator_step
+from seqdeca.train.monitor import Monitor
 from seqdeca.train.optim import (
     build_gan_optimizers,
     build_optimizer,
@@ -49,7 +54,8 @@ from seqdeca.train.state import (
     CheckpointError,
     TrainState,
     check_checkpoint,
-    export_inference_checkpoint,
+    export_model,
+    load_initial_weights,
     prune_checkpoints,
     publish_checkpoint,
     resolve_resume,
@@ -81,6 +87,10 @@ class TrainSummary:
         model_path: the exported inference checkpoint.
         saved_step: step of the newest checkpoint written or resumed from (-1: none).
         main_process: False on the other processes of a multi-process run (they stay quiet).
+        last_val: metrics of the newest validation (empty when validation is off).
+        step_marks: ``(training seconds since the first step started, windows so far)`` after
+            each step of this invocation (all processes; validation and image time left out;
+            for throughput without the warm-up steps).
     """
 
     run_dir: Path
@@ -91,6 +101,16 @@ class TrainSummary:
     model_path: Path | None = None
     saved_step: int = -1
     main_process: bool = True
+    last_val: dict[str, float] = field(default_factory=dict)
+    step_marks: list[tuple[float, int]] = field(default_factory=list)
+
+    def windows_per_s_after(self, warmup: int) -> float:
+        """Windows per second over the steps after the first ``warmup`` of this invocation."""
+        if len(self.step_marks) <= warmup:
+            return float("nan")
+        t0, w0 = self.step_marks[warmup - 1] if warmup else (0.0, 0)
+        t1, w1 = self.step_marks[-1]
+        return (w1 - w0) / max(t1 - t0, 1e-9)
 
 
 def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
@@ -201,6 +221,8 @@ def _build(cfg: Config) -> tuple:
         )
     set_seed(cfg.run.seed)
     model = build_model(cfg)
+    if cfg.train.init_from:
+        load_initial_weights(model, cfg.train.init_from)
     model.set_stage(stage)
     model.train()
     critic = critic_optimizer = None
@@ -262,23 +284,19 @@ def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
         save_config(cfg, run_dir / "config.yaml")
         if resume is None:
             loss_log.unlink(missing_ok=True)
+    monitor = Monitor.create(cfg, accelerator, fresh=resume is None)
     accelerator.init_trackers("tb")
     try:
         summary = _run_steps(
-            accelerator, cfg, model, optimizer, loader, state,
-            trainable=trainable, mediapipe_ids=mediapipe_ids, loss_log=loss_log, gan=gan,
+            accelerator, cfg, model, optimizer, loader, state, trainable=trainable,
+            mediapipe_ids=mediapipe_ids, loss_log=loss_log, gan=gan, monitor=monitor,
         )  # fmt: skip
         if state.step != summary.saved_step:
             save_checkpoint(accelerator, run_dir, state, tcfg.keep_checkpoints)
         if accelerator.is_main_process:
-            summary.model_path = export_inference_checkpoint(
-                run_dir / "model.pt",
-                state_dict=accelerator.unwrap_model(model).state_dict(),
-                config_yaml=config_to_yaml(cfg),
-                face_model=accelerator.unwrap_model(model).face_model.name,
-                stage=tcfg.stage,
-                step=state.step,
-            )
+            core = accelerator.unwrap_model(model)
+            summary.model_path = export_model(core, cfg, run_dir / "model.pt", step=state.step)
+        summary.last_val = monitor.last_val
         accelerator.wait_for_everyone()
     finally:
         accelerator.end_training()
@@ -297,6 +315,7 @@ def _run_steps(
     mediapipe_ids: torch.Tensor | None,
     loss_log: Path,
     gan: GanParts | None = None,
+    monitor: Monitor,
 ) -> TrainSummary:
     """The step loop from ``state`` to ``train.max_steps`` (see the module docstring)."""
     summary = TrainSummary(run_dir=Path(cfg.run.output_dir), steps=state.step, skipped_steps=0,
@@ -309,8 +328,8 @@ def _run_steps(
         while state.step < cfg.train.max_steps:
             loader.dataset.set_epoch(state.epoch)
             epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch)
-            common = {"bar": bar, "trainable": trainable, "loss_log": loss_log,
-                      "summary": summary, "windows": windows, "start": start, "skips": skips}  # fmt: skip
+            common = {"bar": bar, "trainable": trainable, "loss_log": loss_log, "summary": summary,
+                      "windows": windows, "start": start, "skips": skips, "monitor": monitor}  # fmt: skip
             if gan is None:
                 finished = _epoch(accelerator, cfg, model, optimizer, epoch_loader, state,
                                   mediapipe_ids=mediapipe_ids, **common)  # fmt: skip
@@ -340,6 +359,7 @@ def _epoch(
     windows: list[int],
     start: float,
     skips: SkipLog,
+    monitor: Monitor,
 ) -> bool:
     """Steps over (the rest of) one epoch; True when the epoch ran to its end."""
     tcfg, sums, window_bad = cfg.train, {}, False
@@ -365,8 +385,9 @@ def _epoch(
         losses = _means(sums)
         sums, window_bad = {}, False
         rates = {"lr": optimizer.param_groups[0]["lr"]}
-        if _after_step(accelerator, cfg, state, losses, bad, rates=rates, bar=bar,
-                       loss_log=loss_log, summary=summary, windows=windows, start=start):  # fmt: skip
+        if _after_step(accelerator, cfg, state, losses, bad, rates=rates, bar=bar, model=model,
+                       loss_log=loss_log, summary=summary, windows=windows, start=start,
+                       monitor=monitor):  # fmt: skip
             return False
     return True
 
@@ -380,22 +401,29 @@ def _after_step(
     *,
     rates: dict[str, float],
     bar: tqdm,
+    model: torch.nn.Module,
     loss_log: Path,
     summary: TrainSummary,
     windows: list[int],
     start: float,
+    monitor: Monitor,
 ) -> bool:
-    """Count and log an optimizer step, checkpoint when due; True when max_steps is reached."""
+    """Count and log an optimizer step, validate / draw / export and checkpoint when due; True
+    when max_steps is reached."""
     tcfg = cfg.train
     _finish_step(accelerator, cfg, state, losses, bad, loss_log, summary)
+    elapsed = max(time.perf_counter() - start - monitor.seconds, 1e-9)  # training time only
+    summary.step_marks.append((elapsed, windows[0]))
     if accelerator.is_main_process and (
         state.step % max(1, tcfg.log_every) == 0 or state.step == tcfg.max_steps
     ):
         scalars = {f"loss/{k}": v for k, v in losses.items()} | rates
-        scalars["throughput/windows_per_s"] = windows[0] / max(time.perf_counter() - start, 1e-9)
+        scalars["throughput/windows_per_s"] = windows[0] / elapsed
+        scalars["throughput/frames_per_s"] = windows[0] * cfg.data.window / elapsed
         accelerator.log(scalars, step=state.step)
     bar.update(1)
-    bar.set_postfix(loss=f"{losses.get('total', float('nan')):.4g}")
+    monitor.after_step(accelerator, model, state.step)
+    bar.set_postfix(loss=f"{losses.get('total', float('nan')):.4g}", **monitor.postfix())
     if tcfg.checkpoint_every > 0 and state.step % tcfg.checkpoint_every == 0:
         save_checkpoint(accelerator, Path(cfg.run.output_dir), state, tcfg.keep_checkpoints)
         summary.saved_step = state.step
@@ -439,6 +467,7 @@ def _detail_epoch(
     windows: list[int],
     start: float,
     skips: SkipLog,
+    monitor: Monitor,
 ) -> bool:
     """Detail-stage steps over (the rest of) one epoch; True when the epoch ran to its end.
 
@@ -493,8 +522,9 @@ def _detail_epoch(
             "lr": optimizer.param_groups[0]["lr"],
             "lr_critic": gan.optimizer.param_groups[0]["lr"],
         }
-        if _after_step(accelerator, cfg, state, losses, bad, rates=rates, bar=bar,
-                       loss_log=loss_log, summary=summary, windows=windows, start=start):  # fmt: skip
+        if _after_step(accelerator, cfg, state, losses, bad, rates=rates, bar=bar, model=model,
+                       loss_log=loss_log, summary=summary, windows=windows, start=start,
+                       monitor=monitor):  # fmt: skip
             return False
     return True
 

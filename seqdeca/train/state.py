@@ -7,9 +7,12 @@ A run directory holds::
     run_dir/tb/                         TensorBoard event files
     run_dir/checkpoints/step_NNNNNN/    Accelerate ``save_state`` folders (+ train_state.json)
     run_dir/model.pt                    exported weights + resolved config + face-model name
+    run_dir/val.jsonl, images/, exports/  validation metrics, image grids, exports on request
 
 A checkpoint folder is written under a temporary name and renamed when complete, so a folder
 named ``step_NNNNNN`` is always whole; only the newest ``keep`` are kept.
+:func:`export_from_checkpoint` turns any such folder into an inference ``model.pt`` without
+training (``tools/train_seq.py --export``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from seqdeca.config.loader import config_to_yaml, load_config
+from seqdeca.config.schema import Config
 from seqdeca.errors import UserError
+from seqdeca.models.from_config import build_model
+from seqdeca.models.weights import load_weights, read_checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "train_state.json"
@@ -178,3 +186,93 @@ def export_inference_checkpoint(
     torch.save(payload, tmp)
     tmp.replace(path)
     return path
+
+
+def export_model(model: nn.Module, cfg: Config, path: str | Path, *, step: int) -> Path:
+    """:func:`export_inference_checkpoint` of an unwrapped :class:`SeqDECA` trained with ``cfg``."""
+    return export_inference_checkpoint(
+        path, state_dict=model.state_dict(), config_yaml=config_to_yaml(cfg),
+        face_model=model.face_model.name, stage=cfg.train.stage, step=step,
+    )  # fmt: skip
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder itself, or the newest checkpoint of a run folder.
+
+    Raises:
+        CheckpointError: neither a checkpoint folder nor a run folder with checkpoints.
+    """
+    path = Path(path)
+    if (path / STATE_FILE).is_file() or _STEP_RE.match(path.name):
+        return path
+    found = list_checkpoints(path)
+    if not found:
+        raise CheckpointError(
+            f"{path} is neither a checkpoint folder (step_NNNNNN) nor a run folder with "
+            f"checkpoints under {CHECKPOINT_DIR}/"
+        )
+    return found[-1]
+
+
+def _read_model_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The model weights of a ``save_state`` folder (safetensors or torch format)."""
+    try:
+        if (folder / _MODEL_FILES[0]).is_file():
+            from safetensors.torch import load_file
+
+            return load_file(str(folder / _MODEL_FILES[0]))
+        return torch.load(folder / _MODEL_FILES[1], map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - safetensors / torch raise many types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"cannot read the model weights of {folder}: {first}") from None
+
+
+def export_from_checkpoint(
+    checkpoint: str | Path, out: str | Path, *, cfg: Config | None = None
+) -> Path:
+    """Write an inference ``model.pt`` from a saved training checkpoint, without training.
+
+    Args:
+        checkpoint: a ``step_NNNNNN`` folder, or a run folder (its newest checkpoint).
+        out: the ``.pt`` file to write.
+        cfg: the run's config; default: ``config.yaml`` of the run folder holding the checkpoint.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        CheckpointError: the checkpoint is incomplete, unreadable or does not fit the model.
+        UserError: the run's config is missing.
+    """
+    folder = find_checkpoint(checkpoint)
+    state = check_checkpoint(folder)
+    if cfg is None:
+        config_file = folder.parent.parent / "config.yaml"
+        if not config_file.is_file():
+            raise UserError(f"no run config at {config_file}: pass the run's --config files")
+        cfg = load_config(config_file)
+    model = build_model(cfg, load_checkpoints=False)
+    model.set_stage(cfg.train.stage)
+    try:
+        load_weights(model, _read_model_weights(folder), source=str(folder))
+    except UserError as exc:
+        raise CheckpointError(f"{exc}; is the checkpoint from this config's model?") from None
+    return export_model(model, cfg, out, step=state["step"])
+
+
+def load_initial_weights(model: nn.Module, path: str | Path) -> None:
+    """Start a run from an exported ``model.pt`` (``train.init_from``): every weight, strictly.
+
+    Raises:
+        UserError: the file is missing or unreadable, was trained with another face model, or
+            its weights do not fit (one line).
+    """
+    payload = read_checkpoint(path, "train.init_from model.pt")
+    if "model" not in payload or "face_model" not in payload:
+        raise UserError(f"train.init_from {path} is not a seqdeca model.pt (no model / face_model)")
+    if str(payload["face_model"]) != model.face_model.name:
+        raise UserError(
+            f"train.init_from {path} was trained with face model '{payload['face_model']}', this "
+            f"run uses '{model.face_model.name}': use the same face_model settings"
+        )
+    load_weights(model, payload["model"], source=f"train.init_from {path}")

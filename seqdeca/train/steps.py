@@ -23,6 +23,7 @@ from seqdeca.data.au_proxy import AU_PROXY_NAMES
 from seqdeca.data.dataset import WindowBatch
 from seqdeca.losses import (
     WeightedLoss,
+    au_consistency_loss,
     au_supervision_loss,
     coarse_options,
     coarse_weights,
@@ -50,7 +51,6 @@ _PROXY_TO_MAIN = tuple(
 #: Terms the loop does not compute yet (they need extra networks or weight files).
 _NOT_WIRED = {
     "identity": "the identity network (loss.identity_weights) is not wired into training yet",
-    "au_render": "AU net on the render is not wired into training yet",
 }
 
 
@@ -156,6 +156,13 @@ def coarse_terms(
     if "temporal" in on:
         codes = torch.cat([out["expression"], out["jaw_pose"], out["light"].flatten(-2)], dim=-1)
         terms["temporal"] = temporal_smoothness(codes, valid)
+    if "au_render" in on:
+        if "render_au_probabilities" in out:
+            terms["au_render"] = au_consistency_loss(
+                out["render_au_probabilities"], out["au_probabilities"], valid
+            )
+        else:
+            skips.skip("au_render", "the model outputs have no render_au_probabilities")
     if "au_label" in on:
         au = _au_terms(out, batch, skips)
         if au is not None:
@@ -188,7 +195,8 @@ def temporal_step(
         :class:`WeightedLoss` of the batch (``logged`` holds the unweighted terms and "total").
     """
     with accelerator.autocast():
-        out = model(batch.images, batch.valid, "temporal")
+        au_render = coarse_weights(loss_cfg)["au_render"] > 0
+        out = model(batch.images, batch.valid, "temporal", au_render=au_render)
     out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
     terms = coarse_terms(out, batch, loss_cfg=loss_cfg, mediapipe_ids=mediapipe_ids, skips=skips)
     result = weighted_sum(terms, coarse_weights(loss_cfg))

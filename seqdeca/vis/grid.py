@@ -1,4 +1,4 @@
-"""Tile images into a labelled grid and save PNGs."""
+"""Tile images into a labelled grid, draw points and text on tiles, and save PNGs."""
 
 from __future__ import annotations
 
@@ -56,6 +56,43 @@ def image_grid(
             draw.text((pad + c * (w + pad) + 2, 2), text, fill=(0, 0, 0))
         out = np.asarray(img)
     return out
+
+
+def draw_points(
+    image: np.ndarray,
+    points: torch.Tensor | np.ndarray,
+    colour: tuple[int, int, int],
+    radius: float = 1.0,
+) -> np.ndarray:
+    """Filled dots on a copy of an image.
+
+    Args:
+        image: (H, W, 3) uint8.
+        points: (L, >=2) continuous pixel positions of that image (pixel centres at +0.5);
+            NaN points are skipped.
+        colour: RGB 0-255.
+        radius: dot radius in pixels.
+
+    Returns:
+        (H, W, 3) uint8.
+    """
+    xy = points.detach().float().cpu().numpy() if isinstance(points, torch.Tensor) else points
+    img = Image.fromarray(np.ascontiguousarray(image))
+    draw = ImageDraw.Draw(img)
+    for x, y in np.asarray(xy, dtype=np.float64)[:, :2]:
+        if np.isfinite(x) and np.isfinite(y):
+            cx, cy = x - 0.5, y - 0.5  # pixel index space
+            draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
+    return np.asarray(img)
+
+
+def draw_text(
+    image: np.ndarray, text: str, colour: tuple[int, int, int] = (255, 255, 0)
+) -> np.ndarray:
+    """``text`` in the top-left corner of a copy of an (H, W, 3) uint8 image."""
+    img = Image.fromarray(np.ascontiguousarray(image))
+    ImageDraw.Draw(img).text((2, 2), text, fill=colour)
+    return np.asarray(img)
 
 
 def save_png(image: np.ndarray | torch.Tensor, path: str | Path) -> Path:

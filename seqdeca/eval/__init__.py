@@ -1,0 +1,4 @@
+"""Evaluation: pure metrics (:mod:`~seqdeca.eval.metrics`), the frame-window evaluation runner
+(:mod:`~seqdeca.eval.runner`) and its report writer (:mod:`~seqdeca.eval.report`). Import the
+submodules; nothing is imported here so that ``import seqdeca.eval`` stays cheap.
+"""

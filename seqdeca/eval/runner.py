@@ -1,0 +1,392 @@
+"""Frame-window evaluation: every method on every valid frame of every prepared clip.
+
+Methods (table rows), in order:
+
+* one row per ``--checkpoint`` (named by the checkpoint's parent folder, or its file stem when
+  the parent is not informative), predicting each frame from the window centred on it
+  (:func:`seqdeca.inference.windows.predict_frames`);
+* with ``per_frame``, the same checkpoint again with the temporal model off (T = 1), named
+  ``<name>+per-frame``, so the gain of temporal fusion sits next to it;
+* with mode "fit", the face model fitted to the tracked landmarks exactly as video2mesh's fit
+  mode does it (:class:`~seqdeca.inference.engines.FitEngine`: identity once, then every frame
+  with its centred window; mean albedo, fixed light) (``fit``);
+* ``input``: the temporal metrics of the tracked input landmarks (and of the ground-truth mesh
+  of synthetic clips), the reference the smoothness numbers are read against.
+
+Window length, batch size and the fit settings come from ``cfg.inference`` (window overridable).
+One model and one clip are in memory at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from seqdeca.au_names import AFFWILD2_MAIN_INDICES
+from seqdeca.config.schema import Config
+from seqdeca.errors import UserError
+from seqdeca.eval.clip_metrics import ClipPrediction, clip_series, reference_series
+from seqdeca.eval.clips import PreparedClip, find_eval_clips, load_clip
+from seqdeca.eval.report import write_report
+from seqdeca.eval.results import ClipResult, MethodResult
+from seqdeca.face_model.assets import AssetError
+from seqdeca.face_model.from_config import face_model_assets_from_config
+from seqdeca.face_model.layer import FaceModel, FlameParams
+from seqdeca.geometry.camera import project_weak_perspective
+from seqdeca.inference.checkpoint import LoadedModel, load_model
+from seqdeca.inference.engines import FitEngine
+from seqdeca.inference.stream import ChunkFrames
+from seqdeca.inference.windows import predict_frames
+from seqdeca.losses.weights import coarse_weights, detail_weights
+
+__all__ = ["EvalOptions", "describe_config", "evaluate", "method_name"]
+
+log = logging.getLogger(__name__)
+
+_GENERIC_FOLDERS = {"", ".", "checkpoints", "models", "model", "weights", "runs", "outputs"}
+
+
+@dataclass
+class EvalOptions:
+    """What to evaluate and where to write it.
+
+    Attributes:
+        data: prepared dataset folder (clips found as by ``seqdeca.data.dataset.find_clips``).
+        out: output folder.
+        config: base config: ``inference`` (window, batch_size, fit.*) and, for fit mode and the
+            ground-truth mesh, ``face_model``.
+        checkpoints: seqdeca ``model.pt`` exports or DECA ``deca_model.tar`` files.
+        mode: "network" (checkpoints only) or "fit" (fit, plus the checkpoints if any).
+        per_frame: also evaluate each checkpoint with the temporal model off.
+        window: frames per window; None = ``config.inference.window``.
+        device: torch device.
+        tensorboard: also write TensorBoard scalars.
+        plots: write PNG plots.
+        progress: show progress bars.
+    """
+
+    data: Path
+    out: Path
+    config: Config = field(default_factory=Config)
+    checkpoints: list[Path] = field(default_factory=list)
+    mode: str = "network"
+    per_frame: bool = False
+    window: int | None = None
+    device: str = "cpu"
+    tensorboard: bool = False
+    plots: bool = True
+    progress: bool = True
+
+
+def method_name(checkpoint: Path, taken: set[str]) -> str:
+    """Row name of a checkpoint: its parent folder's name, else its stem; made unique."""
+    checkpoint = Path(checkpoint)
+    parent = checkpoint.resolve().parent.name
+    name = parent if parent.lower() not in _GENERIC_FOLDERS else checkpoint.stem
+    unique, k = name, 2
+    while unique in taken:
+        unique, k = f"{name}-{k}", k + 1
+    return unique
+
+
+def describe_config(loaded: LoadedModel) -> str:
+    """Modules and losses on/off of a checkpoint, from its saved config (one line)."""
+    if loaded.kind == "deca":
+        return f"DECA checkpoint {loaded.path.name} (per-frame, temporal model off)"
+    cfg = loaded.config
+    m = cfg.model
+    parts = [
+        f"stage {cfg.train.stage}",
+        f"temporal {'on' if m.use_temporal else 'off'}",
+        f"coarse encoder {'frozen' if m.freeze_coarse else 'trained'}",
+        f"AU net {'frozen' if m.freeze_au_net else 'trained'}",
+        f"fusion {m.fusion_depth}x{m.fusion_dim}",
+    ]
+    weights = coarse_weights(cfg.loss)
+    if cfg.train.stage == "detail":
+        weights = weights | detail_weights(cfg.loss)
+    losses = [f"{k}={v:g}" for k, v in weights.items() if v > 0]
+    return "; ".join(parts) + "; losses " + (", ".join(losses) if losses else "none")
+
+
+def _scatter(values: torch.Tensor, frames: torch.Tensor, t_count: int) -> torch.Tensor:
+    """(n, ...) values of frames ``frames`` -> (T, ...) float with NaN elsewhere."""
+    out = torch.full((t_count, *values.shape[1:]), float("nan"), dtype=torch.float32)
+    out[frames] = values.float().cpu()
+    return out
+
+
+def _synchronise(device: str) -> None:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def predict_network(
+    loaded: LoadedModel, clip: PreparedClip, *, window: int, batch_size: int, per_frame: bool,
+    device: str,
+) -> ClipPrediction:  # fmt: skip
+    """Run a network with centred windows on the valid frames of one clip."""
+    frames = torch.nonzero(clip.valid).flatten()
+    crops = clip.frames.to(device)
+    _synchronise(device)
+    start = time.perf_counter()
+    out = predict_frames(loaded.model, crops, clip.valid, window=window, batch_size=batch_size,
+                         per_frame=per_frame, centres=frames)  # fmt: skip
+    _synchronise(device)
+    seconds = time.perf_counter() - start
+    t_count = clip.num_frames
+
+    def full(key: str) -> torch.Tensor | None:
+        return _scatter(out[key], frames, t_count) if key in out else None
+
+    au = out["au_probabilities"][:, list(AFFWILD2_MAIN_INDICES)]
+    pose = full("pose")
+    return ClipPrediction(
+        landmarks68=full("landmarks68"), landmarks_mp=full("landmarks_mp"),
+        vertices=full("vertices"), global_pose=pose[:, :3], jaw_pose=full("jaw_pose"),
+        expression=full("expression"), render=full("render"),
+        au_probabilities=_scatter(au, frames, t_count), seconds=seconds,
+    )  # fmt: skip
+
+
+def _chunk(clip: PreparedClip, rows: slice) -> ChunkFrames:
+    """Rows of a prepared clip as video2mesh's chunk (landmarks already in crop pixels)."""
+    valid = clip.valid[rows].numpy()
+    n = len(valid)
+    eye = np.repeat(np.eye(3)[None], n, 0)
+    return ChunkFrames(
+        start=rows.start or 0, own=slice(0, n), frames=np.zeros((n, 0, 0, 3), np.uint8),
+        landmarks=clip.landmarks[rows].numpy(), valid=valid, interpolated=np.zeros(n, bool),
+        crop_from_frame=eye, decoded_from_original=np.eye(3), is_last=True,
+    )  # fmt: skip
+
+
+def predict_fit(engine: FitEngine, clip: PreparedClip) -> ClipPrediction:
+    """Fit mode exactly as video2mesh runs it (:class:`~seqdeca.inference.engines.FitEngine`):
+    identity from the first ``SHAPE_SPAN`` frames after the first face, then every frame with
+    its centred window; rendered with the mean albedo under the fixed fit-mode light."""
+    first = int(torch.nonzero(clip.valid)[0])
+    engine.cfg.crop.size = clip.size  # the engine's own config copy: this clip's crop size
+    start = time.perf_counter()
+    engine.start_clip()
+    engine.fit_shape(_chunk(clip, slice(first, first + engine.shape_span)))
+    result = engine.predict(_chunk(clip, slice(0, clip.num_frames)), render=True)
+    codes = {k: torch.from_numpy(result.codes[k]).to(engine.device)
+             for k in ("shape", "expression", "global_pose", "jaw_pose", "cam")}  # fmt: skip
+    with torch.no_grad():
+        mesh = engine.face_model(FlameParams(
+            shape=codes["shape"], expression=codes["expression"],
+            global_pose=codes["global_pose"], jaw_pose=codes["jaw_pose"],
+        ))  # fmt: skip
+    seconds = time.perf_counter() - start
+    invalid = ~clip.valid
+
+    def masked(x: torch.Tensor | None, project: bool = False) -> torch.Tensor | None:
+        if x is None:
+            return None
+        if project:
+            x = project_weak_perspective(x, codes["cam"])[..., :2]
+        x = x.detach().float().cpu().clone()
+        x[invalid] = float("nan")
+        return x
+
+    return ClipPrediction(
+        landmarks68=masked(mesh.landmarks68, True), landmarks_mp=masked(mesh.landmarks_mp, True),
+        vertices=masked(result.vertices), global_pose=masked(codes["global_pose"]),
+        jaw_pose=masked(codes["jaw_pose"]), expression=masked(codes["expression"]),
+        render=masked(result.render), au_probabilities=None, seconds=seconds,
+    )  # fmt: skip
+
+
+class _GroundTruth:
+    """Ground-truth meshes of synthetic clips, from a face model with all its components."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.model: FaceModel | None = None
+        self.failed = False
+
+    def vertices(self, clip: PreparedClip) -> torch.Tensor | None:
+        gt = clip.gt
+        if gt is None or self.failed or not {"shape", "expression", "global_pose"} <= set(gt):
+            return None
+        if self.model is None:
+            try:
+                self.model = FaceModel(face_model_assets_from_config(self.cfg.face_model))
+            except (AssetError, UserError, OSError, ValueError) as exc:
+                log.warning("no ground-truth meshes: cannot build the face model (%s)", exc)
+                self.failed = True
+                return None
+        wanted = clip.meta.get("face_model")
+        if wanted and wanted != self.model.name:
+            log.warning("clip %s was rendered with face model '%s', not '%s': no vertex error",
+                        clip.name, wanted, self.model.name)  # fmt: skip
+            return None
+        with torch.no_grad():
+            return self.model(FlameParams(
+                shape=gt["shape"], expression=gt["expression"], global_pose=gt["global_pose"],
+                jaw_pose=gt.get("jaw_pose"),
+            )).vertices.float()  # fmt: skip
+
+
+def _clip_result(pred: ClipPrediction, clip: PreparedClip, series: dict) -> ClipResult:
+    return ClipResult(series=series, au_probabilities=pred.au_probabilities, au_labels=clip.au,
+                      fps=clip.fps, frames=int(clip.valid.sum()), seconds=pred.seconds)  # fmt: skip
+
+
+def _load_clips(paths: list[Path]):
+    """Yield loaded clips with at least one valid frame (others are skipped with a warning)."""
+    for path in paths:
+        clip = load_clip(path)
+        if not bool(clip.valid.any()):
+            log.warning("clip %s has no valid frame: skipped", clip.name)
+            continue
+        yield clip
+
+
+def _network_rows(
+    opts: EvalOptions, paths: list[Path], gt: _GroundTruth, taken: set[str],
+    reference: MethodResult,
+) -> list[MethodResult]:  # fmt: skip
+    """Rows of every checkpoint (and its per-frame variant); fills ``reference`` if empty."""
+    inference = opts.config.inference
+    window = opts.window or inference.window
+    results: list[MethodResult] = []
+    for checkpoint in opts.checkpoints:
+        loaded = load_model(checkpoint, device=opts.device, config=opts.config)
+        name = method_name(checkpoint, taken)
+        taken.add(name)
+        description = describe_config(loaded)
+        parameters = sum(p.numel() for p in loaded.model.parameters())
+        variants = [(name, False)]
+        if opts.per_frame and loaded.model.use_temporal:
+            variants.append((f"{name}+per-frame", True))
+        rows = {
+            n: MethodResult(name=n, kind="network", parameters=parameters,
+                            description=description + ("; evaluated per frame (T=1)" if pf else ""))
+            for n, pf in variants
+        }  # fmt: skip
+        ids = loaded.model.face_model.mediapipe_ids
+        ids = None if ids is None else ids.cpu()
+        fill_reference = not reference.clips
+        for clip in tqdm(_load_clips(paths), total=len(paths), desc=name, unit="clip",
+                         disable=not opts.progress):  # fmt: skip
+            gt_vertices = gt.vertices(clip)
+            if not rows[name].clips:  # untimed warm-up (allocations, kernel selection)
+                first = int(torch.nonzero(clip.valid)[0])
+                predict_frames(loaded.model, clip.frames.to(opts.device), clip.valid,
+                               window=window, centres=[first])  # fmt: skip
+            for n, per_frame in variants:
+                pred = predict_network(
+                    loaded,
+                    clip,
+                    window=window,
+                    per_frame=per_frame,
+                    batch_size=inference.batch_size,
+                    device=opts.device,
+                )
+                series = clip_series(pred, clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
+                rows[n].clips[clip.name] = _clip_result(pred, clip, series)
+            if fill_reference:
+                series = reference_series(clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
+                reference.clips[clip.name] = ClipResult(
+                    series=series, au_probabilities=None, au_labels=clip.au, fps=clip.fps,
+                    frames=int(clip.valid.sum()), seconds=0.0)  # fmt: skip
+        results += rows.values()
+        del loaded
+    return results
+
+
+def _fit_row(
+    opts: EvalOptions, paths: list[Path], gt: _GroundTruth, reference: MethodResult
+) -> MethodResult:
+    """The fit-mode row (face model of ``opts.config``); fills ``reference`` if empty."""
+    cfg = copy.deepcopy(opts.config)
+    cfg.inference.window = opts.window or cfg.inference.window
+    engine = FitEngine(cfg, device=opts.device)
+    fit = cfg.inference.fit
+    settings = (f"window {cfg.inference.window}, shape_prior={fit.shape_prior:g}, "
+                f"expression_prior={fit.expression_prior:g}, jaw_prior={fit.jaw_prior:g}, "
+                f"smoothness={fit.smoothness:g}, iterations={fit.iterations}, "
+                f"refine_steps={fit.refine_steps}")  # fmt: skip
+    row = MethodResult(
+        name="fit", kind="fit",
+        description=f"face model '{engine.face_model.name}' fitted to the tracked landmarks as "
+                    f"in video2mesh ({settings}); rendered with the mean albedo under the fixed "
+                    "fit-mode light",
+    )  # fmt: skip
+    ids = engine.face_model.mediapipe_ids
+    ids = None if ids is None else ids.cpu()
+    fill_reference = not reference.clips
+    threads = torch.get_num_threads()
+    if engine.threads:
+        torch.set_num_threads(engine.threads)  # as video2mesh: many small operations
+    try:
+        for clip in tqdm(_load_clips(paths), total=len(paths), desc="fit", unit="clip",
+                         disable=not opts.progress):  # fmt: skip
+            gt_vertices = gt.vertices(clip)
+            pred = predict_fit(engine, clip)
+            series = clip_series(pred, clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
+            row.clips[clip.name] = _clip_result(pred, clip, series)
+            if fill_reference:
+                series = reference_series(clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
+                reference.clips[clip.name] = ClipResult(
+                    series=series, au_probabilities=None, au_labels=clip.au, fps=clip.fps,
+                    frames=int(clip.valid.sum()), seconds=0.0)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return row
+
+
+def _check_options(opts: EvalOptions) -> list[Path]:
+    if opts.mode not in ("network", "fit"):
+        raise UserError(f"unknown evaluation mode {opts.mode!r}: use network or fit")
+    if opts.mode == "network" and not opts.checkpoints:
+        raise UserError("nothing to evaluate: give --checkpoint PATH, or --mode fit")
+    window = opts.window or opts.config.inference.window
+    if window < 1:
+        raise UserError(f"window must be >= 1 frame, got {window}")
+    for checkpoint in opts.checkpoints:
+        if not Path(checkpoint).is_file():
+            raise UserError(f"checkpoint {checkpoint} not found: give a model.pt or deca_model.tar")
+    return find_eval_clips(opts.data)
+
+
+def evaluate(opts: EvalOptions) -> dict:
+    """Evaluate every method on every clip and write the report (see the module docstring).
+
+    Returns:
+        The ``metrics.json`` content.
+
+    Raises:
+        UserError: missing data / no prepared clips / missing or unreadable checkpoint / bad
+            options (one line).
+    """
+    paths = _check_options(opts)
+    gt = _GroundTruth(opts.config)
+    reference = MethodResult(
+        name="input", kind="reference",
+        description="temporal metrics of the tracked input landmarks (and of the ground-truth "
+                    "mesh of synthetic clips): the reference for the smoothness columns",
+    )  # fmt: skip
+    taken = {"fit", "input"}
+    results = _network_rows(opts, paths, gt, taken, reference)
+    if opts.mode == "fit":
+        results.append(_fit_row(opts, paths, gt, reference))
+    results.append(reference)
+    inference = opts.config.inference
+    settings = {
+        "data": str(opts.data), "mode": opts.mode, "per_frame": opts.per_frame,
+        "window": opts.window or inference.window, "batch_size": inference.batch_size,
+        "device": opts.device, "checkpoints": [str(c) for c in opts.checkpoints],
+        "clips": len(paths),
+    }  # fmt: skip
+    return write_report(results, opts.out, settings=settings, tensorboard=opts.tensorboard,
+                        plots=opts.plots)  # fmt: skip

@@ -1,0 +1,241 @@
+"""The two ways video2mesh turns a chunk of tracked frames into face-model codes and renders.
+
+* :class:`NetworkEngine` (``network`` mode): a trained :class:`~seqdeca.models.SeqDECA` on the
+  face crops, every frame predicted with its centred window (:func:`predict_frames`).
+* :class:`FitEngine` (``fit`` mode, no trained weights): the face model fitted to the tracked
+  landmarks (:class:`~seqdeca.inference.fit.ClipFitter`), rendered with the model's mean albedo
+  under a fixed soft light.
+
+Both return, for the chunk's own frames, a :class:`ChunkResult`: codes (n, ...) for
+``codes.npz``, vertices, model landmarks in normalised crop coordinates and (when asked)
+renders for the overlay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from seqdeca.config.schema import Config
+from seqdeca.face_model.from_config import face_model_assets_from_config, face_model_from_config
+from seqdeca.face_model.layer import FaceModel
+from seqdeca.geometry.camera import project_weak_perspective
+from seqdeca.geometry.mesh import vertex_normals
+from seqdeca.inference.checkpoint import LoadedModel
+from seqdeca.inference.fit import SHAPE_SPAN, ClipFitter
+from seqdeca.inference.stream import ChunkFrames
+from seqdeca.inference.windows import predict_frames
+from seqdeca.render.from_config import renderer_from_config
+
+__all__ = ["ChunkResult", "FitEngine", "NetworkEngine", "fit_light"]
+
+#: Codes of the network written to codes.npz (when present in its outputs).
+NETWORK_CODES = (
+    "shape", "texture", "expression", "global_pose", "jaw_pose", "pose", "cam", "light",
+    "coarse_expression", "coarse_pose", "coarse_light", "au_intensities", "au_probabilities",
+    "detail_code",
+)  # fmt: skip
+
+
+#: Frames rendered at a time for the overlay (bounds the rasterizer's memory).
+RENDER_BATCH = 16
+
+
+def fit_light(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(9, 3) SH light of fit-mode renders: ambient 0.7 plus 0.3 from the camera side."""
+    light = torch.zeros(9, 3, dtype=dtype)
+    light[0] = 0.7 * (4 * np.pi) ** 0.5  # constant term / its SH constant
+    light[3] = 0.3 / ((2 * np.pi / 3) * (3 / (4 * np.pi)) ** 0.5)  # z term / its constant
+    return light
+
+
+@dataclass
+class ChunkResult:
+    """Outputs for the n own frames of a chunk (rows of invalid frames are meaningless).
+
+    Attributes:
+        codes: name -> (n, ...) float32 array for codes.npz.
+        vertices: (n, V, 3) metres, model space.
+        landmarks: (n, L, 2) model landmarks, normalised crop coordinates (y down).
+        render, alpha, shape_image: (n, 3|1, R, R) overlay renders (None when not asked).
+        textures: (n, 3, Ht, Wt) per-frame albedo for the OBJ textures, or None.
+        detail_vertices: (n, V, 3) coarse vertices moved along their normals by the detail
+            displacement (detail stage only), or None.
+    """
+
+    codes: dict[str, np.ndarray]
+    vertices: torch.Tensor
+    landmarks: torch.Tensor
+    render: torch.Tensor | None = None
+    alpha: torch.Tensor | None = None
+    shape_image: torch.Tensor | None = None
+    textures: torch.Tensor | None = None
+    detail_vertices: torch.Tensor | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().float().cpu().numpy()
+
+
+class NetworkEngine:
+    """``network`` mode: the loaded network on face crops with centred windows.
+
+    Args:
+        loaded: the model (:func:`~seqdeca.inference.checkpoint.load_model`).
+        cfg: reads ``crop.size`` and ``inference`` (window, batch_size).
+        detail: also run the detail stage (detail OBJs).
+    """
+
+    mode = "network"
+    needs_shape = False
+    threads: int | None = None  # big convolutions use every intra-op thread
+
+    def __init__(self, loaded: LoadedModel, cfg: Config, *, detail: bool = False) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.face_model: FaceModel = loaded.model.face_model
+        self.cfg = cfg
+        self.detail = detail
+        self.device = next(self.model.parameters()).device
+        self.description = f"{loaded.kind} checkpoint {loaded.path}"
+
+    def start_clip(self) -> None:
+        """Nothing to reset between clips."""
+
+    def crops(self, data: ChunkFrames) -> torch.Tensor:
+        """(n, 3, S, S) float crops in [0, 1] on the model's device."""
+        crops = torch.from_numpy(data.crops(self.cfg.crop.size)).to(self.device)
+        return crops.permute(0, 3, 1, 2).float() / 255
+
+    def predict(self, data: ChunkFrames, *, render: bool) -> ChunkResult:
+        inf = self.cfg.inference
+        own = np.arange(len(data.valid))[data.own]
+        out = predict_frames(
+            self.model, self.crops(data), torch.from_numpy(data.valid), window=inf.window,
+            batch_size=inf.batch_size, stage="detail" if self.detail else "temporal",
+            render_shape=render, centres=own,
+        )  # fmt: skip
+        out["global_pose"] = out["pose"][..., :3]
+        codes = {k: _numpy(out[k]) for k in NETWORK_CODES if k in out}
+        key = "landmarks_mp" if "landmarks_mp" in out else "landmarks68"
+        result = ChunkResult(codes=codes, vertices=out["vertices"], landmarks=out[key],
+                             textures=out.get("albedo"))  # fmt: skip
+        if render:
+            result.render, result.alpha = out["render"], out["render_mask"]
+            result.shape_image = out["shape_image"]
+        if self.detail:
+            result.detail_vertices = detail_vertices(self.model, out["vertices"],
+                                                     out["displacement"])  # fmt: skip
+        return result
+
+
+def detail_vertices(model, vertices: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
+    """Coarse vertices (n, V, 3) moved along their normals by the UV displacement.
+
+    The displacement map (n, 1, Huv, Wuv) (metres) is sampled at every UV corner of a vertex and
+    averaged: a per-vertex version of DECA's detail mesh (which needs DECA's dense template).
+    """
+    fm = model.face_model
+    if fm.verts_uvs is None:
+        return vertices
+    uv = fm.verts_uvs[fm.faces_uvs].reshape(-1, 2).to(displacement)  # (3F, 2), v up
+    grid = torch.stack([uv[:, 0] * 2 - 1, 1 - uv[:, 1] * 2], dim=-1)  # grid_sample x, y (down)
+    grid = grid[None, :, None].expand(len(vertices), -1, -1, -1)
+    samples = torch.nn.functional.grid_sample(displacement.to(grid), grid, align_corners=False)
+    samples = samples[:, 0, :, 0]  # (n, 3F)
+    index = fm.faces.reshape(-1).to(samples.device)
+    total = torch.zeros(len(vertices), fm.num_vertices, device=samples.device)
+    count = torch.zeros(fm.num_vertices, device=samples.device)
+    total.index_add_(1, index, samples)
+    count.index_add_(0, index, torch.ones_like(index, dtype=count.dtype))
+    disp = total / count.clamp_min(1)
+    normals = vertex_normals(vertices.to(samples.device), fm.faces.to(samples.device))
+    return vertices.to(samples.device) + normals * disp[..., None]
+
+
+class FitEngine:
+    """``fit`` mode: the configured face model fitted to the tracked landmarks.
+
+    Args:
+        cfg: reads ``face_model``, ``render``, ``crop.size`` and ``inference`` (window, fit).
+        device: torch device for the face model, fitting and rendering.
+    """
+
+    mode = "fit"
+    needs_shape = True
+    threads: int | None = 1  # many small operations: one thread is fastest
+
+    def __init__(self, cfg: Config, *, device: str = "cpu") -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.assets = face_model_assets_from_config(cfg.face_model)
+        self.face_model = face_model_from_config(cfg.face_model).to(self.device)
+        self.renderer = None
+        if self.face_model.verts_uvs is not None:
+            self.renderer = renderer_from_config(cfg.render, self.face_model).to(self.device)
+        self.fitter: ClipFitter | None = None
+        self.description = f"fit to landmarks ({self.face_model.name})"
+        self.shape_span = SHAPE_SPAN
+
+    @property
+    def shape(self) -> torch.Tensor | None:
+        return None if self.fitter is None else self.fitter.shape
+
+    def start_clip(self) -> None:
+        """A new clip: a new identity is fitted."""
+        self.fitter = ClipFitter(self.face_model, self.assets, self.cfg.inference.fit,
+                                 window=self.cfg.inference.window)  # fmt: skip
+
+    def _targets(self, data: ChunkFrames) -> torch.Tensor:
+        return self.fitter.targets(data.landmarks, data.crop_from_frame, self.cfg.crop.size)
+
+    def fit_shape(self, data: ChunkFrames) -> None:
+        """Fit the clip's identity on the valid frames of ``data``'s own rows."""
+        rows = np.arange(len(data.valid))[data.own]
+        self.fitter.fit_shape(self._targets(data)[rows].to(self.device), data.valid[rows])
+
+    def predict(self, data: ChunkFrames, *, render: bool) -> ChunkResult:
+        res = self.fitter.fit_chunk(self._targets(data).to(self.device), data.valid, data.own)
+        n = len(res.cam)
+        fm = self.face_model
+        shape = res.shape.to(self.device).expand(n, -1)
+        with torch.no_grad():
+            mesh = fm(shape=shape, expression=res.expression, global_pose=res.global_pose,
+                      jaw_pose=res.jaw_pose)  # fmt: skip
+            points = mesh.landmarks_mp if mesh.landmarks_mp is not None else mesh.landmarks68
+            landmarks = project_weak_perspective(points, res.cam)[..., :2]
+        light = fit_light().to(self.device).expand(n, -1, -1)
+        codes = {
+            "shape": shape, "expression": res.expression, "global_pose": res.global_pose,
+            "jaw_pose": res.jaw_pose, "pose": torch.cat([res.global_pose, res.jaw_pose], -1),
+            "cam": res.cam, "light": light, "texture": res.cam.new_zeros(n, fm.num_texture),
+            "fit_residual": res.residual,
+        }  # fmt: skip
+        result = ChunkResult(codes={k: _numpy(v) for k, v in codes.items()},
+                             vertices=mesh.vertices, landmarks=landmarks)  # fmt: skip
+        if render and self.renderer is not None:
+            result.render, result.alpha, result.shape_image = self._render(mesh.vertices, res.cam,
+                                                                           light)  # fmt: skip
+        return result
+
+    @torch.no_grad()
+    def _render(self, vertices: torch.Tensor, cam: torch.Tensor, light: torch.Tensor):
+        """Textured renders, coverage and shape renders, RENDER_BATCH frames at a time (the
+        rasterizer's memory grows with the batch)."""
+        fm, parts = self.face_model, []
+        for i in range(0, len(vertices), RENDER_BATCH):
+            v, c, li = (x[i : i + RENDER_BATCH] for x in (vertices, cam, light))
+            albedo = None
+            if fm.texture_mean is not None:
+                albedo = fm.texture_mean.expand(len(v), -1, -1, -1)
+            out = self.renderer(v, c, light=li, albedo=albedo)
+            parts.append((out.image, out.alpha, self.renderer.render_shape(v, c)))
+        return tuple(torch.cat([p[k] for p in parts]) for k in range(3))
+
+    def shared_texture(self) -> np.ndarray | None:
+        """(H, W, 3) mean albedo in [0, 1] for every mesh of the clip, or None."""
+        tex = self.face_model.texture_mean
+        return None if tex is None else _numpy(tex.clamp(0, 1)).transpose(1, 2, 0)

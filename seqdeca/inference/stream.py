@@ -1,0 +1,243 @@
+"""Streaming decode, tracking and THE crop for video2mesh, chunk by chunk with overlap.
+
+The whole-clip computations of data preparation (gap interpolation, temporal smoothing of the
+crop box, windows centred on each frame) only look a bounded number of frames away:
+
+* gap filling at frame u uses raw landmarks in ``[u - G, u + G]``, ``G = track.max_gap + 1``;
+* the smoothed box at u uses filled landmarks in ``[u - h, u + h]``, ``h = crop.smooth_frames // 2``;
+* the window of frame t uses crops in ``[t - (W-1)//2, t + W//2]``.
+
+So a chunk of frames ``[a, b)`` is computed from raw frames ``[a - M, b + M)`` with
+``M = W//2 + h + G`` (clipped to the clip) and gives exactly the whole-clip results, whatever
+the chunk size: :class:`ClipStream` keeps only that sliding buffer in memory.
+
+Differences from :func:`seqdeca.data.crop.crop_transforms` on a whole clip: frames without a
+face (after gap filling) get NaN crop matrices instead of the box of the nearest valid frame
+(that could be arbitrarily far away); they get no mesh anyway.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqdeca.config.schema import Config
+from seqdeca.data.crop import crop_transforms, scale_matrix, warp_to_crop
+from seqdeca.data.tracking import (
+    NUM_LANDMARKS,
+    FaceTracker,
+    _native_stderr_silenced,
+    interpolate_gaps,
+)
+from seqdeca.data.video import VideoError, VideoReader
+
+__all__ = ["ChunkFrames", "ClipStream", "stream_margin"]
+
+_TRACK_FACES = 3  # faces MediaPipe looks for; the tracker follows one
+
+
+def stream_margin(cfg: Config, window: int) -> int:
+    """M: raw frames needed on each side of a chunk (module docstring)."""
+    return int(window) // 2 + max(int(cfg.crop.smooth_frames), 1) // 2 + int(cfg.track.max_gap) + 1
+
+
+@dataclass
+class ChunkFrames:
+    """Frames ``[start, start + n)`` of a clip with their final landmarks and crops.
+
+    The rows ``own`` (relative) are the chunk's own frames; the others are context for the
+    windows of its edge frames.
+
+    Attributes:
+        start: absolute index of row 0.
+        own: slice of rows that belong to the chunk.
+        frames: (n, h, w, 3) uint8 RGB at the decode size.
+        landmarks: (n, 478, 3) float32 (x, y, z) in ORIGINAL-frame pixels, NaN where invalid.
+        valid: (n,) bool, a face was tracked or interpolated.
+        interpolated: (n,) bool, landmarks filled across a short gap.
+        crop_from_frame: (n, 3, 3) float64 ORIGINAL pixels -> crop pixels; NaN where invalid.
+        decoded_from_original: (3, 3) ORIGINAL pixels -> decode-size pixels.
+        is_last: the chunk ends the clip.
+    """
+
+    start: int
+    own: slice
+    frames: np.ndarray
+    landmarks: np.ndarray
+    valid: np.ndarray
+    interpolated: np.ndarray
+    crop_from_frame: np.ndarray
+    decoded_from_original: np.ndarray
+    is_last: bool
+
+    @property
+    def indices(self) -> np.ndarray:
+        """(n,) absolute frame indices of the rows."""
+        return np.arange(self.start, self.start + len(self.valid))
+
+    def crops(self, size: int) -> np.ndarray:
+        """(n, size, size, 3) uint8 face crops (black for invalid rows)."""
+        out = np.zeros((len(self.valid), size, size, 3), dtype=np.uint8)
+        rows = np.flatnonzero(self.valid)
+        if rows.size:
+            mats = self.crop_from_frame[rows] @ np.linalg.inv(self.decoded_from_original)
+            out[rows] = warp_to_crop(self.frames[rows], mats, size)
+        return out
+
+
+class ClipStream:
+    """Decode, track and crop one video in a sliding buffer (see the module docstring).
+
+    Args:
+        path: the video.
+        cfg: reads ``track`` (max_side, max_gap, min_detection_confidence), ``crop``
+            (size, scale, smooth_frames) and ``inference.chunk_frames``.
+        window: W of the centred windows the chunks must serve.
+
+    Attributes:
+        reader: the :class:`VideoReader` (original ``size``, ``fps``, ``num_frames``).
+        timings: seconds spent in "decode" and "track".
+        end: number of frames of the clip once the decoder is exhausted, else None.
+
+    Raises:
+        VideoError: the file cannot be opened as a video.
+    """
+
+    def __init__(self, path, cfg: Config, *, window: int) -> None:
+        self.cfg = cfg
+        self.window = int(window)
+        self.margin = stream_margin(cfg, window)
+        with _native_stderr_silenced():  # FFmpeg/decord print their own lines for bad files
+            self.reader = VideoReader(path, max_side=cfg.track.max_side)
+        w, h = self.reader.size
+        dw, dh = self.reader.decode_size
+        self.decoded_from_original = scale_matrix(dw / w, dh / h)
+        self.timings = {"decode": 0.0, "track": 0.0}
+        self.end: int | None = None
+        self._chunks = self.reader.chunks(max(1, cfg.inference.chunk_frames))
+        self._tracker = FaceTracker(max_num_faces=_TRACK_FACES,
+                                    min_detection_confidence=cfg.track.min_detection_confidence)  # fmt: skip
+        self._tracking = False
+        self._buf_start = 0
+        self._frames: list[np.ndarray] = []
+        self._points: list[np.ndarray] = []
+        self._found: list[bool] = []
+
+    # -- buffer ---------------------------------------------------------------------------------
+
+    @property
+    def decoded(self) -> int:
+        """Frames decoded and tracked so far."""
+        return self._buf_start + len(self._found)
+
+    def __enter__(self) -> ClipStream:  # noqa: PYI034 - Self needs Python 3.11
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tracker.close()
+        self.reader.close()
+
+    def ensure(self, until: int) -> None:
+        """Decode and track until ``until`` frames are known or the clip ends."""
+        while self.end is None and self.decoded < until:
+            tic = time.perf_counter()
+            try:
+                with _native_stderr_silenced():
+                    item = next(self._chunks, None)
+            except Exception as exc:  # noqa: BLE001 - decoders raise many types mid-stream
+                text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+                raise VideoError(
+                    f"decoding failed after {self.decoded} frames of {self.reader.path} "
+                    f"({type(exc).__name__}: {text}); the file is damaged or truncated"
+                ) from None
+            self.timings["decode"] += time.perf_counter() - tic
+            if item is None:
+                self._finish()
+                return
+            _, frames = item
+            tic = time.perf_counter()
+            # MediaPipe's graph threads print start-up chatter to fd 2 until the first frame is
+            # through: start the graph and track under one silence.
+            with _native_stderr_silenced():
+                if not self._tracking:
+                    self._tracker.__enter__()
+                    self._tracking = True
+                points, found = self._tracker.track_frames(frames, self.reader.size)
+            self.timings["track"] += time.perf_counter() - tic
+            self._frames.extend(frames)
+            self._points.extend(points)
+            self._found.extend(found.tolist())
+
+    def _finish(self) -> None:
+        self.end = self.decoded
+        expected = self.reader.num_frames
+        if self.end == 0:
+            raise VideoError(f"no frame could be decoded from {self.reader.path}")
+        if self.end < expected:
+            raise VideoError(
+                f"{self.reader.path} is truncated: decoded {self.end} of {expected} frames"
+            )
+
+    def drop_before(self, index: int) -> None:
+        """Forget buffered frames before absolute ``index``."""
+        k = min(max(0, index - self._buf_start), len(self._found))
+        del self._frames[:k], self._points[:k], self._found[:k]
+        self._buf_start += k
+
+    def first_valid(self, start: int, stop: int) -> int | None:
+        """First absolute frame in [start, stop) with a tracked face (buffered frames only)."""
+        lo = max(start - self._buf_start, 0)
+        hi = max(min(stop, self.decoded) - self._buf_start, 0)
+        hits = [i for i in range(lo, hi) if self._found[i]]
+        return None if not hits else self._buf_start + hits[0]
+
+    # -- chunks ---------------------------------------------------------------------------------
+
+    def prepare(self, a: int, b: int) -> ChunkFrames:
+        """The frames ``[a, b)`` with context rows ``[a - W//2 .. b + W//2)``.
+
+        ``ensure(b + margin)`` must have been called; frames before ``a - margin`` may have
+        been dropped.
+        """
+        end = self.end if self.end is not None else self.decoded
+        b = min(b, end)
+        lo, hi = max(0, a - self.margin), min(end, b + self.margin)
+        if lo < self._buf_start or hi > self.decoded:
+            raise RuntimeError(f"frames [{lo}, {hi}) are not buffered")
+        rows = slice(lo - self._buf_start, hi - self._buf_start)
+        raw = np.stack(self._points[rows]) if hi > lo else np.zeros((0, NUM_LANDMARKS, 3))
+        found = np.asarray(self._found[rows], dtype=bool)
+        points, valid, interp = interpolate_gaps(raw, found, self.cfg.track.max_gap)
+        mats = np.full((hi - lo, 3, 3), np.nan)
+        if valid.any():
+            c = self.cfg.crop
+            mats = crop_transforms(points, valid, size=c.size, scale=c.scale,
+                                   smooth_frames=c.smooth_frames)  # fmt: skip
+            mats[~valid] = np.nan
+        wh = self.window // 2
+        c_lo, c_hi = max(0, a - wh), min(end, b + wh)
+        keep = slice(c_lo - lo, c_hi - lo)
+        frames = np.stack(self._frames[c_lo - self._buf_start : c_hi - self._buf_start])
+        return ChunkFrames(
+            start=c_lo, own=slice(a - c_lo, b - c_lo), frames=frames, landmarks=points[keep],
+            valid=valid[keep], interpolated=interp[keep], crop_from_frame=mats[keep],
+            decoded_from_original=self.decoded_from_original,
+            is_last=self.end is not None and b >= self.end,
+        )  # fmt: skip
+
+    def chunks(self) -> Iterator[tuple[int, int]]:
+        """The chunk ranges ``(a, b)`` in order, decoding ahead as needed (``ensure`` done)."""
+        size = max(1, self.cfg.inference.chunk_frames)
+        a = 0
+        while True:
+            self.ensure(a + size + self.margin)
+            end = self.end if self.end is not None else self.decoded
+            if a >= end:
+                return
+            b = min(a + size, end)
+            yield a, b
+            self.drop_before(b - self.margin)
+            a = b

@@ -1,0 +1,337 @@
+"""Learning evidence on synthetic clips: held-out expression error before and after training.
+
+Synthetic clips (:mod:`seqdeca.data.synthetic`) carry the codes they were rendered from
+(``gt.npz``), so the error of the predicted codes can be measured, which real video cannot give.
+:func:`run_learning_check` writes a training set and a held-out set of synthetic clips (different
+seeds, hence different identities, motions, lights and backgrounds), scores the untrained model on
+the held-out clips, then trains with the ordinary self-supervised losses
+(:func:`seqdeca.train.loop.train`: landmarks, photometric, regularisers; the ground truth is never
+used for training) in segments, resuming from the previous segment's checkpoint, and scores the
+exported ``model.pt`` after each segment. A segment may run at a fraction of ``train.lr``: the
+loop's rate is constant after warm-up, and the camera (whose translation, in metres, is far
+more sensitive per unit than the other codes) settles to landmark precision only at a lower rate.
+
+Scores (:class:`HeldOutScores`) over every valid frame of the held-out clips, cut into
+non-overlapping windows of ``data.window`` frames:
+
+* expression error: :func:`seqdeca.eval.metrics.code_error` of the fused expression codes against
+  the ground truth (mean absolute difference over the E coefficients, unit-variance units);
+* jaw error: the same on the jaw axis-angle (radians);
+* expression vertex error: :func:`seqdeca.eval.metrics.vertex_error_mm` between the face model
+  deformed by the predicted and by the true (expression, jaw pose), identity and head pose left
+  out (mm): the facial expression as a shape, each coefficient weighted by how much it moves
+  the face (many of the tiny model's later components move it by less than a millimetre);
+* landmark NME: :func:`seqdeca.eval.metrics.landmark_nme` of the projected iBUG-68 landmarks, in
+  % of the outer-eye-corner distance.
+
+The constant predictor "expression = 0, jaw closed" (the face model's mean expression, which is
+also where the untrained coarse encoder starts, see :meth:`CoarseEncoder.start_at`) is reported
+as ``zero_expression_error`` / ``zero_expression_vertex_mm``: training must go below it to show
+that the expression is read from the images and not merely shrunk towards the mean.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqdeca.config.schema import Config, DataSourceConfig
+from seqdeca.data.dataset import SequenceDataset, WindowCollator
+from seqdeca.data.synthetic import make_synthetic_dataset
+from seqdeca.errors import UserError
+from seqdeca.eval.metrics import (
+    IBUG68_OUTER_EYE_CORNERS,
+    code_error,
+    landmark_nme,
+    vertex_error_mm,
+)
+from seqdeca.models.from_config import build_model
+from seqdeca.models.seqdeca_model import SeqDECA
+from seqdeca.models.weights import load_weights
+
+__all__ = [
+    "CurvePoint",
+    "HeldOutScores",
+    "LearningCheck",
+    "heldout_scores",
+    "load_trained_model",
+    "make_learning_sets",
+    "run_learning_check",
+    "save_curve_png",
+]
+
+
+@dataclass(frozen=True)
+class HeldOutScores:
+    """Scores of a model on the held-out synthetic clips (means over valid frames).
+
+    Attributes:
+        expression_error: mean |pred - gt| of the expression coefficients.
+        jaw_error: mean |pred - gt| of the jaw axis-angle, radians.
+        landmark_nme: iBUG-68 NME, % of the outer-eye-corner distance.
+        expression_vertex_mm: vertex error of the (expression, jaw) deformation, mm.
+        zero_expression_error: mean |gt| of the expression (the "predict the mean" baseline).
+        zero_expression_vertex_mm: the same baseline's expression vertex error, mm.
+        frames: number of frames scored.
+    """
+
+    expression_error: float
+    jaw_error: float
+    landmark_nme: float
+    expression_vertex_mm: float
+    zero_expression_error: float
+    zero_expression_vertex_mm: float
+    frames: int
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Held-out scores after ``step`` optimizer steps and ``train_s`` seconds of training."""
+
+    step: int
+    train_s: float
+    scores: HeldOutScores
+    loss: float = float("nan")  # training loss ("total") of the last step
+
+
+@dataclass
+class LearningCheck:
+    """Result of :func:`run_learning_check`: the curve from step 0 (untrained) to the end."""
+
+    run_dir: Path
+    points: list[CurvePoint] = field(default_factory=list)
+
+    @property
+    def untrained(self) -> HeldOutScores:
+        return self.points[0].scores
+
+    @property
+    def trained(self) -> HeldOutScores:
+        return self.points[-1].scores
+
+    def table(self) -> str:
+        """A plain-text table of the curve."""
+        head = (f"{'step':>6} {'train s':>8} {'loss':>7} {'exp code':>8} {'jaw rad':>8} "
+                f"{'exp+jaw mm':>10} {'NME %':>6}")  # fmt: skip
+        rows = [head]
+        for p in self.points:
+            s = p.scores
+            rows.append(f"{p.step:>6d} {p.train_s:>8.1f} {p.loss:>7.4f} {s.expression_error:>8.4f} "
+                        f"{s.jaw_error:>8.4f} {s.expression_vertex_mm:>10.3f} "
+                        f"{s.landmark_nme:>6.2f}")  # fmt: skip
+        base = self.untrained
+        rows.append(f"zero-expression baseline: code {base.zero_expression_error:.4f}, "
+                    f"exp+jaw {base.zero_expression_vertex_mm:.3f} mm "
+                    f"({base.frames} held-out frames)")  # fmt: skip
+        return "\n".join(rows)
+
+
+def make_learning_sets(
+    out_dir: str | Path, cfg: Config, *, train_clips: int, heldout_clips: int, frames: int,
+    seed: int, ranges: dict[str, float] | None = None,
+) -> tuple[Path, Path]:  # fmt: skip
+    """Write the training and held-out synthetic sets (existing clips are kept).
+
+    ``ranges`` overrides :class:`~seqdeca.data.synthetic.SyntheticSettings` fields of both sets.
+
+    Returns:
+        ``(train_root, heldout_root)``: ``out_dir/train`` (seed ``seed``) and
+        ``out_dir/heldout`` (seed ``seed + 1``), each holding ``synthetic/synth_NNNNN``.
+    """
+    out_dir = Path(out_dir)
+    train_root, heldout_root = out_dir / "train", out_dir / "heldout"
+    make_synthetic_dataset(train_root, cfg, clips=train_clips, frames=frames, seed=seed,
+                           progress=False, ranges=ranges)  # fmt: skip
+    make_synthetic_dataset(heldout_root, cfg, clips=heldout_clips, frames=frames, seed=seed + 1,
+                           progress=False, ranges=ranges)  # fmt: skip
+    return train_root, heldout_root
+
+
+def _ground_truth(dataset: SequenceDataset) -> list[dict[str, torch.Tensor]]:
+    """Per clip number: "expression" (T, E) and "jaw_pose" (T, 3) from its gt.npz."""
+    out = []
+    for clip in dataset.clips:
+        with np.load(clip.path / "gt.npz") as gt:
+            out.append({k: torch.from_numpy(gt[k]) for k in ("expression", "jaw_pose")})
+    return out
+
+
+def _batch_sums(model: SeqDECA, batch, gt_exp: torch.Tensor, gt_jaw: torch.Tensor) -> dict:
+    """Sums over the batch's valid frames of every score (see :class:`HeldOutScores`)."""
+    out = model(batch.images, batch.valid, "temporal")
+    valid, fm = batch.valid, model.face_model
+    pred_exp = out["expression"][..., : gt_exp.shape[-1]]
+    zero_exp, zero_jaw = torch.zeros_like(gt_exp), torch.zeros_like(gt_jaw)
+    true_shape = fm(expression=gt_exp, jaw_pose=gt_jaw).vertices  # identity and head pose zero
+    nme = landmark_nme(out["landmarks68"], batch.landmarks68, IBUG68_OUTER_EYE_CORNERS, valid)
+    pred_shape = fm(expression=pred_exp, jaw_pose=out["jaw_pose"]).vertices
+    zero_shape = fm(expression=zero_exp, jaw_pose=zero_jaw).vertices
+    per_frame = {
+        "expression": code_error(pred_exp, gt_exp),
+        "zero": code_error(zero_exp, gt_exp),
+        "jaw": code_error(out["jaw_pose"], gt_jaw),
+        "vertex": vertex_error_mm(pred_shape, true_shape),
+        "zero_vertex": vertex_error_mm(zero_shape, true_shape),
+        "nme": torch.nan_to_num(nme),
+    }
+    return {k: float(v[valid].sum()) for k, v in per_frame.items()} | {"count": int(valid.sum())}
+
+
+@torch.no_grad()
+def heldout_scores(
+    model: SeqDECA, heldout_root: str | Path, *, window: int, batch_size: int = 8
+) -> HeldOutScores:
+    """Score ``model`` (eval mode, CPU) on every valid frame of the held-out clips.
+
+    Args:
+        model: the model; its face model must be the one the clips were rendered with.
+        heldout_root: a folder of prepared synthetic clips with ``gt.npz``.
+        window: frames per window (non-overlapping windows cover each clip).
+        batch_size: windows per forward pass.
+    """
+    dataset = SequenceDataset(sources=[str(heldout_root)], window=window, train=False)
+    keep = [i for i, (_, start) in enumerate(dataset.windows) if start % window == 0]
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, keep), batch_size=batch_size,
+        collate_fn=WindowCollator(dataset.clip_ids),
+    )  # fmt: skip
+    truth = _ground_truth(dataset)
+    clip_number = {clip_id: k for k, clip_id in enumerate(dataset.clip_ids)}
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    for batch in loader:
+        numbers = [clip_number[c] for c in batch.clip_ids]
+        gt = {k: torch.stack([truth[n][k][f] for n, f in zip(numbers, batch.frames)])
+              for k in ("expression", "jaw_pose")}  # fmt: skip
+        for k, v in _batch_sums(model, batch, gt["expression"], gt["jaw_pose"]).items():
+            sums[k] = sums.get(k, 0.0) + v
+    model.train(was_training)
+    n = max(sums.get("count", 0), 1)
+    return HeldOutScores(
+        expression_error=sums["expression"] / n, jaw_error=sums["jaw"] / n,
+        landmark_nme=sums["nme"] / n, expression_vertex_mm=sums["vertex"] / n,
+        zero_expression_error=sums["zero"] / n, zero_expression_vertex_mm=sums["zero_vertex"] / n,
+        frames=int(sums["count"]),
+    )  # fmt: skip
+
+
+def load_trained_model(model_path: str | Path, cfg: Config) -> SeqDECA:
+    """The :class:`SeqDECA` of ``cfg`` with the weights of an exported ``model.pt`` (strict, CPU).
+
+    Args:
+        model_path: ``run_dir/model.pt`` of a run of ``cfg``.
+        cfg: the run's config (builds the same model; no checkpoint is loaded from it).
+    """
+    payload = torch.load(model_path, map_location="cpu", weights_only=False)
+    model = build_model(cfg, load_checkpoints=False)
+    load_weights(model, payload["model"], source=str(model_path))
+    return model
+
+
+def _last_loss(run_dir: Path) -> float:
+    lines = (run_dir / "losses.jsonl").read_text().splitlines()
+    return float(json.loads(lines[-1])["total"]) if lines else float("nan")
+
+
+def run_learning_check(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    checkpoints: list[int],
+    train_clips: int = 16,
+    heldout_clips: int = 4,
+    frames: int = 24,
+    seed: int = 0,
+    ranges: dict[str, float] | None = None,
+    lr_scales: list[float] | None = None,
+) -> LearningCheck:
+    """Train ``cfg`` on fresh synthetic clips and score held-out clips along the way.
+
+    Args:
+        cfg: the training config (e.g. ``configs/synthetic_tiny.yaml``); its data sources and
+            ``run.output_dir`` are replaced, ``train.max_steps`` is set per segment.
+        out_dir: where the clips (``out_dir/data``) and the run (``out_dir/run``) go.
+        checkpoints: increasing step counts at which to score (the last is the run's length).
+        train_clips, heldout_clips, frames: sizes of the two synthetic sets.
+        seed: seed of the synthetic sets (held-out: ``seed + 1``).
+        ranges: :class:`~seqdeca.data.synthetic.SyntheticSettings` overrides of both sets.
+        lr_scales: per segment, a factor on ``train.lr`` (None: 1 for all). The loop's rate is
+            constant after warm-up; a lower rate in the last segment (a step schedule) lets the
+            camera settle to the precision at which expression shows in the landmarks.
+
+    Returns:
+        :class:`LearningCheck` with the untrained point (step 0) and one point per checkpoint.
+    """
+    from seqdeca.train.loop import train  # the loop pulls Accelerate; import when used
+
+    if not checkpoints or any(b <= a for a, b in zip([0, *checkpoints], checkpoints)):
+        raise UserError(f"score steps must be increasing positive counts, got {checkpoints}")
+    lr_scales = [1.0] * len(checkpoints) if lr_scales is None else list(lr_scales)
+    if len(lr_scales) != len(checkpoints) or min(lr_scales) <= 0:
+        raise UserError(f"need one positive lr scale per score step, got {lr_scales}")
+    out_dir = Path(out_dir)
+    train_root, heldout_root = make_learning_sets(
+        out_dir / "data", cfg, train_clips=train_clips, heldout_clips=heldout_clips,
+        frames=frames, seed=seed, ranges=ranges,
+    )  # fmt: skip
+    cfg = copy.deepcopy(cfg)
+    cfg.data.sources = [DataSourceConfig(root=str(train_root))]
+    cfg.run.output_dir = str(out_dir / "run")
+    cfg.train.checkpoint_every = 0
+    torch.manual_seed(cfg.run.seed)  # the untrained model is the one train() starts from
+    untrained = build_model(cfg)
+    window = cfg.data.window
+    result = LearningCheck(run_dir=Path(cfg.run.output_dir))
+    result.points.append(CurvePoint(0, 0.0, heldout_scores(untrained, heldout_root, window=window)))
+    elapsed, base_lr = 0.0, cfg.train.lr
+    for k, steps in enumerate(checkpoints):
+        cfg.train.max_steps, cfg.train.lr = steps, base_lr * lr_scales[k]
+        start = time.perf_counter()
+        summary = train(cfg, resume=None if k == 0 else "latest")
+        elapsed += time.perf_counter() - start
+        model = load_trained_model(summary.model_path, cfg)
+        scores = heldout_scores(model, heldout_root, window=window)
+        result.points.append(CurvePoint(steps, elapsed, scores, _last_loss(result.run_dir)))
+    return result
+
+
+def save_curve_png(result: LearningCheck, path: str | Path, *, size: int = 480) -> Path:
+    """Draw every held-out score relative to the untrained model's (1 = no change) against
+    steps into a PNG: expression code error (blue), jaw error (orange), expression vertex error
+    (red), landmark NME (green); PIL only, no plotting dependency."""
+    from PIL import Image, ImageDraw
+
+    from seqdeca.vis.grid import save_png
+
+    steps = [p.step for p in result.points]
+    fields = {"expression_error": (40, 90, 200), "jaw_error": (230, 140, 20),
+              "expression_vertex_mm": (200, 40, 40), "landmark_nme": (40, 150, 60)}  # fmt: skip
+    start = result.untrained
+    series = {c: [getattr(p.scores, f) / max(getattr(start, f), 1e-12) for p in result.points]
+              for f, c in fields.items()}  # fmt: skip
+    top = max(1.2, max(max(v) for v in series.values()) * 1.05)
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    margin, span = 40, size - 80
+
+    def xy(step: float, value: float) -> tuple[float, float]:
+        return (margin + span * step / max(steps[-1], 1), size - margin - span * value / top)
+
+    draw.line([xy(0, 0), xy(steps[-1], 0)], fill="black")
+    draw.line([xy(0, 0), xy(0, top)], fill="black")
+    draw.line([xy(0, 1), xy(steps[-1], 1)], fill=(170, 170, 170))  # untrained level
+    for colour, values in series.items():
+        draw.line([xy(s, v) for s, v in zip(steps, values)], fill=colour, width=2)
+    legend = ("held-out score / untrained: exp code (blue), jaw (orange),",
+              f"exp+jaw vertices (red), NME (green); y max {top:.2f}")  # fmt: skip
+    for row, text in enumerate(legend):
+        draw.text((margin, 8 + 12 * row), text, fill="black")
+    draw.text((size - margin - 80, size - margin + 8), f"steps 0-{steps[-1]}", fill="black")
+    return save_png(np.asarray(image), path)
