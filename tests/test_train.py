@@ -247,3 +247,26 @@ def test_detail_stage_resume_continues_the_same_trajectory(detail_run, data_root
     train(_detail_config(data_root, run_dir, max_steps=2))
     train(_detail_config(data_root, run_dir), resume="latest")
     assert _losses(run_dir) == _losses(detail_run)
+
+
+def test_identity_term_trains_with_a_user_weights_file(data_root, tmp_path) -> None:
+    """loss.identity > 0 with a VGGFace2-format file: the term is logged every step and finite;
+    a missing file is a one-line error before training."""
+    import pickle
+
+    import timm
+
+    source = timm.create_model("resnet50", pretrained=False, num_classes=8631)
+    state = {k: v.numpy() for k, v in source.state_dict().items() if "num_batches" not in k}
+    weights = tmp_path / "resnet50_ft_weight.pkl"
+    weights.write_bytes(pickle.dumps(state))
+    cfg = _config(data_root, tmp_path / "run", max_steps=2, checkpoint_every=0)
+    cfg.loss.identity, cfg.loss.identity_weights = 0.5, str(weights)
+    train(cfg)
+    logged = _losses(tmp_path / "run")
+    assert len(logged) == 2
+    assert all("identity" in r and 0.0 <= r["identity"] <= 2.0 for r in logged), logged
+    cfg.loss.identity_weights = str(tmp_path / "missing.pkl")
+    cfg.run.output_dir = str(tmp_path / "run2")
+    with pytest.raises(Exception, match="loss.identity_weights"):
+        train(cfg)

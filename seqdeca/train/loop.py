@@ -41,6 +41,7 @@ from seqdeca.config.loader import save_config
 from seqdeca.config.schema import Config
 from seqdeca.data.dataset import window_loader
 from seqdeca.errors import UserError
+from seqdeca.losses.optional import build_identity_loss
 from seqdeca.models.from_config import build_critic, build_model
 from seqdeca.train.gan_steps import critic_step, detail_forward, generator_step
 from seqdeca.train.monitor import Monitor
@@ -324,6 +325,9 @@ def _run_steps(
     bar = tqdm(total=cfg.train.max_steps, initial=state.step, desc="train",
                disable=not accelerator.is_main_process)  # fmt: skip
     start, windows, skips = time.perf_counter(), [0], SkipLog()
+    identity_net = build_identity_loss(cfg.loss) if gan is None else None  # frozen, not prepared
+    if identity_net is not None:
+        identity_net.to(accelerator.device)
     with bar:  # closed (newline) before an error message is printed
         while state.step < cfg.train.max_steps:
             loader.dataset.set_epoch(state.epoch)
@@ -332,7 +336,8 @@ def _run_steps(
                       "windows": windows, "start": start, "skips": skips, "monitor": monitor}  # fmt: skip
             if gan is None:
                 finished = _epoch(accelerator, cfg, model, optimizer, epoch_loader, state,
-                                  mediapipe_ids=mediapipe_ids, **common)  # fmt: skip
+                                  mediapipe_ids=mediapipe_ids, identity_net=identity_net,
+                                  **common)  # fmt: skip
             else:
                 finished = _detail_epoch(accelerator, cfg, model, optimizer, gan, epoch_loader,
                                          state, **common)  # fmt: skip
@@ -354,6 +359,7 @@ def _epoch(
     bar: tqdm,
     trainable: list[torch.nn.Parameter],
     mediapipe_ids: torch.Tensor | None,
+    identity_net: torch.nn.Module | None,
     loss_log: Path,
     summary: TrainSummary,
     windows: list[int],
@@ -367,7 +373,8 @@ def _epoch(
         with accelerator.accumulate(model):
             set_learning_rate(optimizer, learning_rate(state.step, tcfg))
             result = temporal_step(accelerator, model, batch, loss_cfg=cfg.loss,
-                                   mediapipe_ids=mediapipe_ids, skips=skips)  # fmt: skip
+                                   mediapipe_ids=mediapipe_ids, skips=skips,
+                                   identity_net=identity_net)  # fmt: skip
             window_bad |= not result.finite
             _add(sums, result.logged)
             bad = False

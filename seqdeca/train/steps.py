@@ -48,10 +48,6 @@ _PROXY_TO_MAIN = tuple(
     else -1
     for n in AU_PROXY_NAMES
 )  # fmt: skip
-#: Terms the loop does not compute yet (they need extra networks or weight files).
-_NOT_WIRED = {
-    "identity": "the identity network (loss.identity_weights) is not wired into training yet",
-}
 
 
 class SkipLog:
@@ -107,6 +103,7 @@ def coarse_terms(
     loss_cfg: LossConfig,
     mediapipe_ids: torch.Tensor | None,
     skips: SkipLog,
+    identity_net: nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
     """Unweighted coarse / temporal terms whose weight is > 0 and whose inputs exist.
 
@@ -117,6 +114,9 @@ def coarse_terms(
         loss_cfg: weights and options.
         mediapipe_ids: (L,) MediaPipe ids of the model's "landmarks_mp" points, or None.
         skips: collects (and logs once) the terms skipped for missing inputs.
+        identity_net: the frozen identity loss
+            (:func:`seqdeca.losses.optional.build_identity_loss`), needed when
+            ``loss.identity > 0``.
 
     Returns:
         term name (``LossConfig`` field) -> 0-dim tensor.
@@ -163,12 +163,19 @@ def coarse_terms(
             )
         else:
             skips.skip("au_render", "the model outputs have no render_au_probabilities")
+    if "identity" in on:
+        if identity_net is None:
+            skips.skip("identity", "no identity network was given (loss.identity_weights)")
+        else:
+            size = tuple(out["render"].shape[-2:])
+            terms["identity"] = identity_net(
+                out["render"].flatten(0, 1), _resize_to(batch.images, size).flatten(0, 1),
+                valid.flatten(),
+            )  # fmt: skip
     if "au_label" in on:
         au = _au_terms(out, batch, skips)
         if au is not None:
             terms["au_label"] = au
-    for name in on & set(_NOT_WIRED):
-        skips.skip(name, _NOT_WIRED[name])
     return terms
 
 
@@ -180,6 +187,7 @@ def temporal_step(
     loss_cfg: LossConfig,
     mediapipe_ids: torch.Tensor | None,
     skips: SkipLog,
+    identity_net: nn.Module | None = None,
 ) -> WeightedLoss:
     """Forward, weighted coarse loss and backward for one batch of the temporal stage.
 
@@ -190,6 +198,7 @@ def temporal_step(
         accelerator: the run's accelerator (``backward`` handles scaling and DDP).
         model: the prepared (possibly DDP-wrapped) :class:`SeqDECA`.
         batch: a window batch on the accelerator's device.
+        identity_net: see :func:`coarse_terms`.
 
     Returns:
         :class:`WeightedLoss` of the batch (``logged`` holds the unweighted terms and "total").
@@ -198,7 +207,8 @@ def temporal_step(
         au_render = coarse_weights(loss_cfg)["au_render"] > 0
         out = model(batch.images, batch.valid, "temporal", au_render=au_render)
     out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
-    terms = coarse_terms(out, batch, loss_cfg=loss_cfg, mediapipe_ids=mediapipe_ids, skips=skips)
+    terms = coarse_terms(out, batch, loss_cfg=loss_cfg, mediapipe_ids=mediapipe_ids, skips=skips,
+                         identity_net=identity_net)  # fmt: skip
     result = weighted_sum(terms, coarse_weights(loss_cfg))
     if result.total.requires_grad:
         accelerator.backward(result.total)
