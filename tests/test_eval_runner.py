@@ -4,7 +4,6 @@ and the tools/evaluate.py command line."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,19 +18,13 @@ from seqdeca.inference.checkpoint import LoadedModel
 from seqdeca.models.from_config import build_model
 from seqdeca.train.state import export_inference_checkpoint
 from tests.prepared_factory import make_prepared_clip
+from tools import evaluate as evaluate_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny_cpu.yaml"
 FRAMES = 8
 # Few LM iterations keep fit mode quick; the synthetic faces are still fitted closely.
 FAST_FIT = ["inference.fit.iterations=3"]
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("evaluate_tool", ROOT / "tools" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +122,7 @@ def test_describe_config_and_method_names(tmp_path: Path) -> None:
 
 
 def test_cli_network_mode_reads_window_override(setup: dict) -> None:
-    tool = _load_tool()
+    tool = evaluate_tool
     out = setup["root"] / "out_cli"
     code = tool.main(["--checkpoint", str(setup["checkpoint"]), "--data", str(setup["data"]),
                       "--out", str(out), "--window", "2", "--no-progress", "--config", str(TINY),
@@ -141,7 +134,7 @@ def test_cli_network_mode_reads_window_override(setup: dict) -> None:
 
 
 def test_cli_bad_input_is_one_line_exit_2(setup: dict, tmp_path: Path, capsys) -> None:
-    tool = _load_tool()
+    tool = evaluate_tool
     corrupt = tmp_path / "broken" / "model.pt"
     corrupt.parent.mkdir()
     corrupt.write_bytes(b"not a checkpoint")

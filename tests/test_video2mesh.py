@@ -7,7 +7,6 @@ tests need nothing outside the repository; one test also runs a cut of a real sa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -25,19 +24,13 @@ from seqdeca.io.obj import read_obj
 from seqdeca.io.video import VideoWriter
 from seqdeca.models.from_config import build_model
 from seqdeca.train.state import export_inference_checkpoint
+from tools import video2mesh as video2mesh_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "configs" / "base.yaml"
 FRAMES = 16
 BLANK = (6, 8)  # frames without a face (gap filling off in these tests)
 FAST = ["track.max_gap=0", "inference.fit.iterations=5"]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("video2mesh", ROOT / "tools" / "video2mesh.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +123,7 @@ def test_bad_inputs_fail_alone_with_one_line(clip, tmp_path, capsys):
     out = tmp_path / "out"
     inputs = [str(missing), str(bad / "empty.mp4"), str(bad / "notes.mp4"),
               str(bad / "truncated.mp4"), str(bad / "noise.mp4"), str(clip)]  # fmt: skip
-    code = _tool().main([*inputs, "--out", str(out), "--no-video", *FAST])
+    code = video2mesh_tool.main([*inputs, "--out", str(out), "--no-video", *FAST])
     captured = capsys.readouterr()
     assert code == 2
     errors = [line for line in captured.err.splitlines() if line.strip()]
@@ -160,7 +153,7 @@ def test_cli_subprocess_no_face_is_one_stderr_line(tmp_path):
 
 
 def test_user_errors_before_any_clip(clip, tmp_path, capsys):
-    tool = _tool()
+    tool = video2mesh_tool
     assert tool.main([str(clip), "--mode", "network", "--out", str(tmp_path)]) == 2
     assert "network mode needs a checkpoint" in capsys.readouterr().err
     assert tool.main([str(clip), "--detail", "--out", str(tmp_path)]) == 2
@@ -184,7 +177,7 @@ def test_network_mode_with_exported_tiny_model(tmp_path, capsys):
     )  # fmt: skip
     clip = make_demo_clip(tmp_path / "short.mp4", frames=5, size=192)
     out = tmp_path / "out"
-    code = _tool().main([str(clip), "--checkpoint", str(ckpt), "--out", str(out), "--detail",
+    code = video2mesh_tool.main([str(clip), "--checkpoint", str(ckpt), "--out", str(out), "--detail",
                          "--batch-size", "2", "crop.size=64", "inference.chunk_frames=2"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     folder = out / "short"

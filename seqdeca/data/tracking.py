@@ -25,7 +25,14 @@ import numpy as np
 
 from seqdeca.data.video import VideoError, VideoReader
 
-__all__ = ["NUM_LANDMARKS", "FaceTracker", "TrackResult", "interpolate_gaps", "track_video"]
+__all__ = [
+    "NUM_LANDMARKS",
+    "FaceTracker",
+    "TrackResult",
+    "interpolate_gaps",
+    "native_stderr_silenced",
+    "track_video",
+]
 
 NUM_LANDMARKS = 478
 
@@ -96,7 +103,7 @@ class TrackResult:
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     """Send the C++ side's stderr (file descriptor 2) to /dev/null for a while.
 
     MediaPipe's graph prints TensorFlow Lite and absl start-up chatter ("Created TensorFlow Lite
@@ -157,7 +164,7 @@ class FaceTracker:
     def __enter__(self) -> FaceTracker:  # noqa: PYI034 - Self needs Python 3.11
         from mediapipe.python.solutions.face_mesh import FaceMesh
 
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._graph = FaceMesh(**self._kwargs)
         self._started = False
         self._last_centre = None
@@ -194,7 +201,7 @@ class FaceTracker:
                 if self._started:
                     result = self._graph.process(np.ascontiguousarray(frame))
                 else:  # the graph starts (and prints its start-up chatter) on the first frame
-                    with _native_stderr_silenced():
+                    with native_stderr_silenced():
                         result = self._graph.process(np.ascontiguousarray(frame))
                     self._started = True
         except (RuntimeError, ValueError):  # a frame MediaPipe rejects counts as "no face"

@@ -29,8 +29,8 @@ from seqdeca.data.crop import crop_transforms, scale_matrix, warp_to_crop
 from seqdeca.data.tracking import (
     NUM_LANDMARKS,
     FaceTracker,
-    _native_stderr_silenced,
     interpolate_gaps,
+    native_stderr_silenced,
 )
 from seqdeca.data.video import VideoError, VideoReader
 
@@ -110,7 +110,7 @@ class ClipStream:
         self.cfg = cfg
         self.window = int(window)
         self.margin = stream_margin(cfg, window)
-        with _native_stderr_silenced():  # FFmpeg/decord print their own lines for bad files
+        with native_stderr_silenced():  # FFmpeg/decord print their own lines for bad files
             self.reader = VideoReader(path, max_side=cfg.track.max_side)
         w, h = self.reader.size
         dw, dh = self.reader.decode_size
@@ -145,7 +145,7 @@ class ClipStream:
         while self.end is None and self.decoded < until:
             tic = time.perf_counter()
             try:
-                with _native_stderr_silenced():
+                with native_stderr_silenced():
                     item = next(self._chunks, None)
             except Exception as exc:  # noqa: BLE001 - decoders raise many types mid-stream
                 text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
@@ -161,7 +161,7 @@ class ClipStream:
             tic = time.perf_counter()
             # MediaPipe's graph threads print start-up chatter to fd 2 until the first frame is
             # through: start the graph and track under one silence.
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 if not self._tracking:
                     self._tracker.__enter__()
                     self._tracking = True
