@@ -103,6 +103,15 @@ def test_rewrite_is_deterministic_and_resumes(synth, tmp_path):
     assert (again[0] / "valid.npy").stat().st_mtime_ns == stamp  # existing clip skipped
 
 
+def test_unknown_setting_is_a_one_line_error(tmp_path):
+    from seqdeca.errors import UserError
+
+    with pytest.raises(UserError, match="unknown synthetic setting.*max_yew"):
+        make_synthetic_dataset(tmp_path, load_config(), clips=1, frames=2, seed=0,
+                               progress=False, ranges={"max_yew": 5.0})  # fmt: skip
+    assert not any(tmp_path.iterdir())
+
+
 def test_dataset_loads_synthetic(synth):
     out, _ = synth
     ds = SequenceDataset(sources=[out / "synthetic"], window=3, train=False)

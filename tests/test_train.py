@@ -270,3 +270,23 @@ def test_identity_term_trains_with_a_user_weights_file(data_root, tmp_path) -> N
     cfg.run.output_dir = str(tmp_path / "run2")
     with pytest.raises(Exception, match="loss.identity_weights"):
         train(cfg)
+
+
+def test_id_mrf_term_trains_the_detail_stage_with_a_user_weights_file(data_root, tmp_path) -> None:
+    """loss.id_mrf > 0 with a torchvision-VGG19-format file: the detail step logs a finite,
+    positive ID-MRF term every step; a missing file is a one-line error before training."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    features = make_layers(cfgs["E"])
+    weights = tmp_path / "vgg19.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, weights)
+    cfg = _detail_config(data_root, tmp_path / "run", max_steps=2, n_critic=1, checkpoint_every=0)
+    cfg.loss.id_mrf, cfg.loss.id_mrf_weights = 0.5, str(weights)
+    train(cfg)
+    logged = _losses(tmp_path / "run")
+    assert len(logged) == 2
+    assert all("id_mrf" in r and 0.0 < r["id_mrf"] < 1e3 for r in logged), logged
+    cfg.loss.id_mrf_weights = str(tmp_path / "missing.pth")
+    cfg.run.output_dir = str(tmp_path / "run2")
+    with pytest.raises(Exception, match="loss.id_mrf_weights"):
+        train(cfg)

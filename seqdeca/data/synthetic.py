@@ -25,7 +25,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,8 @@ class SyntheticSettings:
     texture_scale: float = 1.0
     max_jaw: float = 0.3  # radians of mouth opening
     fill: float = 0.8  # fraction of the crop the neutral face spans
+    scale_jitter: float = 0.05  # per-clip relative change of that size, +-
+    shift_jitter: float = 0.04  # per-frame face offset, +- fraction of the crop's half side
     image_size: int = 224
     jpeg_quality: int = 95
 
@@ -114,8 +116,9 @@ def sample_clip_codes(
     jaw_pose = torch.cat([jaw, torch.zeros(t, 2)], dim=-1)
     neutral = model(shape=shape[:1]).vertices[0]
     lo, hi = neutral[:, :2].amin(0), neutral[:, :2].amax(0)
-    scale = 2 * settings.fill / float((hi - lo).max()) * (1 + 0.05 * (2 * _rand(gen, 1) - 1))
-    jitter = smooth_trajectory(gen, t, 2, fps=settings.fps) * 0.04 / scale
+    size_factor = 1 + settings.scale_jitter * (2 * _rand(gen, 1) - 1)
+    scale = 2 * settings.fill / float((hi - lo).max()) * size_factor
+    jitter = smooth_trajectory(gen, t, 2, fps=settings.fps) * settings.shift_jitter / scale
     cam = torch.cat([scale.expand(t, 1), -(lo + hi) / 2 + jitter], dim=-1)
     return {
         "shape": shape.contiguous(), "expression": expression, "global_pose": global_pose,
@@ -300,6 +303,10 @@ def make_synthetic_dataset(
         faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
         image_size=cfg.crop.size, uv_size=cfg.render.uv_size, backend=cfg.render.backend,
     )  # fmt: skip
+    known = {f.name for f in fields(SyntheticSettings)} - {"frames", "image_size", "jpeg_quality"}
+    unknown = sorted(set(ranges or {}) - known)
+    if unknown:
+        raise UserError(f"unknown synthetic setting(s) {unknown}; known: {sorted(known)}")
     settings = SyntheticSettings(frames=frames, image_size=cfg.crop.size,
                                  jpeg_quality=cfg.prepare.jpeg_quality, **(ranges or {}))  # fmt: skip
     (Path(out_root) / DATASET).mkdir(parents=True, exist_ok=True)

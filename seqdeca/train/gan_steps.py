@@ -40,7 +40,9 @@ Losses (weights from :func:`critic_weights` / :func:`detail_weights`):
 * generator: ``adversarial`` x ``-E[D(fake)]`` + ``au_regression`` x MSE(AU head on fake,
   condition) + ``detail_photometric`` x UV L1(albedo x detail shading, ``uv_input``) within the
   UV mask times "uv_visible_mask" (DECA's ``uv_vis_mask``) +
-  ``z_reg`` + ``z_diff`` + ``z_sym``. The generator's critic pass runs on the unwrapped critic and
+  ``z_reg`` + ``z_diff`` + ``z_sym`` + ``id_mrf`` x ID-MRF(the same UV texture, ``uv_input``),
+  both masked as the photometric term (DECA's ``detail_mrf``; needs the user's VGG19 file,
+  :func:`seqdeca.losses.optional.build_id_mrf_loss`). The generator's critic pass runs on the unwrapped critic and
   backpropagates only into the generator's parameters (``inputs=``), so the critic's gradients
   stay those of its own loss.
 
@@ -74,9 +76,6 @@ from seqdeca.models.seqdeca_model import ConditionedDetailCritic
 from seqdeca.train.steps import SkipLog, _resize_to
 
 __all__ = ["critic_step", "detail_forward", "generator_step", "real_detail_render"]
-
-#: Generator terms not computed yet (they need extra weight files).
-_NOT_WIRED = {"id_mrf": "the ID-MRF network (loss.id_mrf_weights) is not wired into training yet"}
 
 
 def _fold(x: torch.Tensor) -> torch.Tensor:
@@ -170,6 +169,7 @@ def generator_terms(
     loss_cfg: LossConfig,
     skips: SkipLog,
     kind: str | None = None,
+    id_mrf_net: nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
     """Unweighted generator terms whose weight is > 0 (see the module docstring).
 
@@ -179,6 +179,7 @@ def generator_terms(
             when the caller restricts ``inputs``).
         uv_mask: (Huv, Wuv) UV face mask in [0, 1].
         kind: "wgan" or "hinge"; None = ``loss_cfg.gan_type``.
+        id_mrf_net: the frozen ID-MRF loss, needed when ``loss.id_mrf > 0``.
     """
     on = {k for k, w in detail_weights(loss_cfg).items() if w > 0}
     kind = loss_cfg.gan_type if kind is None else kind
@@ -193,23 +194,27 @@ def generator_terms(
         if "au_regression" in on:
             terms["au_regression"] = au_regression_loss(scores["au"].float(), condition, valid)
     shading, z = _fold(outputs["uv_shading"]), _fold(outputs["displacement"])
-    if "detail_photometric" in on:
-        if "albedo" in outputs:  # the face model's UV albedo, resized to the UV size
-            albedo = _resize_to(outputs["albedo"], tuple(shading.shape[-2:]))
-            texture = _fold(albedo) * shading
-            target = _fold(outputs["uv_input"]).detach()
-            seen = mask * _fold(outputs["uv_visible_mask"])  # (N, 1, Huv, Wuv)
+    textured = on & {"detail_photometric", "id_mrf"}
+    if textured and "albedo" not in outputs:
+        for name in textured:
+            skips.skip(name, "the face model has no texture space (UV albedo)")
+    elif textured:
+        albedo = _resize_to(outputs["albedo"], tuple(shading.shape[-2:]))  # to the UV size
+        texture = _fold(albedo) * shading
+        target = _fold(outputs["uv_input"]).detach()
+        seen = mask * _fold(outputs["uv_visible_mask"])  # (N, 1, Huv, Wuv)
+        if "detail_photometric" in on:
             terms["detail_photometric"] = uv_photometric_loss(texture, target, seen, valid)
-        else:
-            skips.skip("detail_photometric", "the face model has no texture space (UV albedo)")
+        if "id_mrf" in on and id_mrf_net is None:
+            skips.skip("id_mrf", "no ID-MRF network was given (loss.id_mrf_weights)")
+        elif "id_mrf" in on:
+            terms["id_mrf"] = id_mrf_net(texture * seen, target * seen, valid)
     if "z_reg" in on:
         terms["z_reg"] = displacement_regulariser(z, valid=valid)
     if "z_diff" in on:
         terms["z_diff"] = shading_smoothness(shading, mask, valid)
     if "z_sym" in on:
         terms["z_sym"] = symmetry_loss(z, mask, valid)
-    for name in on & set(_NOT_WIRED):
-        skips.skip(name, _NOT_WIRED[name])
     return terms
 
 
@@ -223,6 +228,7 @@ def generator_step(
     loss_cfg: LossConfig,
     skips: SkipLog,
     kind: str | None = None,
+    id_mrf_net: nn.Module | None = None,
 ) -> WeightedLoss:
     """Weighted generator loss and its backward pass into ``parameters`` only.
 
@@ -233,11 +239,13 @@ def generator_step(
         outputs: detail-stage outputs (B, T, ...) computed with gradients.
         critic: the unwrapped critic; uv_mask: (Huv, Wuv) UV face mask.
         parameters: the detail encoder's and generator's parameters.
+        id_mrf_net: see :func:`generator_terms`.
 
     Returns:
         :class:`WeightedLoss` (logged: the unweighted generator terms and "total").
     """
-    terms = generator_terms(outputs, critic, uv_mask, loss_cfg=loss_cfg, skips=skips, kind=kind)
+    terms = generator_terms(outputs, critic, uv_mask, loss_cfg=loss_cfg, skips=skips, kind=kind,
+                            id_mrf_net=id_mrf_net)  # fmt: skip
     result = weighted_sum(terms, detail_weights(loss_cfg))
     if result.total.requires_grad:
         accelerator.backward(result.total, inputs=parameters)

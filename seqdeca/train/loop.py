@@ -41,7 +41,7 @@ from seqdeca.config.loader import save_config
 from seqdeca.config.schema import Config
 from seqdeca.data.dataset import window_loader
 from seqdeca.errors import UserError
-from seqdeca.losses.optional import build_identity_loss
+from seqdeca.losses.optional import build_id_mrf_loss, build_identity_loss
 from seqdeca.models.from_config import build_critic, build_model
 from seqdeca.train.gan_steps import critic_step, detail_forward, generator_step
 from seqdeca.train.monitor import Monitor
@@ -187,11 +187,14 @@ class GanParts:
         critic: the prepared (possibly DDP-wrapped) :class:`ConditionedDetailCritic`.
         optimizer: the critic's Adam.
         uv_mask: (Huv, Wuv) UV face mask of the model (photometric, z_diff, z_sym).
+        id_mrf_net: the frozen ID-MRF loss when ``loss.id_mrf > 0`` (not prepared: no
+            parameter of it trains).
     """
 
     critic: torch.nn.Module
     optimizer: torch.optim.Optimizer
     uv_mask: torch.Tensor
+    id_mrf_net: torch.nn.Module | None = None
     critic_steps: int = 0  # critic updates done in the current step's cycle
     cycle_batches: int = 0  # batches seen in the current step's cycle
     critic_bad: bool = False  # a non-finite critic loss in the current critic update
@@ -274,7 +277,11 @@ def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
         )
         core = accelerator.unwrap_model(model)
         uv_mask = core.uv_detail_mask(torch.zeros((), device=accelerator.device))
-        gan = GanParts(critic=critic, optimizer=critic_optimizer, uv_mask=uv_mask)
+        id_mrf_net = build_id_mrf_loss(cfg.loss)
+        if id_mrf_net is not None:
+            id_mrf_net.to(accelerator.device)
+        gan = GanParts(critic=critic, optimizer=critic_optimizer, uv_mask=uv_mask,
+                       id_mrf_net=id_mrf_net)  # fmt: skip
     state = TrainState()
     accelerator.register_for_checkpointing(state)
     if resume is not None:
@@ -500,7 +507,8 @@ def _detail_epoch(
             _add(gan.critic_sums, result.logged, "D_")
             if generator_batch:
                 result = generator_step(accelerator, out, core_critic, gan.uv_mask,
-                                        parameters=trainable, loss_cfg=cfg.loss, skips=skips)  # fmt: skip
+                                        parameters=trainable, loss_cfg=cfg.loss, skips=skips,
+                                        id_mrf_net=gan.id_mrf_net)  # fmt: skip
                 gan.generator_bad |= not result.finite
                 _add(gan.generator_sums, result.logged)
             step_done = False
