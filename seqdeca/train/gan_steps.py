@@ -42,9 +42,9 @@ Losses (weights from :func:`critic_weights` / :func:`detail_weights`):
   UV mask times "uv_visible_mask" (DECA's ``uv_vis_mask``) +
   ``z_reg`` + ``z_diff`` + ``z_sym`` + ``id_mrf`` x ID-MRF(the same UV texture, ``uv_input``),
   both masked as the photometric term (DECA's ``detail_mrf``; needs the user's VGG19 file,
-  :func:`seqdeca.losses.optional.build_id_mrf_loss`). The generator's critic pass runs on the unwrapped critic and
-  backpropagates only into the generator's parameters (``inputs=``), so the critic's gradients
-  stay those of its own loss.
+  :func:`seqdeca.losses.optional.build_id_mrf_loss`). The generator's critic pass runs on the
+  unwrapped critic and backpropagates only into the generator's parameters (``inputs=``), so
+  the critic's gradients stay those of its own loss.
 
 The optimizer steps (n_critic critic steps per generator step, clipping, non-finite handling)
 live in :mod:`seqdeca.train.loop`.
