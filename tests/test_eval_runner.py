@@ -57,7 +57,8 @@ def test_evaluate_network_per_frame_and_fit_writes_every_output(setup: dict) -> 
     payload = json.loads((out / "metrics.json").read_text())
     methods = payload["methods"]
     assert list(methods) == ["run_a", "run_a+per-frame", "fit", "input"]
-    assert payload["settings"]["window"] == 3 and payload["settings"]["clips"] == 3
+    assert payload["settings"]["window"] == 0 and payload["settings"]["clips"] == 3
+    assert methods["run_a"]["description"].endswith("; window 3")  # the checkpoint's window
     net, fit, ref = (
         methods["run_a"]["overall"],
         methods["fit"]["overall"],
@@ -125,11 +126,12 @@ def test_cli_network_mode_reads_window_override(setup: dict) -> None:
     tool = evaluate_tool
     out = setup["root"] / "out_cli"
     code = tool.main(["--checkpoint", str(setup["checkpoint"]), "--data", str(setup["data"]),
-                      "--out", str(out), "--window", "2", "--no-progress", "--config", str(TINY),
+                      "--out", str(out), "--window", "1", "--no-progress", "--config", str(TINY),
                       "inference.batch_size=4"])  # fmt: skip
     assert code == 0
     payload = json.loads((out / "metrics.json").read_text())
-    assert payload["settings"]["window"] == 2 and payload["settings"]["batch_size"] == 4
+    assert payload["settings"]["window"] == 1 and payload["settings"]["batch_size"] == 4
+    assert payload["methods"]["run_a"]["description"].endswith("; window 1")
     assert list(payload["methods"]) == ["run_a", "input"]
 
 

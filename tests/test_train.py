@@ -41,7 +41,7 @@ def _overrides(data_root: Path, run_dir: Path, **train_keys) -> list[str]:
     keys = {"max_steps": 4, "checkpoint_every": 2, "keep_checkpoints": 2, "log_every": 1}
     keys |= train_keys
     return [
-        "data.window=2", "data.batch_size=1", f"run.output_dir={run_dir}",
+        "data.window=3", "data.min_window=1", "data.batch_size=1", f"run.output_dir={run_dir}",
         "loss.temporal=0.1", *(f"train.{k}={v}" for k, v in keys.items()),
     ]  # fmt: skip
 
@@ -113,7 +113,7 @@ def test_resume_mid_epoch_continues_the_same_trajectory(reference_run, data_root
 def test_non_finite_losses_are_skipped_then_training_stops(
     data_root, tmp_path, monkeypatch, capsys
 ) -> None:
-    def nan_landmarks(pred, target, valid=None):
+    def nan_landmarks(pred, target, valid=None, point_weights=None):
         return pred.sum() * float("nan")
 
     monkeypatch.setattr(train_steps, "landmark_loss", nan_landmarks)
@@ -172,7 +172,7 @@ def test_two_process_cpu_ddp_smoke_run(data_root, tmp_path) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("2-process DDP run did not finish in 120 s")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("3 steps (0 skipped)") == 1  # only the main process reports
+    assert proc.stdout.count("3 steps (0 skipped, ") == 1  # only the main process reports
     assert [r["step"] for r in _losses(run_dir)] == [1, 2, 3]
     last = list_checkpoints(run_dir)[-1]
     assert last.name == "step_000003"

@@ -134,7 +134,9 @@ def test_bad_inputs_fail_alone_with_one_line(clip, tmp_path, capsys):
                         ("notes", "cannot read"), ("noise", "no face")):  # fmt: skip
         line = next(line for line in errors if f"{name}.mp4" in line)
         assert words in line, line
-    assert sorted(p.name for p in out.iterdir()) == ["astro"]  # nothing else, no temp folders
+    # nothing else, no temp folders; the run's summary lists the 5 failures
+    assert sorted(p.name for p in out.iterdir()) == ["astro", "summary.json"]
+    assert json.loads((out / "summary.json").read_text())["failed"] == 5
     assert (out / "astro" / "summary.json").is_file()
     assert "astro" in captured.out
 

@@ -1,12 +1,14 @@
 """Frame-window evaluation of networks (and of landmark fitting) on prepared clips.
 
     python tools/evaluate.py --checkpoint RUN/model.pt [--checkpoint RUN2/model.pt ...]
-        --data PREPARED_DIR --out DIR [--window 3] [--per-frame] [--mode network|fit]
+        --data PREPARED_DIR --out DIR [--window W] [--per-frame] [--filter SPEC ...]
+        [--mode network|fit]
         [--device cpu] [--config configs/x.yaml] [--tensorboard] [a.b=value ...]
 
 Every valid frame of every prepared clip is predicted from the window centred on it. Writes
 DIR/metrics.json, DIR/metrics.md, DIR/per_clip/<method>.csv, DIR/plots/*.png and, with
 --tensorboard, DIR/tensorboard/. --per-frame adds each checkpoint with the temporal model off;
+--filter savgol:9:2 (or one_euro:MIN_CUTOFF:BETA) adds it per frame with its codes smoothed over time;
 --mode fit adds (or, without checkpoints, evaluates only) the face model fitted to the landmarks.
 See docs/evaluation.md for the metrics.
 """
@@ -37,13 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset folder")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
-        "--window", type=int, default=None, help="frames per window (default: inference.window)"
+        "--window", type=int, default=None,
+        help="frames per window, odd (default: inference.window; 0 = each checkpoint's trained)"
     )
     parser.add_argument(
         "--per-frame",
         action="store_true",
         help="also evaluate each checkpoint with the temporal model off (T=1)",
     )
+    parser.add_argument(
+        "--filter", action="append", default=[], dest="filters", metavar="SPEC",
+        help="also evaluate each checkpoint per frame with its codes smoothed over time: "
+             "savgol:WINDOW:ORDER or one_euro:MIN_CUTOFF:BETA (repeatable)",
+    )  # fmt: skip
     parser.add_argument(
         "--mode",
         choices=("network", "fit"),
@@ -67,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, split_overrides(args.overrides))
         opts = EvalOptions(
             data=args.data, out=args.out, config=cfg, checkpoints=args.checkpoint,
-            mode=args.mode, per_frame=args.per_frame, window=args.window, device=args.device,
+            mode=args.mode, per_frame=args.per_frame, filters=args.filters, window=args.window,
+            device=args.device,
             tensorboard=args.tensorboard, progress=not args.no_progress,
         )  # fmt: skip
         evaluate(opts)

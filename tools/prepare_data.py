@@ -4,22 +4,27 @@
         [--views front left_30] [--workers 4] [--limit 10] [--config x.yaml] [a.b=value ...]
 
 Clips go to OUT/{dataset}/{clip_id}/ (layout: docs/data.md); run the same command again to
-resume: finished clips are skipped. Writes OUT/summary.json, OUT/config.yaml and, for MEAD
-(subject split datasets/mead_split.json) and Aff-Wild2 (annotation folders), split manifests
-OUT/manifests/{dataset}_{split}.txt of the prepared clip ids. Exit code 2
-when the arguments are wrong or no clip could be prepared; failed clips are listed, not fatal.
+resume: finished clips are skipped. Prints one line per prepared or failed clip, then the totals.
+Writes OUT/summary.json, OUT/config.yaml and, for MEAD (subject split datasets/mead_split.json)
+and Aff-Wild2 (annotation folders), split manifests OUT/manifests/{dataset}_{split}.txt of the
+prepared clip ids. Exit code 2 when the arguments are wrong or no clip could be prepared; failed
+clips are listed, not fatal. Under `accelerate launch --num_processes N` (or torchrun) the N
+processes share the clips (each with its own --workers); process 0 writes the summary and the
+manifests, and its exit code covers every clip.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 from seqdeca.cli import EXIT_USER_ERROR, run_main, split_overrides
 from seqdeca.config import load_config
 from seqdeca.data.prepare_run import (
     DATASETS,
+    ClipOutcome,
     clip_splits,
     discover,
     format_summary,
@@ -27,8 +32,21 @@ from seqdeca.data.prepare_run import (
     write_manifests,
 )
 from seqdeca.data.sources import MEAD_VIEWS
+from seqdeca.shards import current_shard
 
 MEAD_SPLIT = Path(__file__).resolve().parents[1] / "datasets" / "mead_split.json"
+
+
+def report(outcome: ClipOutcome, tag: str = "") -> None:
+    """One line per prepared or failed clip (``tag``: the process's); skipped ones are counted."""
+    from tqdm import tqdm
+
+    if outcome.status == "done":
+        tqdm.write(f"{tag}{outcome.clip_id}: {outcome.frames} frames ({outcome.valid_frames} "
+                   f"with a face), {outcome.seconds:.1f} s")  # fmt: skip
+    elif outcome.status == "failed":
+        tqdm.write(f"{tag}failed {outcome.clip_id}: {outcome.reason}")
+    sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,11 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def job() -> int:
+        shard = current_shard()
         cfg = load_config(args.config, split_overrides(args.overrides))
         sources = discover(args.dataset, args.input, views=args.views)
-        print(f"found {len(sources)} clips ({args.dataset}) in {args.input}", flush=True)
+        if shard.is_main:
+            shared = f", shared by {shard.world_size} processes" if shard.sharded else ""
+            print(f"found {len(sources)} clips ({args.dataset}) in {args.input}{shared}", flush=True)
         summary = prepare_dataset(sources, args.out, cfg, workers=max(1, args.workers),
-                                  limit=args.limit, progress=not args.no_progress)  # fmt: skip
+                                  limit=args.limit, progress=not args.no_progress,
+                                  report=partial(report, tag=shard.tag), shard=shard)  # fmt: skip
+        if not shard.is_main:
+            return 0  # process 0 holds every outcome; a failed exit here would stop it early
         print(format_summary(summary))
         splits = clip_splits(args.dataset, sources, args.input, args.mead_split)
         for path in write_manifests(args.out, args.dataset, splits):

@@ -7,7 +7,8 @@
 Writes run.output_dir/: config.yaml, losses.jsonl, val.jsonl (train.validate_every), images/
 (train.images_every), tb/ (TensorBoard), checkpoints/step_NNNNNN/ and model.pt. ``--resume``
 continues from the newest checkpoint of run.output_dir (``--resume-from``: a given step_NNNNNN
-folder), mid-epoch, with the same loss trajectory as an uninterrupted run. ``--export`` writes an
+folder), mid-epoch, with the same loss trajectory as an uninterrupted run (without a checkpoint
+yet it starts from scratch, so a job may always pass it). ``--export`` writes an
 inference checkpoint (like model.pt) from a saved checkpoint without training, using the run's
 config.yaml unless --config is given; during a run, ``touch RUN_DIR/export.request`` does the
 same with the current weights after the next step (RUN_DIR/exports/model_step_NNNNNN.pt).
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", action="append", default=[], help="YAML config file(s)")
     parser.add_argument(
-        "--resume", action="store_true", help="resume from the newest checkpoint of run.output_dir"
+        "--resume", action="store_true",
+        help="resume from the newest checkpoint of run.output_dir (none yet: start from scratch)"
     )
     parser.add_argument("--resume-from", default=None, help="resume from this checkpoint folder")
     parser.add_argument(
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if not summary.main_process:
             return 0
         losses = " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.last_losses.items()))
-        print(f"{summary.steps} steps ({summary.skipped_steps} skipped), "
+        print(f"{summary.steps} steps ({summary.skipped_steps} skipped, "
+              f"{summary.bad_samples} unreadable windows), "
               f"{summary.windows_per_s:.2f} windows/s; last: {losses}; -> {summary.run_dir}")  # fmt: skip
         return 0
 

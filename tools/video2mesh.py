@@ -10,23 +10,38 @@ needs no trained weights and fits the face model to the tracked landmarks; `auto
 picks `network` when a checkpoint is given or configured, else `fit`.
 
 Writes DIR/<clip stem>/: meshes/NNNNNN.obj per frame with a face, codes.npz, landmarks.npz,
-overlay.mp4 (input | render | shape) and summary.json. A clip that cannot be processed gives
-one line on stderr; the others are still processed and the exit code is then 2.
+overlay.mp4 (input | render | shape) and summary.json, and DIR/summary.json for the run. A clip
+that cannot be processed gives one line on stderr; the others are still processed and the exit
+code is then 2. Under `accelerate launch --num_processes N` (or torchrun) the N processes share
+the clips, each on its own GPU (cuda:LOCAL_RANK); process 0 writes DIR/summary.json and its exit
+code covers every clip.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 from seqdeca.cli import EXIT_USER_ERROR, run_main, split_overrides
-from seqdeca.config import load_config
+from seqdeca.config import given_keys, load_config
 from seqdeca.errors import UserError
 from seqdeca.inference.demo import make_demo_clip
 from seqdeca.inference.pipeline import MODES, ClipResult, video2mesh
+from seqdeca.shards import current_shard
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
+
+
+def report(res: ClipResult, tag: str = "") -> None:
+    """One line per clip: stdout when done, stderr when failed (``tag``: the process's)."""
+    if res.status == "done":
+        print(f"{tag}{res.source}: {res.frames} frames ({res.valid_frames} with a face), "
+              f"{res.frames_per_second:.1f} frames/s -> {res.out}", flush=True)  # fmt: skip
+    else:
+        where = "" if res.source in res.reason else f"{res.source}: "
+        print(f"{tag}error: {where}{res.reason}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,18 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     clips = [c for c in args.clips if "=" not in c or Path(c).exists()]
     overrides = [c for c in args.clips if c not in clips] + rest
 
-    def report(res: ClipResult) -> None:
-        if res.status == "done":
-            print(f"{res.source}: {res.frames} frames ({res.valid_frames} with a face), "
-                  f"{res.frames_per_second:.1f} frames/s -> {res.out}")  # fmt: skip
-        else:
-            where = "" if res.source in res.reason else f"{res.source}: "
-            print(f"error: {where}{res.reason}", file=sys.stderr)
-
     def job() -> int:
-        cfg = load_config(args.config or [DEFAULT_CONFIG], split_overrides(overrides))
+        shard = current_shard()
+        files, items = args.config or [DEFAULT_CONFIG], split_overrides(overrides)
+        cfg = load_config(files, items)
         if args.demo:
-            clips.append(str(make_demo_clip(Path(args.out) / "astronaut.mp4")))
+            demo = Path(args.out) / "astronaut.mp4"
+            if shard.is_main:
+                make_demo_clip(demo)
+            shard.barrier()  # the others wait until it is written
+            clips.append(str(demo))
         if not clips:
             raise UserError("give at least one CLIP (a video file or a folder), or --demo")
         if args.checkpoint:
@@ -72,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size is not None:
             cfg.inference.batch_size = max(1, args.batch_size)
         results = video2mesh(clips, args.out, cfg, detail=args.detail,
-                             video=not args.no_video, report=report)  # fmt: skip
+                             video=not args.no_video, report=partial(report, tag=shard.tag),
+                             explicit=given_keys(files, items), shard=shard)  # fmt: skip
+        if not shard.is_main:
+            return 0  # process 0 holds every result; a failed exit here would stop it early
         return EXIT_USER_ERROR if any(r.status != "done" for r in results) else 0
 
     return run_main(job)

@@ -1,6 +1,13 @@
 """Typed configuration: dataclass schema, YAML overrides, ``a.b=value`` command-line overrides."""
 
-from seqdeca.config.loader import ConfigError, config_to_yaml, leaf_keys, load_config, save_config
+from seqdeca.config.loader import (
+    ConfigError,
+    config_to_yaml,
+    given_keys,
+    leaf_keys,
+    load_config,
+    save_config,
+)
 from seqdeca.config.schema import (
     AugmentationConfig,
     Config,
@@ -31,6 +38,7 @@ __all__ = [
     "RunConfig",
     "TrackConfig",
     "config_to_yaml",
+    "given_keys",
     "leaf_keys",
     "load_config",
     "save_config",

@@ -100,6 +100,42 @@ def load_config(
         raise ConfigError(f"cannot resolve config: {str(exc).splitlines()[0]}") from None
 
 
+def _node_keys(node: object, prefix: str = "") -> set[str]:
+    """Dotted keys of every leaf (and list) of a parsed YAML / dotlist node (unresolved)."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    if not isinstance(node, dict):
+        return {prefix[:-1]} if prefix else set()
+    out: set[str] = set()
+    for key, value in node.items():
+        out |= _node_keys(value, f"{prefix}{key}.")
+    return out
+
+
+def given_keys(
+    files: str | Path | Sequence[str | Path] | None = None, overrides: Iterable[str] = ()
+) -> frozenset[str]:
+    """The dotted keys that YAML files (with their ``_base_`` files) and overrides set.
+
+    What a caller asked for on purpose, as opposed to a schema default: inference, for one,
+    takes a checkpoint's own crop unless the caller set a ``crop`` key (see
+    :func:`seqdeca.inference.settings.inference_config`). Takes the arguments of
+    :func:`load_config`; call that first, which checks them.
+    """
+    if files is None:
+        files = []
+    elif isinstance(files, (str, Path)):
+        files = [files]
+    keys: set[str] = set()
+    for file in files:
+        for node, _ in _read_yaml(Path(file)):
+            keys |= _node_keys(node)
+    overrides = [item for item in overrides if "=" in item]
+    if overrides:
+        keys |= _node_keys(OmegaConf.from_dotlist(overrides))
+    return frozenset(keys)
+
+
 def config_to_yaml(cfg: Config) -> str:
     """The resolved config as YAML text (what is saved with every run and checkpoint)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg), resolve=True)

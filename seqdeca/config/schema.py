@@ -92,7 +92,12 @@ class DataConfig:
     """Prepared data and window sampling."""
 
     sources: list[DataSourceConfig] = field(default_factory=list)
-    window: int = 3  # T, consecutive valid frames per sample
+    # T, consecutive valid frames per sample: odd (the predicted frame is the centre). Training
+    # draws one odd length per batch from min_window..window (0 = window only); the export
+    # records the range and inference refuses a longer window.
+    window: int = 3
+    min_window: int = 0
+    frame_mask_prob: float = 0.1  # training: share of non-centre frames marked as padding
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     batch_size: int = 4
     num_workers: int = 0
@@ -107,7 +112,11 @@ class LossConfig:
     """
 
     # coarse stage
-    landmark: float = 1.0  # DECA-weighted L1 on the 68 landmarks
+    landmark: float = 1.0  # weighted L1 on the 68 landmarks (DECA's weights; jaw: below)
+    # how the data's 68 landmarks were made: "mediapipe" (prepared clips: jaw points are surface
+    # points) or "detector" (a 2D silhouette detector such as FAN: DECA's weights exactly)
+    landmark_source: str = "mediapipe"
+    contour_weight: float = -1.0  # weight of each jaw point 0-16; -1 = the source's profile
     landmark_mediapipe: float = 0.0  # L1 on the MediaPipe landmark set
     eye_closure: float = 1.0
     lip_closure: float = 0.5
@@ -122,6 +131,10 @@ class LossConfig:
     temporal: float = 0.0  # smoothness of fused codes within the window
     au_label: float = 1.0  # AU head vs labels / proxies
     au_render: float = 0.0  # AU net on the render vs on the input
+    # ground truth of synthetic clips (gt.npz): the coarse encoder's and the fused codes
+    # and the AU net's 27 outputs against the truth (refused on data without gt.npz)
+    code_supervision: float = 0.0
+    au_supervision: float = 0.0
     # detail stage
     detail_photometric: float = 2.0
     id_mrf: float = 0.0  # needs id_mrf_weights (VGG19)
@@ -150,9 +163,14 @@ class ModelConfig:
     backbone: str = "resnet50"  # coarse and detail encoders: "resnet50" or "tiny"
     au_backbone: str = "resnet50"  # AU net trunk: "resnet50" or "tiny"
     au_stage: int = 1  # OpenGraphAU graph stage (1 or 2) of the AU net
-    fusion_dim: int = 256  # temporal fusion transformer width
+    # temporal model: "transformer" (window transformer over global, AU and code tokens) or
+    # "conv" (SPECTRE-style 1D convolution over time, residual on expression and jaw)
+    temporal: str = "transformer"
+    fusion_dim: int = 256  # temporal fusion transformer width (conv: channels)
     fusion_depth: int = 4
     fusion_heads: int = 8
+    fusion_au_tokens: bool = True  # transformer: attend to the AU tokens (False: ablation)
+    conv_kernel: int = 5  # conv: temporal kernel size (odd; SPECTRE: 5)
     max_frames: int = 32  # longest window the temporal fusion accepts
     n_detail: int = 128  # detail code size (DECA: 128)
     detail_au_condition: str = "au27"  # generator/critic AU condition: "au27", "affwild12", "none"
@@ -188,6 +206,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest checkpoints kept
     log_every: int = 10  # steps between TensorBoard scalar writes
     max_bad_steps: int = 5  # consecutive non-finite steps before training stops
+    # consecutive unreadable training windows (cut JPEG, missing mask, cut .npy; each skipped,
+    # logged and counted) before training stops
+    max_bad_samples: int = 20
     n_critic: int = 5  # detail stage: critic optimizer steps per generator step (GANimation)
     critic_lr: float = 1e-4  # detail stage: the critic's Adam learning rate (constant)
     gan_beta1: float = 0.5  # detail stage: Adam betas of generator and critic (GANimation)
@@ -196,6 +217,9 @@ class TrainConfig:
     val_windows: int = 64  # held-out windows per validation (evenly spread, fixed)
     images_every: int = 0  # steps between TensorBoard image grids; 0 = off
     init_from: str = ""  # model.pt whose weights start the run (e.g. temporal -> detail); "" = none
+    # the top-level modules taken from init_from (e.g. [coarse_encoder, au_net]: pretrained
+    # encoders under a new temporal model); empty = every weight
+    init_modules: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -210,6 +234,7 @@ class FitConfig:
     # refinement after LM; -1 = auto: video2mesh takes 1 Gauss-Newton step of each window when
     # smoothness > 0 (else 0); fit_clip (one problem per clip) 200 Adam steps when smoothness > 0
     refine_steps: int = -1
+    contour_weight: float = 2.0  # weight of the fitted iBUG-68 jaw points 0-16 (other points: 1)
 
 
 @dataclass
@@ -218,10 +243,60 @@ class InferenceConfig:
 
     mode: str = "auto"  # "auto", "network" or "fit"
     checkpoint: str = ""  # seqdeca model.pt or DECA deca_model.tar; "" = none (fit mode)
-    window: int = 3  # frames per window, centred on the predicted frame
+    # frames per window, centred on the predicted frame (odd); 0 = a network checkpoint's
+    # longest trained window (fit mode and DECA checkpoints: 3)
+    window: int = 0
     batch_size: int = 8  # windows per network forward
     chunk_frames: int = 32  # frames decoded, tracked and predicted at a time (memory bound)
     fit: FitConfig = field(default_factory=FitConfig)
+
+
+@dataclass
+class SyntheticCorruptionConfig:
+    """Per-frame corruptions of synthetic clips: the share of frames each one affects (0 = off).
+
+    Drawn from their own generator (seeded by the clip's seed and ``seed``), so the clean draws of
+    a clip do not depend on them. ``tools/make_synthetic_data.py --corrupt`` sets a realistic mix.
+    """
+
+    seed: int = 0
+    occluder: float = 0.0  # opaque or photo-textured blob over the eyes, nose or mouth
+    blur: float = 0.0  # motion blur along a random direction
+    noise: float = 0.0  # Gaussian sensor noise
+    jpeg: float = 0.0  # JPEG quality drop of the source frame
+    flicker: float = 0.0  # brightness gain change
+
+
+@dataclass
+class SyntheticConfig:
+    """Synthetic clips with ground truth (seqdeca.data.synthetic, tools/make_synthetic_data.py).
+
+    The defaults give clean clips whose landmarks are the exact projections (the learning check
+    and the tests use them); configs/experiments/temporal.yaml makes clips like real video.
+    Angles in degrees, codes in unit-variance units.
+    """
+
+    frames: int = 50  # frames per clip (the longest, with min_frames)
+    min_frames: int = 0  # > 0: clip lengths drawn uniformly from min_frames..frames
+    fps: float = 25.0
+    landmarks: str = "exact"  # "exact" projections or "tracked" (MediaPipe + crop, as prepared)
+    frame_size: int = 0  # rendered frame side, px, cropped like a video; 0 = render the crop
+    expression: str = "smooth"  # "smooth" random curves or "au" (AU intensities + residual)
+    residual_expression: float = 0.6  # "au": RMS of the residual expression, per coefficient
+    au_events: float = 0.6  # "au": expression events (AU groups or single AUs) per second
+    background: str = "noise"  # "noise" (smooth colours) or "photo" (scikit-image photographs)
+    fast_turns: float = 0.0  # fast head turns per second
+    max_yaw: float = 30.0
+    max_pitch: float = 20.0
+    max_roll: float = 10.0
+    expression_scale: float = 1.5  # "smooth" expression amplitude
+    shape_scale: float = 1.0
+    texture_scale: float = 1.0
+    max_jaw: float = 0.3  # radians of mouth opening
+    fill: float = 0.8  # fraction of the rendered frame the neutral face spans
+    scale_jitter: float = 0.05  # per-clip relative change of that size, +-
+    shift_jitter: float = 0.04  # per-frame face offset, +- fraction of the frame's half side
+    corruption: SyntheticCorruptionConfig = field(default_factory=SyntheticCorruptionConfig)
 
 
 @dataclass
@@ -239,3 +314,4 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

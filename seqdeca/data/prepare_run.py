@@ -5,7 +5,9 @@
 atomically; a clip whose folder exists is skipped (resume = run the same command again). A bad
 input becomes a failed clip with a one-line reason and never stops the run; Ctrl-C stops it and
 leaves the completed clips intact. Workers are separate processes started with "spawn" (safe
-with MediaPipe and torch); each builds its own face tracker inside ``prepare_clip``.
+with MediaPipe and torch); each builds its own face tracker inside ``prepare_clip``. Processes
+started by ``accelerate launch`` or ``torchrun`` share the clips (:mod:`seqdeca.shards`), each
+with its own pool; the main one writes the summary of them all.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from seqdeca.data.sources import (
     read_mead_split,
 )
 from seqdeca.errors import UserError
+from seqdeca.shards import Shard
 
 __all__ = [
     "DATASETS",
@@ -37,6 +40,7 @@ __all__ = [
     "clip_splits",
     "discover",
     "format_summary",
+    "merge_summaries",
     "prepare_dataset",
     "write_manifests",
 ]
@@ -63,7 +67,7 @@ class RunSummary:
     """The totals of one :func:`prepare_dataset` run (also written to ``summary.json``).
 
     ``frames`` and ``frames_without_face`` count the clips prepared in this run; throughput is
-    their frames per wall-clock second.
+    their frames per wall-clock second. ``workers`` is per process; ``processes`` shared the run.
     """
 
     dataset: str
@@ -77,6 +81,7 @@ class RunSummary:
     seconds: float = 0.0
     frames_per_second: float = 0.0
     workers: int = 1
+    processes: int = 1
     interrupted: bool = False
     failures: list[dict[str, str]] = field(default_factory=list)
     outcomes: list[ClipOutcome] = field(default_factory=list)
@@ -217,6 +222,8 @@ def prepare_dataset(
     limit: int | None = None,
     progress: bool = True,
     prepare: PrepareFn | None = None,
+    report: Callable[[ClipOutcome], None] | None = None,
+    shard: Shard | None = None,
 ) -> RunSummary:
     """Prepare ``sources`` into ``out_root``, skipping completed clips.
 
@@ -230,47 +237,106 @@ def prepare_dataset(
         progress: show a tqdm progress bar on stderr.
         prepare: the per-clip function (default ``prepare_clip``); must be picklable when
             ``workers > 1``.
+        report: called with each clip's outcome as soon as it is known (skipped ones first).
+        shard: this process's place in a run shared by several processes
+            (:func:`seqdeca.shards.current_shard`): it prepares its share of the chosen clips
+            (:meth:`~seqdeca.shards.Shard.take`) with its own ``workers``; the main process
+            writes ``config.yaml`` and the summary of every process. None: one process.
 
     Returns:
-        The :class:`RunSummary`, also written to ``{out_root}/summary.json``. On Ctrl-C the
-        summary so far is written (``interrupted`` true) and KeyboardInterrupt is re-raised.
+        The :class:`RunSummary`, also written to ``{out_root}/summary.json``; in a shared run
+        the main process returns the merged one, the others their own. On Ctrl-C the summary
+        so far is written (``interrupted`` true; one process only) and KeyboardInterrupt is
+        re-raised.
     """
     from tqdm import tqdm
 
+    shard = shard or Shard()
     out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_root / "config.yaml")
     chosen = list(sources)[: limit if limit is not None and limit >= 0 else None]
-    dataset = chosen[0].dataset if chosen else "none"
-    summary = RunSummary(
-        dataset=dataset, out_root=str(out_root), clips=len(chosen), workers=workers
-    )
-    for name in {s.dataset for s in chosen}:
-        _remove_stale_tmp(out_root / name)
+    datasets = {s.dataset for s in chosen}
+    _start(out_root, cfg, datasets, shard)
+    mine = shard.take(chosen)
+    summary = RunSummary(dataset=chosen[0].dataset if chosen else "none", out_root=str(out_root),
+                         clips=len(mine), workers=workers)  # fmt: skip
     todo = []
-    for source in chosen:
+    for source in mine:
         if _is_complete(out_root, source):
-            summary.add(ClipOutcome(source.clip_id, "skipped", "already prepared"))
+            _count(summary, ClipOutcome(source.clip_id, "skipped", "already prepared"), report)
         else:
             todo.append((source, out_root, cfg, prepare or _default_prepare))
     start = time.perf_counter()
-    bar = tqdm(total=len(chosen), initial=summary.skipped, disable=not progress, unit="clip")
+    bar = tqdm(total=len(mine), initial=summary.skipped, disable=not progress or not shard.is_main,
+               unit="clip")  # fmt: skip
     try:
         for outcome in _results(todo, workers):
-            summary.add(outcome)
+            _count(summary, outcome, report)
             bar.set_postfix(done=summary.done, failed=summary.failed, refresh=False)
             bar.update(1)
     except KeyboardInterrupt:
         summary.interrupted = True
-        for name in {s.dataset for s in chosen}:  # the workers are gone: drop their partial folders
-            _remove_stale_tmp(out_root / name)
+        if shard.one_machine:  # the workers are gone: drop their partial folders
+            for name in datasets:
+                _remove_stale_tmp(out_root / name)
         raise
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - start
         summary.frames_per_second = summary.frames / summary.seconds if summary.seconds else 0.0
-        write_summary(summary, out_root / "summary.json")
-    return summary
+        if not shard.sharded:
+            write_summary(summary, out_root / "summary.json")
+    return _merged(summary, shard, [s.clip_id for s in chosen])
+
+
+def _start(out_root: Path, cfg: Config, datasets: set[str], shard: Shard) -> None:
+    """The main process makes the folder, saves the config and removes the temporary folders of
+    killed runs; the others wait for it (nobody writes before the stale folders are gone)."""
+    if shard.is_main:
+        out_root.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_root / "config.yaml")
+        for name in datasets:
+            _remove_stale_tmp(out_root / name)
+    shard.barrier()
+
+
+def _count(
+    summary: RunSummary, outcome: ClipOutcome, report: Callable[[ClipOutcome], None] | None
+) -> None:
+    summary.add(outcome)
+    if report is not None:
+        report(outcome)
+
+
+def _merged(summary: RunSummary, shard: Shard, order: list[str]) -> RunSummary:
+    """A shared run: every process's summary, merged and written by the main process."""
+    if not shard.sharded:
+        return summary
+    shares = shard.gather(summary)  # waits for every process
+    if shares is None:
+        return summary
+    merged = merge_summaries(shares, order)
+    write_summary(merged, Path(summary.out_root) / "summary.json")
+    return merged
+
+
+def merge_summaries(parts: Sequence[RunSummary], order: Sequence[str] = ()) -> RunSummary:
+    """One summary for a run shared by ``len(parts)`` processes.
+
+    Counts and frames add up; the run took as long as its slowest process, so throughput is
+    all frames over that time. Outcomes (and failures) follow ``order`` (clip ids; others last).
+    """
+    first = parts[0]
+    merged = RunSummary(dataset=first.dataset, out_root=first.out_root, workers=first.workers,
+                        processes=sum(p.processes for p in parts))  # fmt: skip
+    position = {clip_id: i for i, clip_id in enumerate(order)}
+    outcomes = [o for p in parts for o in p.outcomes]
+    for outcome in sorted(outcomes, key=lambda o: position.get(o.clip_id, len(position))):
+        merged.add(outcome)
+    merged.clips = sum(p.clips for p in parts)
+    merged.interrupted = any(p.interrupted for p in parts)
+    merged.seconds = max(p.seconds for p in parts)
+    merged.frames_per_second = merged.frames / merged.seconds if merged.seconds else 0.0
+    return merged
 
 
 def write_summary(summary: RunSummary, path: str | Path) -> Path:
@@ -287,6 +353,8 @@ def format_summary(summary: RunSummary) -> str:
     stop = " (interrupted)" if summary.interrupted else ""
     counts = f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed{stop}"
     rate = f"{summary.seconds:.1f} s, {summary.frames_per_second:.1f} frames/s"
+    if summary.processes > 1:
+        rate += f" over {summary.processes} processes"
     lines = [
         f"{summary.dataset}: {summary.clips} clips -> {counts}",
         f"frames prepared: {summary.frames} ({summary.frames_without_face} without a face), "

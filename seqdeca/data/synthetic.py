@@ -1,20 +1,42 @@
 """Synthetic face clips with ground truth, written in the prepared clip layout.
 
 Each clip renders one random identity (shape and texture coefficients) of the configured face
-model over a random smooth background, with smooth random trajectories (sums of a few
-low-frequency sinusoids) of global pose (yaw/pitch/roll within +-30/20/10 degrees), expression,
-jaw opening, camera jitter and SH lighting. The clip folder is the same as a prepared real clip
-(``seqdeca.data.prepare``): frames, landmarks (the model's MediaPipe set projected to crop
-pixels), landmarks68, masks, valid (all true), identity transforms, au (all -1), au_proxy (T, 0)
-and meta.json (dataset "synthetic"), plus ``gt.npz`` with the per-frame codes:
+model over a background, with smooth random trajectories (sums of a few low-frequency sinusoids)
+of global pose (yaw/pitch/roll within +-30/20/10 degrees), expression, jaw opening, camera
+jitter and SH lighting. The clip folder is the same as a prepared real clip
+(``seqdeca.data.prepare``): frames, landmarks, landmarks68, masks, valid, transforms, au,
+au_proxy and meta.json (dataset "synthetic"), plus ``gt.npz`` with the per-frame ground truth.
+
+The settings are the ``synthetic`` section of the config (:class:`SyntheticSettings`, the
+schema's ``SyntheticConfig``). Its defaults give clean clips rendered at the crop size whose
+``landmarks.npy`` (the model's MediaPipe set) and ``landmarks68.npy`` are the exact projections
+(valid all true, identity transforms, au all -1, au_proxy (T, 0)). For clips like real data:
+
+* ``landmarks: tracked``: the rendered source frame (``frame_size`` pixels, the face spanning
+  ``fill`` of it) is tracked and cropped exactly as data preparation does
+  (:mod:`seqdeca.data.synthetic_track`): landmarks, valid (frames MediaPipe misses are invalid,
+  short gaps interpolated), transforms, masks and AU proxies come from MediaPipe. ``exact`` with
+  a ``frame_size`` crops by the exact landmarks instead.
+* ``corruption``: occluders, motion blur, noise, JPEG drops, flicker per frame
+  (:mod:`seqdeca.data.synthetic_corrupt`), from a generator of their own.
+* ``expression: au``: expression and jaw driven by 27 AU intensity curves
+  (:mod:`seqdeca.data.synthetic_au`) plus a residual; ``au.npy`` holds the 12 Aff-Wild2 AUs
+  thresholded at 0.5.
+* ``background: photo``, ``fast_turns``, ``min_frames`` (:mod:`seqdeca.data.synthetic_scene`).
+
+``gt.npz`` (codes and landmarks always refer to the written crops):
 
 | key | shape |
 | --- | --- |
 | shape, expression, texture | (T, S), (T, E), (T, K) (constant over time for shape/texture) |
 | global_pose, jaw_pose | (T, 3) axis-angle radians |
-| cam | (T, 3) weak perspective (s, tx, ty) |
+| cam | (T, 3) weak perspective (s, tx, ty) of the crop |
 | light | (T, 9, 3) SH coefficients |
-| landmarks, landmarks68 | (T, L, 2), (T, 68, 2) crop pixels |
+| landmarks, landmarks68 | (T, L, 2), (T, 68, 2) exact projections, crop pixels |
+| au_intensity | (T, 27) AU intensities in [0, 1] (``expression: au`` only) |
+| tracked | (T,) bool, MediaPipe found the face in the frame (``landmarks: tracked`` only) |
+| corrupted, corrupt_* | (T,) per-frame corruption records (with corruption only, see
+  :func:`seqdeca.data.synthetic_corrupt.scaled_records`) |
 
 Clip ``k`` of seed ``s`` depends only on ``(s, k)``; folders are written atomically.
 """
@@ -25,15 +47,24 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-import seqdeca
-from seqdeca.config.schema import Config
+from seqdeca.au_names import AFFWILD2_AU_NAMES
+from seqdeca.config.schema import Config, SyntheticConfig
+from seqdeca.data.synthetic_au import AUMap, affwild2_labels, au_expression_map, au_trajectories
+from seqdeca.data.synthetic_corrupt import (
+    CORRUPTIONS,
+    CorruptionDraws,
+    apply_corruptions,
+    draw_corruptions,
+)
+from seqdeca.data.synthetic_layout import DATASET, clip_meta, ground_truth, write_layout
+from seqdeca.data.synthetic_scene import clip_length, head_turns, photo_background, photo_pool
+from seqdeca.data.synthetic_track import crop_clip
 from seqdeca.errors import UserError
 from seqdeca.face_model.from_config import face_model_from_config
 from seqdeca.face_model.layer import FaceModel, FlameParams
@@ -48,27 +79,20 @@ __all__ = [
     "write_synthetic_clip",
 ]
 
-DATASET = "synthetic"
+_CORRUPTION_STREAM = 0xC0DE  # mixed into the corruption generator's seed
+_CHOICES = {"landmarks": ("exact", "tracked"), "expression": ("smooth", "au"),
+            "background": ("noise", "photo")}  # fmt: skip
+
+#: The synthetic settings: the schema's ``synthetic`` section (angles in degrees, codes in
+#: unit-variance units; see :class:`seqdeca.config.schema.SyntheticConfig`).
+SyntheticSettings = SyntheticConfig
 
 
-@dataclass(frozen=True)
-class SyntheticSettings:
-    """Ranges of the random clips (angles in degrees, codes in unit-variance units)."""
+def _mixed_seed(*parts: int) -> int:
+    """:func:`seqdeca.data.dataset.mixed_seed` (imported late: the dataset module is heavier)."""
+    from seqdeca.data.dataset import mixed_seed as mix
 
-    frames: int = 50
-    fps: float = 25.0
-    max_yaw: float = 30.0
-    max_pitch: float = 20.0
-    max_roll: float = 10.0
-    expression_scale: float = 1.5
-    shape_scale: float = 1.0
-    texture_scale: float = 1.0
-    max_jaw: float = 0.3  # radians of mouth opening
-    fill: float = 0.8  # fraction of the crop the neutral face spans
-    scale_jitter: float = 0.05  # per-clip relative change of that size, +-
-    shift_jitter: float = 0.04  # per-frame face offset, +- fraction of the crop's half side
-    image_size: int = 224
-    jpeg_quality: int = 95
+    return mix(*parts)
 
 
 def smooth_trajectory(
@@ -76,7 +100,8 @@ def smooth_trajectory(
 ) -> torch.Tensor:
     """(frames, dims) smooth random curves in [-1, 1]: sums of sinusoids of 0.1-1 Hz.
 
-    Amplitudes are normalised per dimension so that their absolute sum is 1 (hence the range).
+    Amplitudes are normalised per dimension so that their absolute sum is 1 (hence the range);
+    the mean square is then about 0.2.
     """
     t = torch.arange(frames, dtype=torch.float64)[:, None, None] / fps
     freq = 0.1 + 0.9 * torch.rand(1, dims, components, generator=gen, dtype=torch.float64)
@@ -101,18 +126,45 @@ def _light(gen: torch.Generator, frames: int, fps: float) -> torch.Tensor:
     return light
 
 
+def _au_expression(model: FaceModel, gen: torch.Generator, settings: SyntheticSettings,
+                   frames: int, au_map: AUMap) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """(AU intensities (T, 27), expression (T, E), jaw opening (T, 1)) of ``expression: au``.
+
+    The residual is a smooth curve per coefficient scaled to an RMS of ``residual_expression``
+    (the smooth curves' mean square is about 0.2, hence the factor sqrt(5)).
+    """
+    au = au_trajectories(gen, frames, fps=settings.fps, events_per_second=settings.au_events)
+    expression, jaw = au_map.codes(au)
+    residual = smooth_trajectory(gen, frames, model.num_expression, fps=settings.fps)
+    expression = expression + residual * math.sqrt(5) * settings.residual_expression
+    return au, expression, jaw.clamp(0, settings.max_jaw)[:, None]
+
+
 def sample_clip_codes(
-    model: FaceModel, gen: torch.Generator, settings: SyntheticSettings
-) -> dict[str, torch.Tensor]:
-    """Random per-frame codes of one clip (see the module docstring for the keys and shapes)."""
-    t = settings.frames
+    model: FaceModel, gen: torch.Generator, settings: SyntheticSettings, *,
+    frames: int | None = None, au_map: AUMap | None = None,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Random per-frame codes of one clip (see the module docstring for the keys and shapes).
+
+    ``frames`` overrides ``settings.frames``; ``au_map`` is needed with ``expression: au`` (the
+    codes then include ``au_intensity``). Fast turns are drawn after the other codes, so that
+    those do not depend on them.
+    """
+    t = settings.frames if frames is None else frames
     shape = (torch.randn(model.num_shape, generator=gen) * settings.shape_scale).expand(t, -1)
     texture = (torch.randn(model.num_texture, generator=gen) * settings.texture_scale).expand(t, -1)
-    expression = smooth_trajectory(gen, t, model.num_expression, fps=settings.fps)
-    expression = expression * settings.expression_scale * math.sqrt(3)  # about unit variance
-    limits = torch.tensor([settings.max_pitch, settings.max_yaw, settings.max_roll])
-    global_pose = smooth_trajectory(gen, t, 3, fps=settings.fps) * torch.deg2rad(limits)
-    jaw = (smooth_trajectory(gen, t, 1, fps=settings.fps) + 1) / 2 * settings.max_jaw
+    extra = {}
+    if settings.expression == "au":
+        if au_map is None:
+            raise ValueError("expression 'au' needs the face model's AU map")
+        extra["au_intensity"], expression, jaw = _au_expression(model, gen, settings, t, au_map)
+    else:
+        expression = smooth_trajectory(gen, t, model.num_expression, fps=settings.fps)
+        expression = expression * settings.expression_scale * math.sqrt(3)
+    limits = torch.deg2rad(torch.tensor([settings.max_pitch, settings.max_yaw, settings.max_roll]))
+    global_pose = smooth_trajectory(gen, t, 3, fps=settings.fps) * limits
+    if settings.expression != "au":
+        jaw = (smooth_trajectory(gen, t, 1, fps=settings.fps) + 1) / 2 * settings.max_jaw
     jaw_pose = torch.cat([jaw, torch.zeros(t, 2)], dim=-1)
     neutral = model(shape=shape[:1]).vertices[0]
     lo, hi = neutral[:, :2].amin(0), neutral[:, :2].amax(0)
@@ -120,10 +172,14 @@ def sample_clip_codes(
     scale = 2 * settings.fill / float((hi - lo).max()) * size_factor
     jitter = smooth_trajectory(gen, t, 2, fps=settings.fps) * settings.shift_jitter / scale
     cam = torch.cat([scale.expand(t, 1), -(lo + hi) / 2 + jitter], dim=-1)
+    light = _light(gen, t, settings.fps)
+    if settings.fast_turns > 0:
+        turns = head_turns(gen, t, settings.fps, settings.fast_turns, limits, global_pose)
+        global_pose = torch.maximum(torch.minimum(global_pose + turns, limits), -limits)
     return {
         "shape": shape.contiguous(), "expression": expression, "global_pose": global_pose,
-        "jaw_pose": jaw_pose, "cam": cam, "light": _light(gen, t, settings.fps),
-        "texture": texture.contiguous(),
+        "jaw_pose": jaw_pose, "cam": cam, "light": light, "texture": texture.contiguous(),
+        **extra,
     }  # fmt: skip
 
 
@@ -178,23 +234,6 @@ def _masks(alpha: np.ndarray, landmarks: np.ndarray | None, size: int) -> np.nda
     return np.maximum(masks, regions)
 
 
-def _write_layout(folder: Path, rendered: dict[str, np.ndarray], settings: SyntheticSettings
-                  ) -> None:  # fmt: skip
-    (folder / "frames").mkdir(parents=True)
-    (folder / "masks").mkdir()
-    for t, image in enumerate(rendered["images"]):
-        Image.fromarray(image).save(folder / "frames" / f"{t:06d}.jpg",
-                                    quality=settings.jpeg_quality)  # fmt: skip
-        Image.fromarray(rendered["masks"][t]).save(folder / "masks" / f"{t:06d}.png")
-    t_count = len(rendered["images"])
-    np.save(folder / "landmarks.npy", rendered["landmarks"])
-    np.save(folder / "landmarks68.npy", rendered["landmarks68"])
-    np.save(folder / "valid.npy", np.ones(t_count, dtype=bool))
-    np.save(folder / "transforms.npy", np.repeat(np.eye(3, dtype=np.float32)[None], t_count, 0))
-    np.save(folder / "au.npy", np.full((t_count, 12), -1.0, np.float32))
-    np.save(folder / "au_proxy.npy", np.zeros((t_count, 0), np.float32))
-
-
 def render_clip(
     model: FaceModel,
     renderer: Renderer,
@@ -228,6 +267,20 @@ def render_clip(
     }
 
 
+def _corrupt(rendered: dict[str, np.ndarray], settings: SyntheticSettings, seed: int
+             ) -> CorruptionDraws | None:  # fmt: skip
+    """Corrupt ``rendered["images"]`` in place of the clean ones; returns the draws (or None)."""
+    rates = settings.corruption
+    if not any(getattr(rates, kind) > 0 for kind in CORRUPTIONS):
+        return None
+    rng = np.random.default_rng(_mixed_seed(seed, rates.seed, _CORRUPTION_STREAM))
+    draws = draw_corruptions(rng, len(rendered["images"]), rates, photos=len(photo_pool()))
+    rendered["images"], rendered["occluder_boxes"] = apply_corruptions(
+        rendered["images"], draws, rendered["landmarks68"], photo_pool()
+    )
+    return draws
+
+
 def write_synthetic_clip(
     out_root: Path,
     clip_id: str,
@@ -236,84 +289,114 @@ def write_synthetic_clip(
     renderer: Renderer,
     seed: int,
     settings: SyntheticSettings,
+    cfg: Config,
+    au_map: AUMap | None = None,
 ) -> Path:
     """Render and atomically write ``out_root/synthetic/clip_id`` (skipped if it exists).
+
+    Args:
+        out_root: root of the synthetic data.
+        clip_id: the clip folder's name.
+        model, renderer: the face model and a renderer at the source frame size.
+        seed: the clip's seed (the clip depends on nothing else).
+        settings: the synthetic settings.
+        cfg: reads ``crop``, ``track`` and ``prepare.jpeg_quality``.
+        au_map: the model's AU map (needed with ``expression: au``).
 
     Returns:
         The clip folder.
     """
-    from seqdeca.data.dataset import mixed_seed
-
     final = Path(out_root) / DATASET / clip_id
     if final.is_dir():
         return final
-    gen = torch.Generator().manual_seed(mixed_seed(seed))
-    codes = sample_clip_codes(model, gen, settings)
-    rendered = render_clip(model, renderer, codes, random_background(gen, settings.image_size))
+    frames = clip_length(seed, settings.frames, settings.min_frames)
+    gen = torch.Generator().manual_seed(_mixed_seed(seed))
+    codes = sample_clip_codes(model, gen, settings, frames=frames, au_map=au_map)
+    size = renderer.image_size[0]
+    background = (photo_background(gen, size) if settings.background == "photo"
+                  else random_background(gen, size))  # fmt: skip
+    rendered = render_clip(model, renderer, codes, background)
+    draws = _corrupt(rendered, settings, seed)
+    tracked = settings.landmarks == "tracked"
+    arrays = crop_clip(rendered, cfg, tracked=tracked)
+    au = np.full((frames, len(AFFWILD2_AU_NAMES)), -1.0, np.float32)
+    if "au_intensity" in codes:
+        au = affwild2_labels(codes["au_intensity"]).numpy()
     tmp = final.parent / f".{clip_id}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write_layout(tmp, rendered, settings)
-        gt = {k: v.numpy().astype(np.float32) for k, v in codes.items()}
-        gt["landmarks"] = rendered["landmarks"][..., :2]
-        gt["landmarks68"] = rendered["landmarks68"]
-        np.savez(tmp / "gt.npz", **gt)
-        (tmp / "meta.json").write_text(json.dumps(_meta(clip_id, model, seed, settings), indent=1))
+        write_layout(tmp, arrays, au, cfg.prepare.jpeg_quality)
+        np.savez(tmp / "gt.npz", **ground_truth(codes, rendered, arrays, draws, size, tracked))
+        meta = clip_meta(clip_id, model, seed, settings, arrays, size)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
-def _meta(clip_id: str, model: FaceModel, seed: int, settings: SyntheticSettings) -> dict:
-    ids = None if model.mediapipe_ids is None else model.mediapipe_ids.tolist()
-    return {
-        "dataset": DATASET, "clip_id": clip_id, "subject": clip_id, "emotion": None,
-        "level": None, "view": "front", "fps": settings.fps, "num_frames": settings.frames,
-        "source": f"synthetic:{model.name}", "source_size": [settings.image_size] * 2,
-        "crop": {"size": settings.image_size}, "seqdeca_version": seqdeca.__version__,
-        "au_proxy_names": [],
-        "counts": {"valid_frames": settings.frames, "interpolated_frames": 0},
-        "seed": seed, "face_model": model.name, "landmark_ids": ids,
-    }  # fmt: skip
+def resolve_settings(cfg: Config, *, frames: int | None = None,
+                     ranges: dict[str, float] | None = None) -> SyntheticSettings:  # fmt: skip
+    """``cfg.synthetic`` with ``frames`` and ``ranges`` (other fields) overridden and checked.
+
+    Raises:
+        UserError: an unknown field in ``ranges`` or a value outside its choices.
+    """
+    known = {f.name for f in fields(SyntheticSettings)} - {"frames", "corruption"}
+    unknown = sorted(set(ranges or {}) - known)
+    if unknown:
+        raise UserError(f"unknown synthetic setting(s) {unknown}; known: {sorted(known)}")
+    settings = replace(cfg.synthetic, **(ranges or {}))
+    if frames is not None:
+        settings = replace(settings, frames=int(frames))
+    for name, choices in _CHOICES.items():
+        if getattr(settings, name) not in choices:
+            raise UserError(f"synthetic.{name} must be one of {list(choices)}, "
+                            f"got {getattr(settings, name)!r}")  # fmt: skip
+    if settings.frames < 1:
+        raise UserError(f"synthetic.frames must be >= 1, got {settings.frames}")
+    return settings
 
 
 def make_synthetic_dataset(
-    out_root: str | Path, cfg: Config, *, clips: int, frames: int, seed: int,
+    out_root: str | Path, cfg: Config, *, clips: int, frames: int | None = None, seed: int,
     progress: bool = True, ranges: dict[str, float] | None = None,
 ) -> list[Path]:  # fmt: skip
-    """Write ``clips`` synthetic clips of ``frames`` frames under ``out_root/synthetic``.
+    """Write ``clips`` synthetic clips under ``out_root/synthetic``.
 
-    The face model comes from ``cfg.face_model``, the renderer backend and UV size from
-    ``cfg.render``, the crop size from ``cfg.crop.size`` and the JPEG quality from
+    The settings come from ``cfg.synthetic``; ``frames`` overrides its ``frames`` and ``ranges``
+    its other fields (e.g. ``{"max_yaw": 5.0}``, the presets of
+    :data:`seqdeca.train.learning_check.SYNTHETIC_PRESETS`). The face model comes from
+    ``cfg.face_model``, the renderer backend and UV size from ``cfg.render``, the crop from
+    ``cfg.crop``, tracking from ``cfg.track`` and the JPEG quality from
     ``cfg.prepare.jpeg_quality``. Clip k is ``synth_{k:05d}``, seeded by ``(seed, k)``.
-    ``ranges`` overrides other :class:`SyntheticSettings` fields (e.g. ``{"max_yaw": 5.0}``).
 
     Returns:
         The clip folders, in order.
     """
+    import importlib.util
+
     from tqdm import tqdm
 
-    from seqdeca.data.dataset import mixed_seed
-
+    settings = resolve_settings(cfg, frames=frames, ranges=ranges)
+    if settings.landmarks == "tracked" and importlib.util.find_spec("mediapipe") is None:
+        raise UserError(
+            "synthetic.landmarks=tracked needs mediapipe: pip install mediapipe==0.10.14"
+        )
     model = face_model_from_config(cfg.face_model)
     if model.verts_uvs is None:
         raise UserError(f"face model '{model.name}' has no UV layout: set face_model.head_template")
     renderer = Renderer(
         faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
-        image_size=cfg.crop.size, uv_size=cfg.render.uv_size, backend=cfg.render.backend,
+        image_size=settings.frame_size or cfg.crop.size, uv_size=cfg.render.uv_size,
+        backend=cfg.render.backend,
     )  # fmt: skip
-    known = {f.name for f in fields(SyntheticSettings)} - {"frames", "image_size", "jpeg_quality"}
-    unknown = sorted(set(ranges or {}) - known)
-    if unknown:
-        raise UserError(f"unknown synthetic setting(s) {unknown}; known: {sorted(known)}")
-    settings = SyntheticSettings(frames=frames, image_size=cfg.crop.size,
-                                 jpeg_quality=cfg.prepare.jpeg_quality, **(ranges or {}))  # fmt: skip
+    au_map = au_expression_map(model) if settings.expression == "au" else None
     (Path(out_root) / DATASET).mkdir(parents=True, exist_ok=True)
     paths = []
     for k in tqdm(range(clips), desc="synthetic clips", unit="clip", disable=not progress):
         paths.append(write_synthetic_clip(
             Path(out_root), f"synth_{k:05d}", model=model, renderer=renderer,
-            seed=mixed_seed(seed, k), settings=settings,
+            seed=_mixed_seed(seed, k), settings=settings, cfg=cfg, au_map=au_map,
         ))  # fmt: skip
     return paths

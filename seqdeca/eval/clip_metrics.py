@@ -11,6 +11,12 @@ pose-removed mesh in mm per frame^2 / frame^3; landmark acceleration / jerk of t
 landmarks (centred, divided by the inter-ocular distance) in % IOD per frame^2 / frame^3;
 expression code error (mean |diff|, codes padded with zeros to the longer one); global / jaw
 pose error in degrees (mean |axis-angle diff|); vertex error of the pose-removed meshes in mm.
+
+What the temporal stage predicts, scored on synthetic clips with the ground-truth identity and no
+head pose (:class:`ExpressionMeshes`): ``expression_vertex_error`` (expression alone, jaw closed
+on both sides) and ``expression_jaw_vertex_error`` (expression and jaw), in mm; and
+``accel_error``, the distance between the acceleration of the pose-removed predicted mesh and
+that of the ground truth (mm/frame^2): jitter and over-smoothing both raise it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from seqdeca.geometry.camera import pixels_to_ndc
 __all__ = [
     "SERIES_UNITS",
     "ClipPrediction",
+    "ExpressionMeshes",
     "clip_series",
     "mediapipe_targets",
     "reference_series",
@@ -47,6 +54,9 @@ SERIES_UNITS: dict[str, str] = {
     "pose_error": "deg",
     "jaw_error": "deg",
     "vertex_error": "mm",
+    "expression_vertex_error": "mm",
+    "expression_jaw_vertex_error": "mm",
+    "accel_error": "mm/frame^2",
 }
 
 _MEDIAPIPE_EYE_CORNERS = (33, 263)  # seqdeca.data.landmark_sets.OUTER_EYE_CORNERS
@@ -77,6 +87,23 @@ class ClipPrediction:
     render: torch.Tensor | None
     au_probabilities: torch.Tensor | None
     seconds: float
+
+
+@dataclass
+class ExpressionMeshes:
+    """Meshes of the ground-truth identity with no head pose, for the expression scores.
+
+    Attributes (all (T, V, 3), metres):
+        true_expression: the true expression, jaw closed.
+        pred_expression: the predicted expression, jaw closed.
+        true_expression_jaw: the true expression and jaw pose.
+        pred_expression_jaw: the predicted expression and jaw pose.
+    """
+
+    true_expression: torch.Tensor
+    pred_expression: torch.Tensor
+    true_expression_jaw: torch.Tensor
+    pred_expression_jaw: torch.Tensor
 
 
 def _centred(values: torch.Tensor, before: int, t_count: int) -> torch.Tensor:
@@ -138,8 +165,9 @@ def _photometric(render: torch.Tensor, clip: PreparedClip) -> dict[str, torch.Te
 
 
 def _ground_truth(
-    pred: ClipPrediction, clip: PreparedClip, gt_vertices: torch.Tensor | None
-) -> dict[str, torch.Tensor]:
+    pred: ClipPrediction, clip: PreparedClip, gt_vertices: torch.Tensor | None,
+    expression_meshes: ExpressionMeshes | None,
+) -> dict[str, torch.Tensor]:  # fmt: skip
     gt = clip.gt
     if gt is None:
         return {}
@@ -155,10 +183,16 @@ def _ground_truth(
         if key in gt:
             out[name] = M.code_error(getattr(pred, key), gt[key]) * degrees
     if gt_vertices is not None and gt_vertices.shape[-2] == pred.vertices.shape[-2]:
-        out["vertex_error"] = M.vertex_error_mm(
-            M.remove_global_pose(pred.vertices, pred.global_pose),
-            M.remove_global_pose(gt_vertices, gt["global_pose"]),
-        )
+        head = M.remove_global_pose(pred.vertices, pred.global_pose)
+        true_head = M.remove_global_pose(gt_vertices, gt["global_pose"])
+        out["vertex_error"] = M.vertex_error_mm(head, true_head)
+        accel = M.acceleration_error(head, true_head, clip.valid) * 1000.0
+        out["accel_error"] = _centred(accel, 1, clip.num_frames)
+    if expression_meshes is not None:
+        m = expression_meshes
+        out["expression_vertex_error"] = M.vertex_error_mm(m.pred_expression, m.true_expression)
+        out["expression_jaw_vertex_error"] = M.vertex_error_mm(m.pred_expression_jaw,
+                                                               m.true_expression_jaw)  # fmt: skip
     invalid = torch.full((clip.num_frames,), float("nan"))
     return {k: torch.where(clip.valid, v.float(), invalid) for k, v in out.items()}
 
@@ -169,6 +203,7 @@ def clip_series(
     *,
     mediapipe_ids: torch.Tensor | None,
     gt_vertices: torch.Tensor | None = None,
+    expression_meshes: ExpressionMeshes | None = None,
 ) -> dict[str, torch.Tensor]:
     """All per-frame metric series of one clip (keys of :data:`SERIES_UNITS` that apply).
 
@@ -177,6 +212,8 @@ def clip_series(
         clip: the clip with its reference landmarks, images, masks, labels and ground truth.
         mediapipe_ids: (L_mp,) ``FaceModel.mediapipe_ids`` of the predicting face model.
         gt_vertices: (T, V, 3) ground-truth mesh (synthetic clips), or None.
+        expression_meshes: the ground-truth identity's meshes for the expression scores
+            (synthetic clips), or None.
 
     Returns:
         dict of (T,) float32 series.
@@ -205,7 +242,7 @@ def clip_series(
     out["accel_vertices"], out["jerk_vertices"] = series["accel"], series["jerk"]
     if pred.render is not None:
         out |= _photometric(pred.render, clip)
-    out |= _ground_truth(pred, clip, gt_vertices)
+    out |= _ground_truth(pred, clip, gt_vertices, expression_meshes)
     return {k: v.float() for k, v in out.items()}
 
 

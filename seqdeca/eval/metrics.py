@@ -24,6 +24,7 @@ from seqdeca.geometry.rotation import axis_angle_to_matrix
 __all__ = [
     "IBUG68_OUTER_EYE_CORNERS",
     "acceleration",
+    "acceleration_error",
     "au_f1",
     "au_flicker",
     "code_error",
@@ -228,6 +229,27 @@ def jerk(x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         frame^3); NaN where any of the four frames is invalid or NaN.
     """
     return _difference_magnitude(x, 3, valid)
+
+
+def acceleration_error(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Distance between the second differences of a prediction and of its ground truth.
+
+    Unlike :func:`acceleration`, this is zero only when the prediction moves as the truth does:
+    a jittering prediction and an over-smoothed one both score above zero.
+
+    Args:
+        pred, target: (T, ...points, D) per-frame points in the same units.
+        valid: optional (T,) bool; invalid frames count as NaN.
+
+    Returns:
+        (T-2,) for the centre frames 1..T-2: mean over points of
+        ``|accel(pred)[t] - accel(target)[t]|``; NaN where any of the three frames is invalid.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"shapes differ: {tuple(pred.shape)} and {tuple(target.shape)}")
+    return _difference_magnitude(pred - target, 2, valid)  # the difference is linear
 
 
 def remove_global_pose(vertices: torch.Tensor, global_pose: torch.Tensor) -> torch.Tensor:

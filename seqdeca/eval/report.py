@@ -35,10 +35,13 @@ ACCURACY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("pose_error", "pose err (deg)", ".2f"),
     ("jaw_error", "jaw err (deg)", ".2f"),
     ("vertex_error", "vertex err (mm)", ".2f"),
+    ("expression_vertex_error", "exp vertex err (mm)", ".3f"),
+    ("expression_jaw_vertex_error", "exp+jaw vertex err (mm)", ".3f"),
     ("au_f1_mean", "AU F1", ".3f"),
 )
 TEMPORAL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("accel_vertices", "accel verts (mm/f^2)", ".3f"),
+    ("accel_error", "accel err (mm/f^2)", ".3f"),
     ("jerk_vertices", "jerk verts (mm/f^3)", ".3f"),
     ("accel_landmarks", "accel lmk (%IOD/f^2)", ".3f"),
     ("jerk_landmarks", "jerk lmk (%IOD/f^3)", ".3f"),

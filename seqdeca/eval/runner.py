@@ -27,12 +27,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from seqdeca.au_names import AFFWILD2_MAIN_INDICES
 from seqdeca.config.schema import Config
 from seqdeca.errors import UserError
-from seqdeca.eval.clip_metrics import ClipPrediction, clip_series, reference_series
+from seqdeca.eval.clip_metrics import (
+    ClipPrediction,
+    ExpressionMeshes,
+    clip_series,
+    reference_series,
+)
 from seqdeca.eval.clips import PreparedClip, find_eval_clips, load_clip
 from seqdeca.eval.report import write_report
 from seqdeca.eval.results import ClipResult, MethodResult
@@ -42,6 +48,8 @@ from seqdeca.face_model.layer import FaceModel, FlameParams
 from seqdeca.geometry.camera import project_weak_perspective
 from seqdeca.inference.checkpoint import LoadedModel, load_model
 from seqdeca.inference.engines import FitEngine
+from seqdeca.inference.settings import network_window
+from seqdeca.inference.smoothing import CodeFilter, parse_filter
 from seqdeca.inference.stream import ChunkFrames
 from seqdeca.inference.windows import predict_frames
 from seqdeca.losses.weights import coarse_weights, detail_weights
@@ -65,7 +73,11 @@ class EvalOptions:
         checkpoints: seqdeca ``model.pt`` exports or DECA ``deca_model.tar`` files.
         mode: "network" (checkpoints only) or "fit" (fit, plus the checkpoints if any).
         per_frame: also evaluate each checkpoint with the temporal model off.
-        window: frames per window; None = ``config.inference.window``.
+        filters: also evaluate each checkpoint per frame with its codes smoothed over time by
+            each of these filters (``savgol:9:2``, ``one_euro:1.0:0.5``; see
+            :func:`seqdeca.inference.smoothing.parse_filter`): rows ``<name>+per-frame+<filter>``.
+        window: frames per window; None = ``config.inference.window`` (0: each checkpoint's
+            longest trained window, fit mode 3).
         device: torch device.
         tensorboard: also write TensorBoard scalars.
         plots: write PNG plots.
@@ -78,6 +90,7 @@ class EvalOptions:
     checkpoints: list[Path] = field(default_factory=list)
     mode: str = "network"
     per_frame: bool = False
+    filters: list[str] = field(default_factory=list)
     window: int | None = None
     device: str = "cpu"
     tensorboard: bool = False
@@ -128,17 +141,47 @@ def _synchronise(device: str) -> None:
         torch.cuda.synchronize()
 
 
+#: Codes a filter smooths over time before the mesh is decoded again.
+_FILTERED = ("expression", "pose", "cam", "light")
+
+
+@torch.no_grad()
+def _filtered(model, out: dict, frames: torch.Tensor, clip: PreparedClip, smooth: CodeFilter,
+              batch: int) -> dict:  # fmt: skip
+    """``out`` (n predicted frames) with its codes smoothed along the clip's time and decoded."""
+    valid = clip.valid.numpy()
+    codes = dict(out)
+    for key in _FILTERED:
+        series = _scatter(out[key], frames.cpu(), clip.num_frames).numpy()
+        smoothed = smooth(series.reshape(len(series), -1), valid).reshape(series.shape)
+        codes[key] = torch.from_numpy(smoothed[frames.cpu().numpy()]).to(out[key])
+    parts = []
+    device = next(model.parameters()).device
+    for a in range(0, len(frames), batch):
+        part = {k: codes[k][None, a : a + batch].to(device)
+                for k in ("shape", "texture", *_FILTERED)}  # fmt: skip
+        parts.append({k: v[0].cpu() for k, v in model.decode(part).items()})
+    decoded = {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
+    return codes | decoded | {"jaw_pose": codes["pose"][:, 3:]}
+
+
 def predict_network(
     loaded: LoadedModel, clip: PreparedClip, *, window: int, batch_size: int, per_frame: bool,
-    device: str,
+    device: str, smooth: CodeFilter | None = None,
 ) -> ClipPrediction:  # fmt: skip
-    """Run a network with centred windows on the valid frames of one clip."""
+    """Run a network with centred windows on the valid frames of one clip.
+
+    ``smooth``: a temporal filter of the codes (:func:`seqdeca.inference.smoothing.parse_filter`)
+    applied before the meshes are decoded again (the per-frame+filter baseline).
+    """
     frames = torch.nonzero(clip.valid).flatten()
     crops = clip.frames.to(device)
     _synchronise(device)
     start = time.perf_counter()
     out = predict_frames(loaded.model, crops, clip.valid, window=window, batch_size=batch_size,
                          per_frame=per_frame, centres=frames)  # fmt: skip
+    if smooth is not None and len(frames):
+        out = _filtered(loaded.model, out, frames, clip, smooth, max(1, batch_size))
     _synchronise(device)
     seconds = time.perf_counter() - start
     t_count = clip.num_frames
@@ -213,7 +256,8 @@ class _GroundTruth:
         self.model: FaceModel | None = None
         self.failed = False
 
-    def vertices(self, clip: PreparedClip) -> torch.Tensor | None:
+    def _model_for(self, clip: PreparedClip) -> FaceModel | None:
+        """The face model of the clip's ground truth (None: no usable ground truth)."""
         gt = clip.gt
         if gt is None or self.failed or not {"shape", "expression", "global_pose"} <= set(gt):
             return None
@@ -229,11 +273,44 @@ class _GroundTruth:
             log.warning("clip %s was rendered with face model '%s', not '%s': no vertex error",
                         clip.name, wanted, self.model.name)  # fmt: skip
             return None
+        return self.model
+
+    def vertices(self, clip: PreparedClip) -> torch.Tensor | None:
+        """(T, V, 3) ground-truth meshes of a synthetic clip, or None."""
+        if self._model_for(clip) is None:
+            return None
+        gt = clip.gt
         with torch.no_grad():
             return self.model(FlameParams(
                 shape=gt["shape"], expression=gt["expression"], global_pose=gt["global_pose"],
                 jaw_pose=gt.get("jaw_pose"),
             )).vertices.float()  # fmt: skip
+
+
+    def expression_meshes(self, clip: PreparedClip, pred: ClipPrediction) -> ExpressionMeshes | None:
+        """The ground-truth identity with the true and the predicted expression (and jaw), no
+        head pose; predicted codes are zero-padded or cut to the model's expression size."""
+        model = self._model_for(clip)
+        if model is None or "jaw_pose" not in clip.gt:
+            return None
+        gt, e = clip.gt, model.num_expression
+
+        def fit(codes: torch.Tensor) -> torch.Tensor:
+            codes = torch.nan_to_num(codes.float())[..., :e]
+            return F.pad(codes, (0, e - codes.shape[-1]))
+
+        def mesh(expression: torch.Tensor, jaw: torch.Tensor | None) -> torch.Tensor:
+            with torch.no_grad():
+                return model(FlameParams(shape=gt["shape"], expression=fit(expression),
+                                         jaw_pose=jaw)).vertices.float()  # fmt: skip
+
+        pred_jaw = torch.nan_to_num(pred.jaw_pose.float())
+        return ExpressionMeshes(
+            true_expression=mesh(gt["expression"], None),
+            pred_expression=mesh(pred.expression, None),
+            true_expression_jaw=mesh(gt["expression"], gt["jaw_pose"]),
+            pred_expression_jaw=mesh(pred.expression, pred_jaw),
+        )
 
 
 def _clip_result(pred: ClipPrediction, clip: PreparedClip, series: dict) -> ClipResult:
@@ -257,21 +334,23 @@ def _network_rows(
 ) -> list[MethodResult]:  # fmt: skip
     """Rows of every checkpoint (and its per-frame variant); fills ``reference`` if empty."""
     inference = opts.config.inference
-    window = opts.window or inference.window
     results: list[MethodResult] = []
     for checkpoint in opts.checkpoints:
         loaded = load_model(checkpoint, device=opts.device, config=opts.config)
+        window = network_window(loaded, _requested_window(opts))
         name = method_name(checkpoint, taken)
         taken.add(name)
-        description = describe_config(loaded)
+        description = f"{describe_config(loaded)}; window {window}"
         parameters = sum(p.numel() for p in loaded.model.parameters())
-        variants = [(name, False)]
+        variants = [(name, False, None)]
         if opts.per_frame and loaded.model.use_temporal:
-            variants.append((f"{name}+per-frame", True))
+            variants.append((f"{name}+per-frame", True, None))
+        variants += [(f"{name}+per-frame+{spec}", True, spec) for spec in opts.filters]
         rows = {
             n: MethodResult(name=n, kind="network", parameters=parameters,
-                            description=description + ("; evaluated per frame (T=1)" if pf else ""))
-            for n, pf in variants
+                            description=description + ("; evaluated per frame (T=1)" if pf else "")
+                            + (f", codes smoothed over time by {spec}" if spec else ""))
+            for n, pf, spec in variants
         }  # fmt: skip
         ids = loaded.model.face_model.mediapipe_ids
         ids = None if ids is None else ids.cpu()
@@ -283,7 +362,7 @@ def _network_rows(
                 first = int(torch.nonzero(clip.valid)[0])
                 predict_frames(loaded.model, clip.frames.to(opts.device), clip.valid,
                                window=window, centres=[first])  # fmt: skip
-            for n, per_frame in variants:
+            for n, per_frame, spec in variants:
                 pred = predict_network(
                     loaded,
                     clip,
@@ -291,8 +370,10 @@ def _network_rows(
                     per_frame=per_frame,
                     batch_size=inference.batch_size,
                     device=opts.device,
+                    smooth=parse_filter(spec, fps=clip.fps) if spec else None,
                 )
-                series = clip_series(pred, clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
+                series = clip_series(pred, clip, mediapipe_ids=ids, gt_vertices=gt_vertices,
+                                     expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
                 rows[n].clips[clip.name] = _clip_result(pred, clip, series)
             if fill_reference:
                 series = reference_series(clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
@@ -309,13 +390,13 @@ def _fit_row(
 ) -> MethodResult:
     """The fit-mode row (face model of ``opts.config``); fills ``reference`` if empty."""
     cfg = copy.deepcopy(opts.config)
-    cfg.inference.window = opts.window or cfg.inference.window
+    cfg.inference.window = _requested_window(opts)
     engine = FitEngine(cfg, device=opts.device)
     fit = cfg.inference.fit
-    settings = (f"window {cfg.inference.window}, shape_prior={fit.shape_prior:g}, "
+    settings = (f"window {engine.cfg.inference.window}, shape_prior={fit.shape_prior:g}, "
                 f"expression_prior={fit.expression_prior:g}, jaw_prior={fit.jaw_prior:g}, "
                 f"smoothness={fit.smoothness:g}, iterations={fit.iterations}, "
-                f"refine_steps={fit.refine_steps}")  # fmt: skip
+                f"refine_steps={fit.refine_steps}, contour_weight={fit.contour_weight:g}")  # fmt: skip
     row = MethodResult(
         name="fit", kind="fit",
         description=f"face model '{engine.face_model.name}' fitted to the tracked landmarks as "
@@ -333,7 +414,8 @@ def _fit_row(
                          disable=not opts.progress):  # fmt: skip
             gt_vertices = gt.vertices(clip)
             pred = predict_fit(engine, clip)
-            series = clip_series(pred, clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
+            series = clip_series(pred, clip, mediapipe_ids=ids, gt_vertices=gt_vertices,
+                                 expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
             row.clips[clip.name] = _clip_result(pred, clip, series)
             if fill_reference:
                 series = reference_series(clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
@@ -345,14 +427,21 @@ def _fit_row(
     return row
 
 
+def _requested_window(opts: EvalOptions) -> int:
+    """The window asked for: ``opts.window``, else ``inference.window`` (0 = trained/default)."""
+    return int(opts.window if opts.window is not None else opts.config.inference.window)
+
+
 def _check_options(opts: EvalOptions) -> list[Path]:
     if opts.mode not in ("network", "fit"):
         raise UserError(f"unknown evaluation mode {opts.mode!r}: use network or fit")
     if opts.mode == "network" and not opts.checkpoints:
         raise UserError("nothing to evaluate: give --checkpoint PATH, or --mode fit")
-    window = opts.window or opts.config.inference.window
-    if window < 1:
-        raise UserError(f"window must be >= 1 frame, got {window}")
+    window = _requested_window(opts)
+    if window < 0:
+        raise UserError(f"window must be >= 1 frame (0: the trained window), got {window}")
+    for spec in opts.filters:
+        parse_filter(spec)  # one-line error before any work
     for checkpoint in opts.checkpoints:
         if not Path(checkpoint).is_file():
             raise UserError(f"checkpoint {checkpoint} not found: give a model.pt or deca_model.tar")
@@ -384,7 +473,8 @@ def evaluate(opts: EvalOptions) -> dict:
     inference = opts.config.inference
     settings = {
         "data": str(opts.data), "mode": opts.mode, "per_frame": opts.per_frame,
-        "window": opts.window or inference.window, "batch_size": inference.batch_size,
+        "filters": list(opts.filters),
+        "window": _requested_window(opts), "batch_size": inference.batch_size,
         "device": opts.device, "checkpoints": [str(c) for c in opts.checkpoints],
         "clips": len(paths),
     }  # fmt: skip

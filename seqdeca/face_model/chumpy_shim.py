@@ -6,19 +6,19 @@ instance of chumpy.ch.Ch, then restore its ``__dict__``"; the array itself is th
 of that state dict. :class:`ChumpyFreeUnpickler` resolves every ``chumpy.*`` class to a shim
 that just keeps the state, and :func:`to_array` turns a shim back into its numpy array.
 
-Old pickles name numpy's internals ``numpy.core.*`` (``numpy._core`` since numpy 2; mapped
-when available) and scipy's sparse classes by module paths that newer scipy releases may
-deprecate or drop (``scipy.sparse.csc.csc_matrix``); those resolve to the class of the same
-name in the ``scipy.sparse`` namespace.
+The unpickler is :class:`~seqdeca.io.safe_pickle.RestrictedUnpickler` plus the chumpy names:
+besides them a model file may only hold numpy arrays, scipy sparse matrices and builtin
+containers (old ``numpy.core.*`` and ``scipy.sparse.csc.*`` names are understood); anything
+else is refused with :class:`~seqdeca.io.safe_pickle.UnsafeFileError` before it runs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import pickle
 from typing import IO, Any
 
 import numpy as np
+
+from seqdeca.io.safe_pickle import RestrictedUnpickler
 
 
 class ChumpyShim:
@@ -39,28 +39,28 @@ def _shim_class(module: str, name: str) -> type:
     return type(name, (ChumpyShim,), {"chumpy_class": f"{module}.{name}"})
 
 
-class ChumpyFreeUnpickler(pickle.Unpickler):
-    """An unpickler that maps ``chumpy.*`` classes to :class:`ChumpyShim` subclasses."""
+class ChumpyFreeUnpickler(RestrictedUnpickler):
+    """The restricted unpickler that also maps ``chumpy.*`` classes to :class:`ChumpyShim`s."""
 
-    def find_class(self, module: str, name: str) -> Any:
+    def resolve(self, module: str, name: str) -> Any | None:
         if module == "chumpy" or module.startswith("chumpy."):
             return _shim_class(module, name)
-        if module == "numpy.core" or module.startswith("numpy.core."):
-            # numpy 2 renamed numpy.core to numpy._core (the old name is a deprecated alias).
-            renamed = "numpy._core" + module[len("numpy.core") :]
-            with contextlib.suppress(ImportError, AttributeError):
-                return super().find_class(renamed, name)
-        if module.startswith("scipy.sparse."):
-            import scipy.sparse
-
-            if hasattr(scipy.sparse, name):  # e.g. scipy.sparse.csc.csc_matrix
-                return getattr(scipy.sparse, name)
-        return super().find_class(module, name)
+        return super().resolve(module, name)
 
 
-def load_pickle_without_chumpy(file: IO[bytes]) -> Any:
-    """Unpickle a (Python 2 era) model file: latin1 strings, chumpy objects as shims."""
-    return ChumpyFreeUnpickler(file, encoding="latin1").load()
+def load_pickle_without_chumpy(
+    file: IO[bytes], *, source: str = "model file", what: str = "a FLAME model pickle"
+) -> Any:
+    """Unpickle a (Python 2 era) model file: latin1 strings, chumpy objects as shims.
+
+    Args:
+        file: the open binary file.
+        source, what: the file's name and expected content, for the refusal message.
+
+    Raises:
+        UnsafeFileError: the pickle names anything but numpy / scipy / chumpy data.
+    """
+    return ChumpyFreeUnpickler(file, source=source, what=what).load()
 
 
 def to_array(value: Any) -> Any:

@@ -419,6 +419,11 @@ def _solve(
     weights = torch.ones(target.shape[1], device=device)
     if landmark_weights is not None:
         weights = torch.as_tensor(landmark_weights).to(device=device, dtype=torch.float32)
+        if weights.shape != target.shape[1:2] or bool((weights < 0).any()) or weights.sum() <= 0:
+            raise ValueError(
+                f"landmark_weights must be ({target.shape[1]},) non-negative and not all zero, "
+                f"got shape {tuple(weights.shape)}"
+            )
     n_s = model.num_shape if n_shape is None else min(n_shape, model.num_shape)
     fixed = None
     if shape is not None:
@@ -492,6 +497,7 @@ def fit_windows(
     shape: torch.Tensor,
     windows: torch.Tensor | np.ndarray,
     valid: torch.Tensor | np.ndarray | None = None,
+    landmark_weights: torch.Tensor | np.ndarray | None = None,
     smoothness: float = 0.0,
     steps: int = 1,
     expression_prior: float = 1e-5,
@@ -514,6 +520,7 @@ def fit_windows(
         shape: (S',) identity, fixed.
         windows: (m, W) int frame indices (repeat an index for edges / frames without a face).
         valid: (T,) bool (default: frames with finite targets).
+        landmark_weights: (L,) non-negative per-landmark weights (default: uniform).
         smoothness: weight of the temporal term (0: the per-frame answers).
         steps: Gauss-Newton steps of the window problems (0: the per-frame answers).
         expression_prior, jaw_prior, iterations, fit_jaw: as in :func:`fit_to_landmarks`.
@@ -522,8 +529,9 @@ def fit_windows(
         :class:`FitResult` of the window centres, per-frame fields (m, ...).
     """
     pb = _solve(
-        model, landmarks_2d, landmark_name, valid=valid, landmark_weights=None, n_shape=None,
-        n_expression=None, fit_jaw=fit_jaw, shape_prior=0.0, expression_prior=expression_prior,
+        model, landmarks_2d, landmark_name, valid=valid, landmark_weights=landmark_weights,
+        n_shape=None, n_expression=None, fit_jaw=fit_jaw, shape_prior=0.0,
+        expression_prior=expression_prior,
         jaw_prior=jaw_prior, smoothness=0.0, iterations=iterations, refine_steps=0, lr=0.0,
         shape=shape, independent_frames=True,
     )  # fmt: skip

@@ -37,6 +37,7 @@ from seqdeca.face_model.assets import (
 from seqdeca.face_model.chumpy_shim import load_pickle_without_chumpy, to_array
 from seqdeca.face_model.landmarks import deca_row_order
 from seqdeca.io.obj import read_obj
+from seqdeca.io.safe_pickle import UnsafeFileError, load_npy
 
 FLAME_NUM_IDENTITY = 300  # shapedirs = 300 identity components, then the expression ones
 UV_SIZE = 256  # DECA's UV resolution for masks
@@ -61,7 +62,7 @@ def _reading(path: Path, expected: str, source: str) -> Iterator[None]:
         raise AssetError(f"{path}: file not found (expected {expected}); {source}")
     try:
         yield
-    except AssetError:
+    except (AssetError, UnsafeFileError):
         raise
     except Exception as exc:  # noqa: BLE001 - every decoding failure is the same user error
         detail = " ".join(str(exc).split())[:200]
@@ -109,7 +110,7 @@ def read_flame_pickle(path: str | Path, *, n_shape: int = 300, n_expression: int
     path = Path(path)
     expected = "a FLAME model pickle"
     with _reading(path, expected, FLAME_SOURCE), path.open("rb") as f:
-        data = load_pickle_without_chumpy(f)
+        data = load_pickle_without_chumpy(f, source=str(path), what=expected)
     if not isinstance(data, dict):
         raise _bad(path, f"holds a {type(data).__name__}, expected a dict of arrays", FLAME_SOURCE)
     j = len(JOINT_NAMES)
@@ -161,7 +162,7 @@ def read_deca_landmark_embedding(
     path = Path(path)
     expected = "DECA's landmark_embedding.npy (a pickled dict)"
     with _reading(path, expected, DECA_SOURCE):
-        raw = np.load(path, allow_pickle=True, encoding="latin1")
+        raw = load_npy(path, what=expected)  # restricted unpickling of the object array
         data = raw.item() if isinstance(raw, np.ndarray) and raw.dtype == object else raw
         if not isinstance(data, dict):
             raise _bad(path, f"holds {type(data).__name__}, expected a dict", DECA_SOURCE)

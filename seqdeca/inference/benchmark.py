@@ -24,6 +24,7 @@ import torch
 from seqdeca.config import Config, config_to_yaml, load_config
 from seqdeca.inference.checkpoint import load_model
 from seqdeca.inference.pipeline import video2mesh
+from seqdeca.inference.settings import network_window
 from seqdeca.inference.windows import predict_frames
 from seqdeca.models.from_config import build_model
 from seqdeca.train.state import export_inference_checkpoint
@@ -73,7 +74,7 @@ def _export_random(cfg: Config, folder: Path) -> Path:
 def _bare_forward(cfg: Config, checkpoint: Path, *, repeats: int = 3) -> float:
     """Frames/s of ``model(images (B, W, 3, 224, 224))`` (B windows give B predicted frames)."""
     loaded = load_model(checkpoint, device=cfg.run.device)
-    b, w = cfg.inference.batch_size, cfg.inference.window
+    b, w = cfg.inference.batch_size, network_window(loaded, cfg.inference.window)
     images = torch.rand(b, w, 3, 224, 224, device=cfg.run.device)
     valid = torch.ones(b, w, dtype=torch.bool, device=cfg.run.device)
     loaded.model(images, valid)  # warm-up
@@ -90,7 +91,7 @@ def _bare_engine(cfg: Config, checkpoint: Path, frames: int) -> float:
     loaded = load_model(checkpoint, device=cfg.run.device)
     crops = torch.rand(frames, 3, 224, 224, device=cfg.run.device)
     valid = torch.ones(frames, dtype=torch.bool, device=cfg.run.device)
-    kwargs = {"window": cfg.inference.window, "batch_size": cfg.inference.batch_size,
+    kwargs = {"window": network_window(loaded, cfg.inference.window), "batch_size": cfg.inference.batch_size,
               "render_shape": True}  # fmt: skip
     b = cfg.inference.batch_size
     predict_frames(loaded.model, crops[:b], valid[:b], **kwargs)  # warm-up

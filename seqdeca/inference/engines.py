@@ -25,6 +25,7 @@ from seqdeca.geometry.camera import project_weak_perspective
 from seqdeca.geometry.mesh import vertex_normals
 from seqdeca.inference.checkpoint import LoadedModel
 from seqdeca.inference.fit import SHAPE_SPAN, ClipFitter
+from seqdeca.inference.settings import inference_config
 from seqdeca.inference.stream import ChunkFrames
 from seqdeca.inference.windows import predict_frames
 from seqdeca.render.from_config import renderer_from_config
@@ -85,7 +86,8 @@ class NetworkEngine:
 
     Args:
         loaded: the model (:func:`~seqdeca.inference.checkpoint.load_model`).
-        cfg: reads ``crop.size`` and ``inference`` (window, batch_size).
+        cfg: reads ``crop.size`` and ``inference`` (window, batch_size); resolved for this
+            checkpoint (:func:`~seqdeca.inference.settings.inference_config`).
         detail: also run the detail stage (detail OBJs).
     """
 
@@ -160,7 +162,8 @@ class FitEngine:
     """``fit`` mode: the configured face model fitted to the tracked landmarks.
 
     Args:
-        cfg: reads ``face_model``, ``render``, ``crop.size`` and ``inference`` (window, fit).
+        cfg: reads ``face_model``, ``render``, ``crop.size`` and ``inference`` (window, fit;
+            window 0 = :data:`~seqdeca.inference.settings.FIT_WINDOW`).
         device: torch device for the face model, fitting and rendering.
     """
 
@@ -169,7 +172,7 @@ class FitEngine:
     threads: int | None = 1  # many small operations: one thread is fastest
 
     def __init__(self, cfg: Config, *, device: str = "cpu") -> None:
-        self.cfg = cfg
+        self.cfg = cfg = inference_config(cfg, None)
         self.device = torch.device(device)
         self.assets = face_model_assets_from_config(cfg.face_model)
         self.face_model = face_model_from_config(cfg.face_model).to(self.device)

@@ -3,7 +3,9 @@
 :func:`video2mesh` is what ``tools/video2mesh.py`` calls. Clips are processed one after the
 other with one engine (the network is loaded once); a clip that fails (missing, unreadable,
 truncated, no face anywhere) gives a one-line reason and leaves nothing behind, and the other
-clips are still processed. See :mod:`seqdeca.inference.outputs` for the output layout and
+clips are still processed; ``summary.json`` next to the clip folders sums up the run. Processes
+started by ``accelerate launch`` or ``torchrun`` share the clips (:mod:`seqdeca.shards`). See
+:mod:`seqdeca.inference.outputs` for the output layout and
 :mod:`seqdeca.inference.stream` for the chunking that keeps memory bounded and results
 independent of ``inference.chunk_frames``.
 """
@@ -11,11 +13,12 @@ independent of ``inference.chunk_frames``.
 from __future__ import annotations
 
 import contextlib
-import copy
+import json
 import logging
+import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +32,13 @@ from seqdeca.geometry.camera import ndc_to_pixels
 from seqdeca.inference.checkpoint import load_model
 from seqdeca.inference.engines import ChunkResult, FitEngine, NetworkEngine
 from seqdeca.inference.outputs import ClipWriter
+from seqdeca.inference.settings import inference_config
 from seqdeca.inference.stream import ChunkFrames, ClipStream
+from seqdeca.shards import Shard
 from seqdeca.vis.overlay import overlay_frames, panel_size
 
 __all__ = ["MODES", "VIDEO_EXTENSIONS", "ClipResult", "build_engine", "discover_clips",
-           "process_clip", "resolve_mode", "video2mesh"]  # fmt: skip
+           "process_clip", "resolve_mode", "run_summary", "video2mesh"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +95,19 @@ def resolve_mode(cfg: Config) -> str:
     return mode
 
 
-def build_engine(cfg: Config, *, detail: bool = False) -> NetworkEngine | FitEngine:
-    """The engine of ``cfg`` (reads inference.mode/checkpoint and run.device)."""
+def build_engine(
+    cfg: Config, *, detail: bool = False, explicit: Collection[str] = ()
+) -> NetworkEngine | FitEngine:
+    """The engine of ``cfg`` (reads inference.mode/checkpoint and run.device).
+
+    The engine's ``cfg`` is the resolved one (:func:`~seqdeca.inference.settings.inference_config`):
+    a network runs at its trained window and crop unless ``explicit`` names the keys to keep.
+    """
     mode = resolve_mode(cfg)
     if mode == "network":
         loaded = load_model(cfg.inference.checkpoint, device=cfg.run.device, config=cfg)
-        return NetworkEngine(loaded, cfg, detail=detail)
+        resolved = inference_config(cfg, loaded, explicit=explicit)
+        return NetworkEngine(loaded, resolved, detail=detail)
     if detail:
         raise UserError("--detail needs network mode (a trained detail generator): "
                         "pass --checkpoint or drop --detail")  # fmt: skip
@@ -311,8 +323,10 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *,
                detail: bool = False, video: bool = True, progress: bool = True,
-               report: Callable[[ClipResult], None] | None = None) -> list[ClipResult]:  # fmt: skip
-    """Run video2mesh on clips and folders of clips.
+               report: Callable[[ClipResult], None] | None = None,
+               explicit: Collection[str] = (), shard: Shard | None = None,
+               ) -> list[ClipResult]:  # fmt: skip
+    """Run video2mesh on clips and folders of clips; the run's totals go to ``summary.json``.
 
     Args:
         inputs: video files and/or folders (every video inside is processed).
@@ -323,24 +337,81 @@ def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *
         video: write overlay.mp4.
         progress: show a progress bar per clip (on terminals).
         report: called with each clip's result as soon as it is known.
+        explicit: config keys the caller set on purpose (:func:`seqdeca.config.given_keys`):
+            a network otherwise runs with its checkpoint's window and crop.
+        shard: this process's place in a run shared by several processes
+            (:func:`seqdeca.shards.current_shard`): it processes its share of the clips
+            (:meth:`~seqdeca.shards.Shard.take`) on ``cuda:<local_rank>`` when ``run.device``
+            is ``cuda``, and the main process writes the summary of every clip. None: one
+            process does every clip.
 
     Returns:
-        One :class:`ClipResult` per clip, in order.
+        One :class:`ClipResult` per clip, in order; in a shared run the main process returns
+        every process's, the others their own.
 
     Raises:
         UserError: a bad configuration or checkpoint (before any clip is processed).
     """
-    cfg = copy.deepcopy(cfg)
-    engine = build_engine(cfg, detail=detail)
+    start = time.perf_counter()
+    shard = shard or Shard()
+    if (device := shard.device(cfg.run.device)) != cfg.run.device:
+        cfg = replace(cfg, run=replace(cfg.run, device=device))
+    engine = build_engine(cfg, detail=detail, explicit=explicit)
+    cfg = engine.cfg  # the window and crop the engine runs with
     clips = discover_clips(inputs)
     if not clips:
         raise UserError(f"no video to process in {', '.join(map(str, inputs))}")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    names = _unique_names(clips)  # from the whole list: the same folders whoever runs a clip
     results = []
-    for clip, name in zip(clips, _unique_names(clips)):
+    for clip, name in shard.take(list(zip(clips, names))):
         with torch.no_grad(), _torch_threads(engine.threads):
-            res = process_clip(clip, out_dir, name, cfg, engine, video=video, progress=progress)
+            res = process_clip(clip, out_dir, name, cfg, engine, video=video,
+                               progress=progress and shard.is_main)  # fmt: skip
         results.append(res)
         if report is not None:
             report(res)
+    shares = shard.gather(results)  # waits for every process
+    if shares is None:
+        return results
+    # clip i was processed by process i % world_size, as its (i // world_size)-th clip
+    results = [shares[i % len(shares)][i // len(shares)] for i in range(len(clips))]
+    summary = run_summary(results, names, seconds=time.perf_counter() - start,
+                          processes=shard.world_size)  # fmt: skip
+    _write_json(summary, Path(out_dir) / "summary.json")
     return results
+
+
+def run_summary(results: Sequence[ClipResult], names: Sequence[str], *, seconds: float,
+                processes: int = 1) -> dict:  # fmt: skip
+    """The totals of a run (``summary.json`` next to the clip folders).
+
+    Args:
+        results: one result per clip, in order.
+        names: the clips' output folder names, in the same order.
+        seconds: wall time of the run.
+        processes: processes that shared it; clip i was processed by process ``i % processes``.
+    """
+    done = [r for r in results if r.status == "done"]
+    frames = sum(r.frames for r in done)
+    return {
+        "clips": len(results), "done": len(done), "failed": len(results) - len(done),
+        "frames": frames, "frames_with_face": sum(r.valid_frames for r in done),
+        "seconds": round(seconds, 3),
+        "frames_per_second": round(frames / seconds, 3) if seconds > 0 else None,
+        "processes": processes,
+        "failures": [{"source": r.source, "reason": r.reason} for r in results
+                     if r.status != "done"],
+        "outcomes": [{"clip": name, "source": r.source, "status": r.status, "reason": r.reason,
+                      "frames": r.frames, "frames_with_face": r.valid_frames,
+                      "seconds": round(r.seconds, 3), "process": i % processes}
+                     for i, (r, name) in enumerate(zip(results, names))],
+        "seqdeca_version": __version__,
+    }  # fmt: skip
+
+
+def _write_json(data: dict, path: Path) -> None:
+    """Write ``data`` as JSON atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

@@ -31,8 +31,10 @@ from seqdeca.losses.detail import (
     uv_photometric_loss,
 )
 from seqdeca.losses.landmarks import (
+    contour_weights,
     deca_landmark_weights,
     eye_closure_loss,
+    landmark68_weights,
     landmark_loss,
     lip_closure_loss,
     mediapipe_landmark_loss,
@@ -46,6 +48,7 @@ from seqdeca.losses.weights import (
     coarse_weights,
     critic_weights,
     detail_weights,
+    landmark_point_weights,
     weighted_sum,
 )
 
@@ -59,6 +62,7 @@ __all__ = [
     "coarse_options",
     "coarse_weights",
     "code_l2",
+    "contour_weights",
     "critic_loss",
     "critic_weights",
     "deca_landmark_weights",
@@ -68,7 +72,9 @@ __all__ = [
     "generator_loss",
     "gradient_penalty",
     "jaw_regulariser",
+    "landmark68_weights",
     "landmark_loss",
+    "landmark_point_weights",
     "light_regulariser",
     "lip_closure_loss",
     "mediapipe_landmark_loss",

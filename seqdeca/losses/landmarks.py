@@ -1,4 +1,4 @@
-"""Landmark terms: DECA-weighted L1 on iBUG-68, plain L1 on MediaPipe points, eye and lip closure.
+"""Landmark terms: weighted L1 on iBUG-68, plain L1 on MediaPipe points, eye and lip closure.
 
 All coordinates are normalised image coordinates in [-1, 1] (y down), as ``WindowBatch``'s
 ``landmarks68`` / ``landmarks`` and the projected model landmarks. Leading dimensions are free
@@ -15,20 +15,38 @@ Facts followed from DECA (``decalib/utils/lossfunc.py``):
 * ``eye_dis``: Euclidean distances between upper and lower lids, pairs (37, 41), (38, 40),
   (43, 47), (44, 46); ``lip_dis``: inner lips (61, 67), (62, 66), (63, 65). The closure loss is
   the mean absolute difference of predicted and target distances.
+
+The jaw contour (points 0-16) depends on where the target landmarks come from
+(:data:`CONTOUR_PROFILES`, chosen by ``loss.landmark_source``):
+
+* ``"detector"``: a 2D 68-point detector such as FAN (DECA's training data). Its jaw points are
+  the face's silhouette, which a model with DECA's dynamic contour predicts; DECA's weights are
+  kept exactly (2 on 5, 6, 10, 11).
+* ``"mediapipe"``: prepared clips map MediaPipe's mesh to iBUG-68
+  (``IBUG68_FROM_MEDIAPIPE``), whose jaw points are fixed SURFACE points, not the silhouette.
+  Weighting them double (DECA) amplifies the mismatch with a silhouette contour; this source
+  weighs every jaw point 1 (chosen on the sample clips: docs/data.md, "Landmark sources and
+  jaw-contour weights").
 """
 
 from __future__ import annotations
 
 import torch
 
+from seqdeca.errors import UserError
 from seqdeca.losses.regularisers import expand_valid, weighted_mean
 
 __all__ = [
+    "CONTOUR_PROFILES",
     "EYE_PAIRS",
+    "JAW_CONTOUR",
+    "LANDMARK_SOURCES",
     "LIP_PAIRS",
     "closure_loss",
+    "contour_weights",
     "deca_landmark_weights",
     "eye_closure_loss",
+    "landmark68_weights",
     "landmark_loss",
     "lip_closure_loss",
     "mediapipe_landmark_loss",
@@ -39,6 +57,17 @@ EYE_PAIRS: tuple[tuple[int, int], ...] = ((37, 41), (38, 40), (43, 47), (44, 46)
 LIP_PAIRS: tuple[tuple[int, int], ...] = ((61, 67), (62, 66), (63, 65))
 
 
+#: iBUG-68 indices of the jaw contour.
+JAW_CONTOUR: tuple[int, ...] = tuple(range(17))
+
+#: Jaw-contour weights (points 0-16, in order) of each landmark source (module docstring).
+CONTOUR_PROFILES: dict[str, tuple[float, ...]] = {
+    "detector": tuple(2.0 if i in (5, 6, 10, 11) else 1.0 for i in JAW_CONTOUR),  # DECA
+    "mediapipe": (1.0,) * len(JAW_CONTOUR),
+}
+LANDMARK_SOURCES: tuple[str, ...] = tuple(CONTOUR_PROFILES)
+
+
 def deca_landmark_weights() -> torch.Tensor:
     """(68,) DECA's per-landmark weights for the iBUG-68 L1 loss (float32, CPU)."""
     weights = torch.ones(68)
@@ -46,6 +75,37 @@ def deca_landmark_weights() -> torch.Tensor:
     weights[27:36] = 1.5  # nose
     weights[48:68] = 1.5  # outer and inner mouth
     weights[[30, 31, 35, 48, 54]] = 3.0  # nose tip, nostrils, mouth corners
+    return weights
+
+
+def contour_weights(source: str, contour_weight: float = -1.0) -> torch.Tensor:
+    """(17,) weights of the jaw contour points 0-16 (float32, CPU).
+
+    Args:
+        source: where the target landmarks come from, one of :data:`LANDMARK_SOURCES`.
+        contour_weight: >= 0 gives every jaw point this weight; negative (-1) takes the
+            source's profile from :data:`CONTOUR_PROFILES`.
+
+    Raises:
+        UserError: unknown ``source``.
+    """
+    if source not in CONTOUR_PROFILES:
+        raise UserError(
+            f"unknown landmark source {source!r}; choose one of {', '.join(LANDMARK_SOURCES)} "
+            "(loss.landmark_source)"
+        )
+    if contour_weight >= 0:
+        return torch.full((len(JAW_CONTOUR),), float(contour_weight))
+    return torch.tensor(CONTOUR_PROFILES[source], dtype=torch.float32)
+
+
+def landmark68_weights(source: str = "detector", contour_weight: float = -1.0) -> torch.Tensor:
+    """(68,) iBUG-68 weights: DECA's, with the jaw contour of :func:`contour_weights`.
+
+    ``landmark68_weights("detector")`` equals :func:`deca_landmark_weights` exactly.
+    """
+    weights = deca_landmark_weights()
+    weights[list(JAW_CONTOUR)] = contour_weights(source, contour_weight)
     return weights
 
 
@@ -87,18 +147,28 @@ def weighted_landmark_l1(
 
 
 def landmark_loss(
-    pred68: torch.Tensor, target68: torch.Tensor, valid: torch.Tensor | None = None
+    pred68: torch.Tensor,
+    target68: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    point_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """DECA-weighted L1 on the iBUG-68 landmarks.
+    """Weighted L1 on the iBUG-68 landmarks.
 
     Args:
         pred68: (*lead, 68, 2) projected model landmarks, normalised.
         target68: (*lead, 68, 2) detected landmarks (``WindowBatch.landmarks68``).
         valid: (*lead) bool, or None.
+        point_weights: (68,) per-point weights (:func:`landmark68_weights`; training takes
+            them from the config with :func:`seqdeca.losses.weights.landmark_point_weights`),
+            or None for DECA's :func:`deca_landmark_weights`.
     """
     if pred68.shape[-2] != 68:
         raise ValueError(f"expected (..., 68, 2) landmarks, got {tuple(pred68.shape)}")
-    return weighted_landmark_l1(pred68, target68, deca_landmark_weights(), valid)
+    if point_weights is None:
+        point_weights = deca_landmark_weights()
+    if point_weights.shape != (68,):
+        raise ValueError(f"expected (68,) point weights, got {tuple(point_weights.shape)}")
+    return weighted_landmark_l1(pred68, target68, point_weights, valid)
 
 
 def mediapipe_landmark_loss(

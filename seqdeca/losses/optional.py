@@ -24,7 +24,6 @@ weight file named in the config must exist: an empty or missing path is a one-li
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import timm
@@ -36,6 +35,7 @@ from torchvision.models.vgg import make_layers
 
 from seqdeca.config.schema import LossConfig
 from seqdeca.errors import UserError
+from seqdeca.io.safe_pickle import UnsafeFileError, load_pickle
 from seqdeca.losses.regularisers import valid_mean
 from seqdeca.models.weights import load_weights, read_checkpoint
 
@@ -56,6 +56,10 @@ VGG19_LAYERS = {"relu3_2": 13, "relu4_2": 22}  # indices in torchvision's vgg19(
 def read_weight_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     """Tensors of a weight file: a torch checkpoint / state_dict or a pickle of numpy arrays.
 
+    Both kinds are read strictly (``weights_only=True`` / the restricted unpickler of
+    :mod:`seqdeca.io.safe_pickle`): a file that asks for anything but arrays is refused with
+    :class:`~seqdeca.io.safe_pickle.UnsafeFileError` and nothing of it runs.
+
     Args:
         path: the file.
         what: a short description for messages.
@@ -66,8 +70,9 @@ def read_weight_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.suffix == ".pkl":
         try:
-            with path.open("rb") as handle:
-                raw = pickle.load(handle, encoding="latin1")
+            raw = load_pickle(path, what=what)
+        except UnsafeFileError:
+            raise
         except Exception as exc:
             raise UserError(f"cannot read {what} {path}: {exc}") from exc
     else:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 
 from seqdeca.config.schema import LossConfig
+from seqdeca.losses.landmarks import landmark68_weights
 
 __all__ = [
     "WeightedLoss",
@@ -20,6 +21,8 @@ __all__ = [
     "coarse_weights",
     "critic_weights",
     "detail_weights",
+    "landmark_point_weights",
+    "needs_ground_truth",
     "weighted_sum",
 ]
 
@@ -41,12 +44,30 @@ def coarse_weights(cfg: LossConfig) -> dict[str, float]:
         "temporal": float(cfg.temporal),
         "au_label": float(cfg.au_label),
         "au_render": float(cfg.au_render),
+        "code_supervision": float(cfg.code_supervision),
+        "au_supervision": float(cfg.au_supervision),
     }
+
+
+def needs_ground_truth(cfg: LossConfig) -> bool:
+    """Whether a coarse term reads the synthetic ground truth (``gt.npz``)."""
+    return cfg.code_supervision > 0 or cfg.au_supervision > 0
 
 
 def coarse_options(cfg: LossConfig) -> dict[str, float]:
     """Settings of coarse terms that are not term weights (keyword arguments of the terms)."""
     return {"important_region_weight": float(cfg.important_region_weight)}
+
+
+def landmark_point_weights(cfg: LossConfig) -> torch.Tensor:
+    """(68,) per-point weights of the ``landmark`` term: DECA's, with the jaw contour that
+    ``loss.landmark_source`` and ``loss.contour_weight`` select
+    (:func:`~seqdeca.losses.landmarks.contour_weights`).
+
+    Raises:
+        UserError: unknown ``loss.landmark_source``.
+    """
+    return landmark68_weights(cfg.landmark_source, float(cfg.contour_weight))
 
 
 def detail_weights(cfg: LossConfig) -> dict[str, float]:

@@ -26,6 +26,7 @@ from seqdeca.models.seqdeca_model import (
     SeqDECA,
     au_condition_names,
 )
+from seqdeca.models.temporal_conv import TemporalConv
 from seqdeca.models.temporal_fusion import TemporalFusion
 from seqdeca.models.weights import LoadReport, WeightsError
 from seqdeca.render.from_config import renderer_from_config
@@ -54,15 +55,7 @@ def build_model(cfg: Config, *, load_checkpoints: bool = True) -> SeqDECA:
     )
     names = au_condition_names(m.detail_au_condition)
     au_dim = 0 if m.detail_au_condition == "none" else len(names)
-    fusion = TemporalFusion(
-        n_expression=layout.n_expression,
-        feature_dim=FEATURE_DIM,
-        au_dim=AU_CHANNELS,
-        dim=m.fusion_dim,
-        depth=m.fusion_depth,
-        heads=m.fusion_heads,
-        max_frames=m.max_frames,
-    )
+    fusion = temporal_model(m, layout.n_expression)
     model = SeqDECA(
         face_model=face_model,
         renderer=renderer_from_config(cfg.render, face_model),
@@ -84,6 +77,21 @@ def build_model(cfg: Config, *, load_checkpoints: bool = True) -> SeqDECA:
         for name, report in load_checkpoints_into(model, m).items():
             log.info("loaded %s: %s", name, report.summary())
     return model
+
+
+def temporal_model(m: ModelConfig, n_expression: int) -> TemporalFusion | TemporalConv:
+    """The ``model.temporal`` module: the window transformer or the SPECTRE-style convolution.
+
+    Raises:
+        ValueError: an unknown ``model.temporal``.
+    """
+    common = {"n_expression": n_expression, "feature_dim": FEATURE_DIM, "au_dim": AU_CHANNELS,
+              "dim": m.fusion_dim, "depth": m.fusion_depth, "max_frames": m.max_frames}  # fmt: skip
+    if m.temporal == "transformer":
+        return TemporalFusion(**common, heads=m.fusion_heads, use_au_tokens=m.fusion_au_tokens)
+    if m.temporal == "conv":
+        return TemporalConv(**common, kernel=m.conv_kernel)
+    raise ValueError(f"unknown model.temporal {m.temporal!r}: use 'transformer' or 'conv'")
 
 
 def check_deca_compatible(model: SeqDECA, m: ModelConfig) -> None:

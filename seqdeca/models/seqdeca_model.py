@@ -45,6 +45,7 @@ from seqdeca.models.coarse_encoder import CoarseEncoder
 from seqdeca.models.code_layout import CodeLayout, framing_cam, neutral_light
 from seqdeca.models.critic import DetailCritic
 from seqdeca.models.detail import DetailEncoder, DetailGenerator, detail_latent
+from seqdeca.models.temporal_conv import TemporalConv
 from seqdeca.models.temporal_fusion import TemporalFusion
 from seqdeca.render.renderer import FACING_THRESHOLD, Renderer
 from seqdeca.render.shading import sh_shading
@@ -114,7 +115,8 @@ class SeqDECA(nn.Module):
         renderer: a renderer for ``face_model``'s topology.
         coarse_encoder: per-frame codes, ``n_codes == CodeLayout.for_face_model(...).total``.
         au_net: per-frame AU tokens and probabilities.
-        temporal_fusion: window transformer (``n_expression`` = the face model's E).
+        temporal_fusion: the temporal model (``model.temporal``: the window transformer or the
+            SPECTRE-style convolution; ``n_expression`` = the face model's E).
         au_head: AU intensities from the fused AU tokens.
         detail_encoder: per-frame detail code.
         detail_generator: UV displacement (``latent_dim = 3 + E + n_detail``).
@@ -135,7 +137,7 @@ class SeqDECA(nn.Module):
         renderer: Renderer,
         coarse_encoder: CoarseEncoder,
         au_net: AUNet,
-        temporal_fusion: TemporalFusion,
+        temporal_fusion: TemporalFusion | TemporalConv,
         au_head: AUHead,
         detail_encoder: DetailEncoder,
         detail_generator: DetailGenerator,
@@ -474,7 +476,7 @@ class SeqDECA(nn.Module):
 def _check_sizes(
     layout: CodeLayout,
     coarse_encoder: CoarseEncoder,
-    temporal_fusion: TemporalFusion,
+    temporal_fusion: TemporalFusion | TemporalConv,
     detail_encoder: DetailEncoder,
     detail_generator: DetailGenerator,
 ) -> None:

@@ -14,6 +14,9 @@ jaw pose and light (as SPECTRE does for expression and jaw). The last linear lay
 initialised, so an untrained model returns exactly the per-frame codes and training starts from
 the per-frame answer. The AU-token outputs (B, T, K, dim) feed :class:`seqdeca.models.au_head.AUHead`.
 
+With ``use_au_tokens=False`` (the ablation without AU tokens) a frame has only its global and code
+tokens (P = 2); the AU head then reads the frame's own projected AU tokens, unfused.
+
 Invalid (padding) frames are removed from the keys of every attention (their inputs cannot
 change the valid frames' outputs); their outputs are the unchanged per-frame codes and zero AU
 tokens. T = 1 is the per-frame model; any 1 <= T <= ``max_frames`` works at inference.
@@ -69,6 +72,8 @@ class TemporalFusion(nn.Module):
         mlp_ratio: feed-forward width / ``dim``.
         max_frames: the longest window (size of the frame embedding table).
         dropout: dropout inside the transformer layers.
+        use_au_tokens: feed the AU tokens to the transformer (False: global and code tokens
+            only; the AU head gets the per-frame projected AU tokens).
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class TemporalFusion(nn.Module):
         mlp_ratio: float = 4.0,
         max_frames: int = 32,
         dropout: float = 0.0,
+        use_au_tokens: bool = True,
     ) -> None:
         super().__init__()
         expected = n_expression + JAW_DIM + LIGHT_SHAPE[0] * LIGHT_SHAPE[1]
@@ -99,7 +105,8 @@ class TemporalFusion(nn.Module):
         self.code_dim = expected
         self.dim = dim
         self.max_frames = max_frames
-        self.tokens_per_frame = num_aus + 2
+        self.use_au_tokens = use_au_tokens
+        self.tokens_per_frame = num_aus + 2 if use_au_tokens else 2
 
         self.global_proj = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, dim))
         self.au_proj = nn.Sequential(nn.LayerNorm(au_dim), nn.Linear(au_dim, dim))
@@ -154,14 +161,11 @@ class TemporalFusion(nn.Module):
             valid = torch.ones(b, t, dtype=torch.bool, device=global_features.device)
         valid = valid.to(device=global_features.device, dtype=torch.bool)
 
-        tokens = torch.cat(
-            [
-                self.global_proj(global_features)[:, :, None],  # (B, T, 1, dim)
-                self.au_proj(au_tokens),  # (B, T, K, dim)
-                self.code_proj(per_frame)[:, :, None],  # (B, T, 1, dim)
-            ],
-            dim=2,
-        )  # (B, T, P, dim)
+        au = self.au_proj(au_tokens)  # (B, T, K, dim)
+        parts = [self.global_proj(global_features)[:, :, None]]  # (B, T, 1, dim)
+        parts += [au] if self.use_au_tokens else []
+        parts += [self.code_proj(per_frame)[:, :, None]]  # (B, T, 1, dim)
+        tokens = torch.cat(parts, dim=2)  # (B, T, P, dim)
         tokens = tokens + self.type_embedding + self.frame_embedding[:t, None]
         # Padding frames are dropped from the keys; a clip with no valid frame keeps all keys
         # (its outputs are discarded below) so that softmax never sees an all -inf row.
@@ -176,7 +180,8 @@ class TemporalFusion(nn.Module):
         fused = per_frame + residual
         e = self.n_expression
         jaw = fused[..., e : e + JAW_DIM]
-        fused_au = torch.where(keep[..., None], out[:, :, 1 : 1 + self.num_aus], 0.0)
+        fused_au = out[:, :, 1 : 1 + self.num_aus] if self.use_au_tokens else au
+        fused_au = torch.where(keep[..., None], fused_au, 0.0)
         return FusionOutput(
             expression=fused[..., :e],
             jaw_pose=jaw,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from seqdeca.errors import UserError
+from seqdeca.io.safe_pickle import UnsafeFileError, describe_error, load_torch
 
 
 class WeightsError(UserError):
@@ -109,21 +110,29 @@ def load_weights(
 
 
 def read_checkpoint(path: str | Path, what: str) -> dict:
-    """``torch.load`` a checkpoint on CPU with a one-line error for missing or unreadable files.
+    """``torch.load`` a checkpoint on CPU, strictly (``weights_only=True``: tensors, containers
+    and numbers; nothing in the file is run), with a one-line error for bad files.
 
     Args:
         path: the file.
         what: a short description for messages, e.g. "DECA deca_model.tar".
+
+    Raises:
+        WeightsError: missing, unreadable or not a dict.
+        UnsafeFileError: the file asks for code or objects that are not weights.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{what} not found: {path}")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        data = load_torch(path, what=what)
+    except UnsafeFileError:
+        raise
     except Exception as exc:  # noqa: BLE001 - every decoding failure is the same user error
         raise WeightsError(
-            f"{path} is not a readable {what} ({type(exc).__name__}: {exc})"
+            f"{path} is not a readable {what} ({type(exc).__name__}: {describe_error(exc)})"
         ) from None
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: expected a dict in {what}, found {type(data).__name__}")
     return data
+

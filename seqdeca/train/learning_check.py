@@ -55,7 +55,7 @@ from seqdeca.eval.metrics import (
 )
 from seqdeca.models.from_config import build_model
 from seqdeca.models.seqdeca_model import SeqDECA
-from seqdeca.models.weights import load_weights
+from seqdeca.models.weights import load_weights, read_checkpoint
 
 __all__ = [
     "SYNTHETIC_PRESETS",
@@ -257,7 +257,7 @@ def load_trained_model(model_path: str | Path, cfg: Config) -> SeqDECA:
         model_path: ``run_dir/model.pt`` of a run of ``cfg``.
         cfg: the run's config (builds the same model; no checkpoint is loaded from it).
     """
-    payload = torch.load(model_path, map_location="cpu", weights_only=False)
+    payload = read_checkpoint(model_path, "seqdeca model.pt")  # weights_only: runs nothing
     model = build_model(cfg, load_checkpoints=False)
     load_weights(model, payload["model"], source=str(model_path))
     return model

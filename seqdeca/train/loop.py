@@ -18,9 +18,14 @@ generator update (:func:`_detail_epoch`, :mod:`seqdeca.train.gan_steps`).
 
 Non-finite losses: the step's gradients are discarded (on every process alike) and the step is
 logged as skipped; ``train.max_bad_steps`` such steps in a row stop training with a
-:class:`TrainingError`. Resuming loads a checkpoint with ``load_state`` (model, optimizer, RNG
-states and :class:`~seqdeca.train.state.TrainState`) and continues mid-epoch with
-``skip_first_batches``, so the loss trajectory equals an uninterrupted run's.
+:class:`TrainingError`. Unreadable data: a window whose file is missing, cut or corrupt is
+dropped from its batch (one warning line names the file) and counted (``bad_samples`` in each
+``losses.jsonl`` line, ``data/bad_samples`` in TensorBoard); a batch left with no window is
+skipped on every process (no optimizer step), and ``train.max_bad_samples`` unreadable windows
+in a row stop training with a :class:`TrainingError`. Resuming loads a checkpoint with
+``load_state`` (model, optimizer, RNG states and :class:`~seqdeca.train.state.TrainState`) and
+continues mid-epoch with ``skip_first_batches``, so the loss trajectory equals an
+uninterrupted run's (the unreadable-window counts start afresh).
 """
 
 from __future__ import annotations
@@ -39,12 +44,13 @@ from tqdm import tqdm
 
 from seqdeca.config.loader import save_config
 from seqdeca.config.schema import Config
-from seqdeca.data.dataset import window_loader
+from seqdeca.data.dataset import WindowBatch, training_window_lengths, window_loader
 from seqdeca.errors import UserError
 from seqdeca.losses.optional import build_id_mrf_loss, build_identity_loss
+from seqdeca.losses.weights import landmark_point_weights, needs_ground_truth
 from seqdeca.models.from_config import build_critic, build_model
 from seqdeca.train.gan_steps import critic_step, detail_forward, generator_step
-from seqdeca.train.monitor import Monitor
+from seqdeca.train.monitor import VAL_LOG, BadSampleCount, Monitor
 from seqdeca.train.optim import (
     build_gan_optimizers,
     build_optimizer,
@@ -57,10 +63,12 @@ from seqdeca.train.state import (
     check_checkpoint,
     export_model,
     load_initial_weights,
+    load_state_strictly,
     prune_checkpoints,
     publish_checkpoint,
     resolve_resume,
     temporary_checkpoint_dir,
+    trim_log,
     write_state_json,
 )
 from seqdeca.train.steps import SkipLog, temporal_step
@@ -104,6 +112,7 @@ class TrainSummary:
     main_process: bool = True
     last_val: dict[str, float] = field(default_factory=dict)
     step_marks: list[tuple[float, int]] = field(default_factory=list)
+    bad_samples: int = 0  # unreadable windows dropped in this invocation (all processes)
 
     def windows_per_s_after(self, warmup: int) -> float:
         """Windows per second over the steps after the first ``warmup`` of this invocation."""
@@ -150,17 +159,15 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: TrainState, 
 def load_checkpoint(accelerator: Accelerator, path: Path, state: TrainState) -> None:
     """Validate and ``load_state`` a checkpoint (restores ``state`` through registration).
 
+    Every pickle in it is read with ``weights_only=True`` (see
+    :func:`~seqdeca.train.state.load_state_strictly`).
+
     Raises:
         CheckpointError: one line when the folder is incomplete, corrupt or does not fit.
+        UnsafeFileError: a file in it asks for anything but data.
     """
     expected = check_checkpoint(path)
-    try:
-        accelerator.load_state(str(path))
-    except Exception as exc:  # noqa: BLE001 - torch / safetensors raise many types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CheckpointError(
-            f"cannot load checkpoint {path}: {first}; is it from this config's model?"
-        ) from None
+    load_state_strictly(accelerator, path)
     if state.step != expected["step"]:
         raise CheckpointError(f"checkpoint {path}: train state step {state.step} != "
                               f"{expected['step']} in its train_state.json")  # fmt: skip
@@ -172,6 +179,34 @@ def _any_process(accelerator: Accelerator, flag: bool) -> bool:
         return flag
     value = torch.tensor([float(flag)], device=accelerator.device)
     return bool(accelerator.reduce(value, reduction="sum").item() > 0)
+
+
+def _skip_unreadable(
+    accelerator: Accelerator, cfg: Config, state: TrainState, batch: WindowBatch,
+    count: BadSampleCount,
+) -> bool:  # fmt: skip
+    """Count the unreadable windows dropped from ``batch``; True when the batch of some process
+    has no window left (every process then skips this batch: no forward, no optimizer step).
+
+    Raises:
+        TrainingError: ``train.max_bad_samples`` unreadable windows in a row on some process.
+    """
+    reached = count.observe(batch.read_ok, batch.unreadable)
+    flags = [float(not batch.clip_ids), float(reached), float(batch.bad_samples)]
+    if accelerator.num_processes > 1:  # one collective: every process decides alike
+        total = accelerator.reduce(torch.tensor(flags, device=accelerator.device), reduction="sum")
+        flags = total.tolist()
+    empty, reached_somewhere, dropped = flags
+    count.add(int(dropped))
+    if reached_somewhere:
+        raise TrainingError(
+            f"training stopped at step {state.step}: {cfg.train.max_bad_samples} unreadable "
+            f"training windows in a row (last: {count.last or 'on another process'}); prepare "
+            "those clips again or leave them out of data.sources, or raise train.max_bad_samples"
+        )
+    if empty:
+        state.batches_in_epoch += 1  # consumed: a resumed run skips it too
+    return bool(empty)
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
@@ -226,7 +261,7 @@ def _build(cfg: Config) -> tuple:
     set_seed(cfg.run.seed)
     model = build_model(cfg)
     if cfg.train.init_from:
-        load_initial_weights(model, cfg.train.init_from)
+        load_initial_weights(model, cfg.train.init_from, modules=cfg.train.init_modules)
     model.set_stage(stage)
     model.train()
     critic = critic_optimizer = None
@@ -238,7 +273,8 @@ def _build(cfg: Config) -> tuple:
         )
     else:
         optimizer = build_optimizer(model.trainable_parameters(stage), cfg.train)
-    loader = window_loader(cfg.data, train=True, seed=cfg.run.seed)
+    loader = window_loader(cfg.data, train=True, seed=cfg.run.seed, crop=cfg.crop,
+                           ground_truth=needs_ground_truth(cfg.loss) and stage == "temporal")
     return model, optimizer, loader, critic, critic_optimizer
 
 
@@ -264,6 +300,7 @@ def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
         raise UserError(
             "train.grad_accum, train.max_bad_steps and train.n_critic must be >= 1, max_steps >= 0"
         )
+    landmark_point_weights(cfg.loss)  # an unknown landmark source: one line before any work
     accelerator = make_accelerator(cfg, run_dir)
     model, optimizer, loader, critic, critic_optimizer = _build(cfg)
     mediapipe_ids = model.face_model.mediapipe_ids
@@ -284,14 +321,21 @@ def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
                        id_mrf_net=id_mrf_net)  # fmt: skip
     state = TrainState()
     accelerator.register_for_checkpointing(state)
-    if resume is not None:
-        load_checkpoint(accelerator, resolve_resume(run_dir, resume), state)
+    checkpoint = None if resume is None else resolve_resume(run_dir, resume)
+    if checkpoint is not None:
+        load_checkpoint(accelerator, checkpoint, state)
+    elif resume is not None:
+        log.info("--resume: no checkpoint in %s yet, starting from scratch", run_dir)
+        resume = None
     loss_log = run_dir / LOSS_LOG
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         if resume is None:
             loss_log.unlink(missing_ok=True)
+        else:  # the steps after the checkpoint are run, and logged, again
+            trim_log(loss_log, state.step)
+            trim_log(run_dir / VAL_LOG, state.step)
     monitor = Monitor.create(cfg, accelerator, fresh=resume is None)
     accelerator.init_trackers("tb")
     try:
@@ -337,8 +381,7 @@ def _run_steps(
         identity_net.to(accelerator.device)
     with bar:  # closed (newline) before an error message is printed
         while state.step < cfg.train.max_steps:
-            loader.dataset.set_epoch(state.epoch)
-            epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch)
+            epoch_loader = _epoch_loader(accelerator, loader, state)
             common = {"bar": bar, "trainable": trainable, "loss_log": loss_log, "summary": summary,
                       "windows": windows, "start": start, "skips": skips, "monitor": monitor}  # fmt: skip
             if gan is None:
@@ -353,6 +396,20 @@ def _run_steps(
     summary.steps = state.step
     summary.windows_per_s = windows[0] / max(time.perf_counter() - start, 1e-9)
     return summary
+
+
+def _epoch_loader(
+    accelerator: Accelerator, loader: torch.utils.data.DataLoader, state: TrainState
+) -> torch.utils.data.DataLoader:
+    """The prepared ``loader`` for epoch ``state.epoch``, past its first ``batches_in_epoch``.
+
+    Accelerate's copy calls ``dataset.set_epoch(loader.iteration)`` when iterated, so the epoch
+    is set on the prepared loader (its ``iteration``), not only on the dataset: otherwise every
+    epoch would replay the plan and augmentation of epoch 0.
+    """
+    loader.set_epoch(state.epoch)  # also calls loader.dataset.set_epoch(state.epoch)
+    loader.dataset.set_epoch(state.epoch)
+    return accelerator.skip_first_batches(loader, state.batches_in_epoch)
 
 
 def _epoch(
@@ -377,6 +434,8 @@ def _epoch(
     """Steps over (the rest of) one epoch; True when the epoch ran to its end."""
     tcfg, sums, window_bad = cfg.train, {}, False
     for batch in epoch_loader:
+        if _skip_unreadable(accelerator, cfg, state, batch, monitor.bad_samples):
+            continue
         with accelerator.accumulate(model):
             set_learning_rate(optimizer, learning_rate(state.step, tcfg))
             result = temporal_step(accelerator, model, batch, loss_cfg=cfg.loss,
@@ -425,7 +484,8 @@ def _after_step(
     """Count and log an optimizer step, validate / draw / export and checkpoint when due; True
     when max_steps is reached."""
     tcfg = cfg.train
-    _finish_step(accelerator, cfg, state, losses, bad, loss_log, summary)
+    _finish_step(accelerator, cfg, state, losses, bad, loss_log, summary,
+                 bad_samples=monitor.bad_samples.take_step())  # fmt: skip
     elapsed = max(time.perf_counter() - start - monitor.seconds, 1e-9)  # training time only
     summary.step_marks.append((elapsed, windows[0]))
     if accelerator.is_main_process and (
@@ -433,7 +493,9 @@ def _after_step(
     ):
         scalars = {f"loss/{k}": v for k, v in losses.items()} | rates
         scalars["throughput/windows_per_s"] = windows[0] / elapsed
-        scalars["throughput/frames_per_s"] = windows[0] * cfg.data.window / elapsed
+        scalars["data/bad_samples"] = monitor.bad_samples.total
+        lengths = training_window_lengths(cfg.data.window, cfg.data.min_window)
+        scalars["throughput/frames_per_s"] = windows[0] * sum(lengths) / len(lengths) / elapsed
         accelerator.log(scalars, step=state.step)
     bar.update(1)
     monitor.after_step(accelerator, model, state.step)
@@ -495,6 +557,8 @@ def _detail_epoch(
     """
     tcfg, core_critic = cfg.train, accelerator.unwrap_model(gan.critic)
     for batch in epoch_loader:
+        if _skip_unreadable(accelerator, cfg, state, batch, monitor.bad_samples):
+            continue
         generator_batch = gan.critic_steps == tcfg.n_critic - 1
         with accelerator.accumulate(model, gan.critic):
             set_learning_rate(optimizer, learning_rate(state.step, tcfg))
@@ -552,14 +616,19 @@ def _finish_step(
     bad: bool,
     loss_log: Path,
     summary: TrainSummary,
+    *,
+    bad_samples: int = 0,
 ) -> None:
-    """Count the step, log its losses and stop after ``train.max_bad_steps`` bad ones in a row."""
+    """Count the step, log its losses (and the unreadable windows dropped since the previous
+    step) and stop after ``train.max_bad_steps`` bad ones in a row."""
     state.step += 1
     state.bad_steps = state.bad_steps + 1 if bad else 0
     summary.last_losses = losses
     summary.skipped_steps += int(bad)
+    summary.bad_samples += bad_samples
     if accelerator.is_main_process:
-        record = {"step": state.step, "epoch": state.epoch, "skipped": bad} | losses
+        record = {"step": state.step, "epoch": state.epoch, "skipped": bad,
+                  "bad_samples": bad_samples} | losses  # fmt: skip
         _append_jsonl(loss_log, record)
     if bad:
         log.warning("step %d: non-finite loss %s; step skipped (%d in a row)",

@@ -9,7 +9,11 @@ exports on request.
 * export on request: creating the file ``run_dir/export.request`` makes the loop write the
   current weights as an inference checkpoint after the next step, to the path written on the
   file's first line (relative to ``run_dir``) or, when it is empty, ``run_dir/exports/model_step_NNNNNN.pt``; the request
-  file is then removed.
+  file is then removed;
+* unreadable training windows (:class:`BadSampleCount`): windows whose files cannot be read are
+  dropped from their batch by the collate function; the loop counts them (``bad_samples`` in
+  each line of ``losses.jsonl``, the ``data/bad_samples`` TensorBoard scalar) and stops after
+  ``train.max_bad_samples`` in a row.
 
 DDP: every process builds the same (small) datasets and calls :meth:`Monitor.after_step` with
 the same step, but only the main process runs the unwrapped model (no collective inside); the
@@ -27,13 +31,14 @@ from pathlib import Path
 from accelerate import Accelerator
 from torch import nn
 
-from seqdeca.config.schema import Config
+from seqdeca.config.schema import Config, TrainConfig
 from seqdeca.data.dataset import WindowBatch
+from seqdeca.errors import UserError
 from seqdeca.train.images import preview_batch, write_training_images
 from seqdeca.train.state import export_model
 from seqdeca.train.validate import ValidationSet, make_validation_set, validate
 
-__all__ = ["EXPORT_DIR", "EXPORT_REQUEST", "VAL_LOG", "Monitor"]
+__all__ = ["EXPORT_DIR", "EXPORT_REQUEST", "VAL_LOG", "BadSampleCount", "Monitor"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,45 @@ def _due(step: int, every: int, last: int) -> bool:
 
 
 @dataclass
+class BadSampleCount:
+    """Unreadable training windows of this invocation (resuming starts the counts afresh).
+
+    Attributes:
+        limit: ``train.max_bad_samples``; a run of this many on one process stops training.
+        total: unreadable windows so far (all processes).
+        since_step: unreadable windows since the last logged optimizer step (all processes).
+        in_a_row: unreadable windows in a row on this process, in loader order.
+        last: ``clip_id/file (reason)`` of the newest one on this process.
+    """
+
+    limit: int = TrainConfig.max_bad_samples
+    total: int = 0
+    since_step: int = 0
+    in_a_row: int = 0
+    last: str = ""
+
+    def observe(self, read_ok: list[bool], notes: list[str]) -> bool:
+        """Follow one batch of this process (a flag per window drawn, in order; the notes of
+        the unreadable ones); True when a run of ``limit`` unreadable windows was reached."""
+        reached = False
+        for ok in read_ok:
+            self.in_a_row = 0 if ok else self.in_a_row + 1
+            reached |= self.in_a_row >= self.limit
+        self.last = notes[-1] if notes else self.last
+        return reached
+
+    def add(self, count: int) -> None:
+        """Count ``count`` unreadable windows (summed over processes)."""
+        self.total += count
+        self.since_step += count
+
+    def take_step(self) -> int:
+        """The count since the previous call (for the step's log line)."""
+        count, self.since_step = self.since_step, 0
+        return count
+
+
+@dataclass
 class Monitor:
     """Validation, image grids and export requests of one run (see the module docstring).
 
@@ -59,6 +103,7 @@ class Monitor:
         preview: the fixed image-grid windows, or None (grids off).
         last_val: the newest validation metrics (empty before the first).
         seconds: wall time spent in :meth:`after_step` so far (left out of throughput figures).
+        bad_samples: unreadable training windows seen by the loop.
     """
 
     cfg: Config
@@ -67,6 +112,7 @@ class Monitor:
     preview: WindowBatch | None = None
     last_val: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    bad_samples: BadSampleCount = field(default_factory=BadSampleCount)
 
     @classmethod
     def create(cls, cfg: Config, accelerator: Accelerator, *, fresh: bool) -> Monitor:
@@ -74,10 +120,14 @@ class Monitor:
         everywhere alike); a fresh run also clears ``val.jsonl``.
 
         Raises:
-            UserError: validation on without ``data.val_sources``, or unusable sources.
+            UserError: validation on without ``data.val_sources``, unusable sources, or
+                ``train.max_bad_samples`` < 1.
         """
+        if cfg.train.max_bad_samples < 1:
+            raise UserError(f"train.max_bad_samples={cfg.train.max_bad_samples} must be >= 1")
         monitor = cls(cfg=cfg, run_dir=Path(cfg.run.output_dir), vset=make_validation_set(cfg),
-                      preview=preview_batch(cfg))  # fmt: skip
+                      preview=preview_batch(cfg),
+                      bad_samples=BadSampleCount(limit=cfg.train.max_bad_samples))  # fmt: skip
         if fresh and accelerator.is_main_process:
             (monitor.run_dir / VAL_LOG).unlink(missing_ok=True)
         return monitor

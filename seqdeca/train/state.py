@@ -17,11 +17,14 @@ training (``tools/train_seq.py --export``).
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +32,13 @@ from torch import nn
 from seqdeca.config.loader import config_to_yaml, load_config
 from seqdeca.config.schema import Config
 from seqdeca.errors import UserError
+from seqdeca.io.safe_pickle import (
+    UnsafeFileError,
+    describe_error,
+    load_torch,
+    refusal_error,
+    refused_global,
+)
 from seqdeca.models.from_config import build_model
 from seqdeca.models.weights import load_weights, read_checkpoint
 
@@ -117,20 +127,103 @@ def check_checkpoint(path: str | Path) -> dict[str, int]:
         ) from None
 
 
-def resolve_resume(run_dir: str | Path, resume: str) -> Path:
-    """The checkpoint folder to resume from: ``"latest"`` or an explicit folder.
+#: Pickles of a ``save_state`` folder that Accelerate would unpickle without ``weights_only``
+#: (registered objects) or whose failure it would only log (RNG states).
+_CHECKED_PICKLES = ("custom_checkpoint_*.pkl", "random_states_*.pkl")
+
+
+def check_checkpoint_pickles(path: str | Path) -> None:
+    """Read the registered-object and RNG pickles of a checkpoint strictly, before ``load_state``.
+
+    Accelerate (1.x) loads model, optimizer, scheduler and RNG files with ``weights_only=True``
+    but registered objects (our :class:`TrainState`, ``custom_checkpoint_N.pkl``) with full
+    unpickling, and it skips RNG states it cannot read with only a log line (the resumed run
+    would then silently differ). Both kinds hold only numbers, tuples, dicts and numpy arrays,
+    so reading them here with ``weights_only=True`` (plus the numpy names Accelerate allows for
+    RNG states) first means ``load_state`` unpickles nothing that could run code.
 
     Raises:
-        CheckpointError: no checkpoint in ``run_dir`` for ``"latest"``.
+        UnsafeFileError: a file names a global that is not data (a tampered checkpoint).
+        CheckpointError: a file cannot be read.
+    """
+    try:  # Accelerate's reader adds the numpy names its RNG states need to weights_only
+        from accelerate.utils import load as accelerate_load
+    except ImportError:  # older Accelerate releases: plain torch.load(weights_only=True)
+        accelerate_load = None
+
+    path = Path(path)
+    for pattern in _CHECKED_PICKLES:
+        for file in sorted(path.glob(pattern)):
+            try:
+                load_torch(file, what="a training checkpoint file", loader=accelerate_load)
+            except UnsafeFileError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - torch raises many types
+                raise CheckpointError(
+                    f"checkpoint {path} has an unreadable {file.name} ({describe_error(exc)}); "
+                    "resume from an earlier step_NNNNNN or start a new run"
+                ) from None
+
+
+def strict_load_state_kwargs(accelerator: Any) -> dict[str, Any]:
+    """Keyword arguments that make ``accelerator.load_state`` read optimizer, scheduler and
+    sampler states with ``weights_only=True`` explicitly (``load_kwargs``, Accelerate >= 1.7;
+    older releases rely on their own and torch's ``weights_only`` default)."""
+    if "load_kwargs" in inspect.signature(accelerator.load_state).parameters:
+        return {"load_kwargs": {"weights_only": True}}
+    return {}
+
+
+def load_state_strictly(accelerator: Any, path: Path) -> None:
+    """``accelerator.load_state(path)`` with no pickle of the folder read beyond plain data.
+
+    :func:`check_checkpoint_pickles` first, then ``load_state`` with
+    :func:`strict_load_state_kwargs`; registered objects (our :class:`TrainState`) are restored
+    through their ``load_state_dict``.
+
+    Raises:
+        UnsafeFileError: a file of the folder asks for anything but data.
+        CheckpointError: one line when a file is unreadable or does not fit the prepared objects.
+    """
+    check_checkpoint_pickles(path)
+    try:
+        accelerator.load_state(str(path), **strict_load_state_kwargs(accelerator))
+    except Exception as exc:  # noqa: BLE001 - torch / safetensors raise many types
+        unsafe = refused_global(exc)
+        if unsafe is not None:
+            raise refusal_error(str(path), "a training checkpoint", unsafe) from None
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: {describe_error(exc)}; is it from this config's model?"
+        ) from None
+
+
+def resolve_resume(run_dir: str | Path, resume: str) -> Path | None:
+    """The checkpoint folder to resume from: ``"latest"`` or an explicit folder.
+
+    ``"latest"`` in a folder without a checkpoint is None (start from scratch): a job that
+    always passes ``--resume`` also survives being killed before its first checkpoint.
     """
     if resume != "latest":
         return Path(resume)
     found = list_checkpoints(run_dir)
-    if not found:
-        raise CheckpointError(
-            f"--resume: no checkpoint under {Path(run_dir) / CHECKPOINT_DIR}; run without --resume"
-        )
-    return found[-1]
+    return found[-1] if found else None
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop the lines of a JSON-lines log (``losses.jsonl``, ``val.jsonl``) whose "step" is past
+    ``step``, and any line a kill cut short: a resumed run logs those steps again."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                keep.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue  # torn by the kill
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep))
+    tmp.replace(path)
 
 
 def write_state_json(folder: Path, state: TrainState) -> None:
@@ -260,12 +353,20 @@ def export_from_checkpoint(
     return export_model(model, cfg, out, step=state["step"])
 
 
-def load_initial_weights(model: nn.Module, path: str | Path) -> None:
-    """Start a run from an exported ``model.pt`` (``train.init_from``): every weight, strictly.
+def load_initial_weights(
+    model: nn.Module, path: str | Path, *, modules: Sequence[str] = ()
+) -> None:
+    """Start a run from an exported ``model.pt`` (``train.init_from``), strictly.
+
+    Args:
+        model: the run's :class:`~seqdeca.models.SeqDECA`.
+        path: the export.
+        modules: names of top-level modules to take (``train.init_modules``), each completely;
+            the others keep their initialisation. Empty: every weight.
 
     Raises:
-        UserError: the file is missing or unreadable, was trained with another face model, or
-            its weights do not fit (one line).
+        UserError: the file is missing or unreadable, was trained with another face model, an
+            unknown module is named, or its weights do not fit (one line).
     """
     payload = read_checkpoint(path, "train.init_from model.pt")
     if "model" not in payload or "face_model" not in payload:
@@ -275,4 +376,14 @@ def load_initial_weights(model: nn.Module, path: str | Path) -> None:
             f"train.init_from {path} was trained with face model '{payload['face_model']}', this "
             f"run uses '{model.face_model.name}': use the same face_model settings"
         )
-    load_weights(model, payload["model"], source=f"train.init_from {path}")
+    if not modules:
+        load_weights(model, payload["model"], source=f"train.init_from {path}")
+        return
+    children = dict(model.named_children())
+    for name in modules:
+        if name not in children:
+            raise UserError(f"train.init_modules names {name!r}, not a module of the model "
+                            f"({', '.join(children)})")  # fmt: skip
+        prefix = f"{name}."
+        part = {k[len(prefix) :]: v for k, v in payload["model"].items() if k.startswith(prefix)}
+        load_weights(children[name], part, source=f"train.init_from {path} ({name})")

@@ -21,6 +21,7 @@ from seqdeca.au_names import MAIN_AU_NAMES
 from seqdeca.config.schema import LossConfig
 from seqdeca.data.au_proxy import AU_PROXY_NAMES
 from seqdeca.data.dataset import WindowBatch
+from seqdeca.errors import UserError
 from seqdeca.losses import (
     WeightedLoss,
     au_consistency_loss,
@@ -31,6 +32,7 @@ from seqdeca.losses import (
     eye_closure_loss,
     jaw_regulariser,
     landmark_loss,
+    landmark_point_weights,
     light_regulariser,
     lip_closure_loss,
     mediapipe_landmark_loss,
@@ -38,6 +40,7 @@ from seqdeca.losses import (
     temporal_smoothness,
     weighted_sum,
 )
+from seqdeca.losses.supervision import au_intensity_loss, code_supervision_loss
 from seqdeca.models.au_head import select_affwild2
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,35 @@ def _au_terms(out: dict, batch: WindowBatch, skips: SkipLog) -> torch.Tensor | N
     )
 
 
+def _ground_truth_terms(out: dict, batch: WindowBatch, on: set[str]) -> dict[str, torch.Tensor]:
+    """``code_supervision`` and ``au_supervision`` against ``batch.gt`` (synthetic clips; the
+    loader refuses data without it when these terms are on).
+
+    Code supervision scores the coarse encoder's per-frame codes AND the fused ones (expression,
+    jaw, light): pretraining the encoders (temporal model per frame) trains both towards the
+    truth, and with frozen encoders it trains the temporal model alone (an upper bound).
+    """
+    terms: dict[str, torch.Tensor] = {}
+    if "code_supervision" in on:
+        pose = out["coarse_pose"]
+        coarse = {"expression": out["coarse_expression"], "global_pose": pose[..., :3],
+                  "jaw_pose": pose[..., 3:], "shape": out["shape"], "cam": out["cam"],
+                  "light": out["coarse_light"]}  # fmt: skip
+        fused = {k: out[k] for k in ("expression", "jaw_pose", "light")}
+        terms["code_supervision"] = code_supervision_loss(
+            coarse, batch.gt, batch.valid
+        ) + code_supervision_loss(fused, batch.gt, batch.valid)
+    if "au_supervision" in on:
+        if "au_intensity" not in batch.gt:
+            raise UserError("loss.au_supervision needs AU ground truth (au_intensity in gt.npz): "
+                            "make the clips with AU trajectories (tools/make_synthetic_data.py)")
+        truth = batch.gt["au_intensity"]
+        terms["au_supervision"] = au_intensity_loss(
+            out["au_probabilities"][..., : truth.shape[-1]], truth, batch.valid
+        )
+    return terms
+
+
 def coarse_terms(
     out: dict[str, torch.Tensor],
     batch: WindowBatch,
@@ -127,8 +159,10 @@ def coarse_terms(
     terms: dict[str, torch.Tensor] = {}
     if on & {"landmark", "eye_closure", "lip_closure"}:
         pred68, target68 = out["landmarks68"], batch.landmarks68
-        for name, fn in (("landmark", landmark_loss), ("eye_closure", eye_closure_loss),
-                         ("lip_closure", lip_closure_loss)):  # fmt: skip
+        if "landmark" in on:  # jaw contour weights follow loss.landmark_source
+            terms["landmark"] = landmark_loss(pred68, target68, valid,
+                                              landmark_point_weights(loss_cfg))  # fmt: skip
+        for name, fn in (("eye_closure", eye_closure_loss), ("lip_closure", lip_closure_loss)):
             if name in on:
                 terms[name] = fn(pred68, target68, valid)
     if "landmark_mediapipe" in on:
@@ -172,6 +206,7 @@ def coarse_terms(
                 out["render"].flatten(0, 1), _resize_to(batch.images, size).flatten(0, 1),
                 valid.flatten(),
             )  # fmt: skip
+    terms |= _ground_truth_terms(out, batch, on)
     if "au_label" in on:
         au = _au_terms(out, batch, skips)
         if au is not None:

@@ -1,0 +1,397 @@
+"""Temporal evidence: does the temporal fusion beat per-frame regression, post-filtering and a
+SPECTRE-style temporal convolution, on synthetic clips with ground truth?
+
+    python experiments/temporal_ablation.py OUT [--quick] [--device cpu|cuda] [--heldout DIR ...]
+        [--seeds N] [--rows ROW ...] [--train-clips N] [--heldout-clips N] [--max-frames T]
+        [--pretrain-steps N] [--steps N] [a.b=value ...]
+
+1. Data (``configs/experiments/temporal.yaml``: AU-driven expression, photo backgrounds, fast
+   head turns, MediaPipe-tracked landmarks, about one frame in four corrupted): OUT/data/train
+   and OUT/data/tune (corrupted, the training mix), OUT/data/heldout_corrupted and
+   OUT/data/heldout_clean (other seeds: other identities and trajectories). ``--heldout DIR``
+   evaluates on those folders instead (each a set named by its folder).
+2. Pretraining (OUT/pretrain): the coarse encoder and the AU network per frame, with
+   ground-truth code and AU supervision (``loss.code_supervision``, ``loss.au_supervision``).
+3. Rows, every one from the same frozen pretrained encoders (``train.init_modules``), with the
+   same steps, data and self-supervised losses (tracked landmarks, photometric, regularisers,
+   temporal smoothness), OUT/<row>/model.pt: ``per-frame`` (the encoders alone, T = 1),
+   ``per-frame+filter`` (its codes smoothed by the filter that scores best on OUT/data/tune),
+   ``spectre-conv`` (``model.temporal=conv``), ``bivit-w3``, ``bivit-w5``, ``bivit-w9``,
+   ``bivit-w3-noau`` (no AU tokens), ``bivit-w3-nosmooth`` (``loss.temporal=0``),
+   ``bivit-w3-gt`` (ground-truth codes instead: an upper bound) and ``fit`` (landmark fitting).
+   ``--quick``: ``per-frame``, ``bivit-w3`` and ``spectre-conv``, fewer clips and steps.
+4. Evaluation of every row on every held-out set with ``tools/evaluate.py``'s code, each row at
+   its own trained window: OUT/eval/<set>/seed_<k>/metrics.json, then OUT/results.json
+   (``{set: {row: {metric: mean}}}``, plus ``<metric>_std`` over seeds), OUT/results.md and
+   OUT/results.png.
+
+Every stage is skipped when its output exists, so an interrupted run continues where it stopped.
+Prints the command, date and machine. ``--device cuda`` uses the ResNet-50 backbones
+(configs/base.yaml) instead of the tiny CPU ones (configs/tiny_cpu.yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from seqdeca.cli import run_main, split_overrides
+from seqdeca.config import load_config
+from seqdeca.config.schema import Config, DataSourceConfig
+from seqdeca.data.synthetic import make_synthetic_dataset
+from seqdeca.data.synthetic_corrupt import REALISTIC_MIX
+from seqdeca.errors import UserError
+from seqdeca.eval.runner import EvalOptions, evaluate
+from seqdeca.train.loop import train
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_CONFIG = ROOT / "configs" / "experiments" / "temporal.yaml"
+MODEL_CONFIGS = {"cpu": ROOT / "configs" / "tiny_cpu.yaml", "cuda": ROOT / "configs" / "base.yaml"}
+
+#: Settings of every run: the synthetic clips already vary in pose, framing and light, and the
+#: ground-truth pose and camera would not follow a geometric augmentation.
+COMMON = {
+    "data.augmentation.flip_prob": 0.0, "data.augmentation.max_rotation_deg": 0.0,
+    "data.augmentation.scale_jitter": 0.0, "data.augmentation.shift_jitter": 0.0,
+    "data.augmentation.color_jitter": 0.0, "model.max_frames": 9,
+}  # fmt: skip
+#: Losses of the pretraining: ground truth only, every self-supervised term off.
+PRETRAIN = {
+    "loss.code_supervision": 1.0, "loss.au_supervision": 1.0, "loss.landmark": 0.0,
+    "loss.landmark_mediapipe": 0.0, "loss.eye_closure": 0.0, "loss.lip_closure": 0.0,
+    "loss.photometric": 0.0, "loss.shape_reg": 0.0, "loss.expression_reg": 0.0,
+    "loss.texture_reg": 0.0, "loss.light_reg": 0.0, "loss.au_label": 0.0,
+    "model.freeze_coarse": False, "model.freeze_au_net": False, "model.use_temporal": False,
+    "data.window": 1, "data.min_window": 0, "train.lr": 1e-3,
+}  # fmt: skip
+#: Self-supervised losses of every temporal row (the mission's, on tracked landmarks).
+TEMPORAL = {
+    "loss.landmark": 1.0, "loss.landmark_mediapipe": 1.0, "loss.photometric": 1.0,
+    "loss.eye_closure": 0.0, "loss.lip_closure": 0.0, "loss.au_label": 0.0,
+    "loss.temporal": 0.1, "model.freeze_coarse": True, "model.freeze_au_net": True,
+    "train.init_modules": "[coarse_encoder,au_net]", "train.lr": 3e-4,
+}  # fmt: skip
+#: Row -> overrides on top of TEMPORAL (None: not a trained temporal row).
+ROWS: dict[str, dict | None] = {
+    "per-frame": {"model.use_temporal": False, "data.window": 1},
+    "per-frame+filter": None,
+    "spectre-conv": {"model.temporal": "conv", "data.window": 5},
+    "bivit-w3": {"data.window": 3},
+    "bivit-w5": {"data.window": 5},
+    "bivit-w9": {"data.window": 9},
+    "bivit-w3-noau": {"data.window": 3, "model.fusion_au_tokens": False},
+    "bivit-w3-nosmooth": {"data.window": 3, "loss.temporal": 0.0},
+    "bivit-w3-gt": {"data.window": 3, "loss.code_supervision": 1.0, "loss.landmark": 0.0,
+                    "loss.landmark_mediapipe": 0.0, "loss.photometric": 0.0},
+    "fit": None,
+}  # fmt: skip
+QUICK_ROWS = ("per-frame", "bivit-w3", "spectre-conv")
+#: Filters tried for per-frame+filter on the tuning clips.
+FILTERS = ("savgol:5:2", "savgol:9:2", "savgol:15:2", "one_euro:0.5:0.5", "one_euro:1.0:1.0",
+           "one_euro:2.0:1.0")  # fmt: skip
+#: Columns of results.md (metric key, header, format).
+COLUMNS = (
+    ("expression_jaw_vertex_error", "exp+jaw vertex (mm)", ".3f"),
+    ("expression_vertex_error", "exp vertex (mm)", ".3f"),
+    ("jaw_error", "jaw (deg)", ".2f"),
+    ("expression_error", "exp code", ".3f"),
+    ("accel_error", "accel err (mm/f^2)", ".4f"),
+    ("accel_vertices", "accel (mm/f^2)", ".4f"),
+    ("nme_mp", "NME-MP (%)", ".2f"),
+    ("parameters", "params (M)", ".2f"),
+    ("ms_per_frame", "ms/frame", ".1f"),
+)
+SIZES = {  # (train clips, held-out clips per set, pretrain steps, temporal steps, seeds, frames)
+    "quick": (32, 6, 400, 200, 1, 40),
+    "full": (256, 16, 1500, 800, 3, 0),  # frames 0: the config's 50-150
+}
+
+
+def banner(argv: list[str]) -> str:
+    """The command, date and machine, for the log and results.md."""
+    command = shlex.join(["python", "experiments/temporal_ablation.py", *argv])
+    machine = (
+        f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, {platform.system()})"
+    )
+    return f"command: {command}\ndate: {datetime.datetime.now().isoformat(timespec='seconds')}\nmachine: {machine}"
+
+
+def _overrides(items: dict) -> list[str]:
+    return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in items.items()]
+
+
+def base_config(args: argparse.Namespace, extra: dict | None = None) -> Config:
+    """The data config + the model config of the device + ``extra`` + the command line's."""
+    items = _overrides(COMMON | (extra or {})) + [f"run.device={args.device}"] + args.overrides
+    return load_config([DATA_CONFIG, MODEL_CONFIGS[args.device.split(":")[0]]], items)
+
+
+def make_data(args: argparse.Namespace, out: Path, sizes: tuple) -> dict[str, Path]:
+    """Training, tuning and held-out sets (kept when present); returns the held-out sets."""
+    train_clips, heldout_clips = sizes[0], sizes[1]
+    corrupt = {f"synthetic.corruption.{k}": v for k, v in REALISTIC_MIX.items()}
+    frames = {"synthetic.frames": sizes[5]} if sizes[5] else {}
+    sets = {
+        "train": (train_clips, 1000, corrupt), "tune": (max(2, heldout_clips // 2), 2000, corrupt),
+        "heldout_corrupted": (heldout_clips, 3000, corrupt), "heldout_clean": (heldout_clips, 3000, {}),
+    }  # fmt: skip
+    for name, (clips, seed, extra) in sets.items():
+        folder = out / "data" / name
+        done = folder / "done.json"
+        if done.is_file() or (args.heldout and name.startswith("heldout")):
+            continue
+        cfg = base_config(args, extra | frames)
+        if "synthetic.corruption.occluder" in (extra | {}):
+            cfg.synthetic.corruption.seed = seed  # corruption draws of their own
+        print(f"[data] {name}: {clips} clips", flush=True)
+        make_synthetic_dataset(folder, cfg, clips=clips, seed=seed, progress=args.progress)
+        done.write_text(json.dumps({"clips": clips, "seed": seed}))
+    if args.heldout:
+        return {Path(d).name: Path(d) for d in args.heldout}
+    return {name: out / "data" / name for name in ("heldout_corrupted", "heldout_clean")}
+
+
+def _train(cfg: Config, run_dir: Path, sources: list[Path], label: str) -> Path:
+    """Train ``cfg`` into ``run_dir`` unless its model.pt exists; returns the model.pt."""
+    model = run_dir / "model.pt"
+    if model.is_file():
+        return model
+    print(f"[{label}] {cfg.train.max_steps} steps", flush=True)
+    cfg.run.output_dir = str(run_dir)
+    cfg.data.sources = [DataSourceConfig(root=str(s)) for s in sources]
+    start = time.perf_counter()
+    summary = train(cfg)
+    print(f"  {run_dir.name}: {summary.steps} steps in {time.perf_counter() - start:.0f} s",
+          flush=True)  # fmt: skip
+    return model
+
+
+def pretrain(args: argparse.Namespace, out: Path, steps: int) -> Path:
+    """The per-frame encoders, supervised by the ground truth (OUT/pretrain/model.pt)."""
+    cfg = base_config(args, PRETRAIN | {"train.max_steps": steps, "train.checkpoint_every": 0})
+    return _train(cfg, out / "pretrain", [out / "data" / "train"], "pretrain")
+
+
+def train_rows(args: argparse.Namespace, out: Path, rows: list[str], steps: int, seeds: int,
+               encoders: Path) -> dict[str, list[Path]]:  # fmt: skip
+    """Every trained row for every seed: ``{row: [model.pt per seed]}``."""
+    models: dict[str, list[Path]] = {}
+    for row in rows:
+        extra = ROWS[row]
+        if extra is None:
+            continue
+        per_frame = row == "per-frame"
+        models[row] = []
+        for seed in range(1 if per_frame else seeds):
+            items = TEMPORAL | extra | {"run.seed": seed, "train.init_from": str(encoders),
+                                        "train.max_steps": 0 if per_frame else steps,
+                                        "train.checkpoint_every": 0}  # fmt: skip
+            models[row].append(_train(base_config(args, items), out / row / f"seed_{seed}",
+                                      [out / "data" / "train"], f"train {row} seed {seed}"))  # fmt: skip
+        shutil.copyfile(models[row][0], out / row / "model.pt")
+    return models
+
+
+def tune_filter(args: argparse.Namespace, out: Path, per_frame: Path) -> str:
+    """The filter of :data:`FILTERS` with the lowest expression+jaw vertex error on the tuning
+    clips (OUT/tune_filter/metrics.json)."""
+    report = out / "tune_filter" / "metrics.json"
+    if not report.is_file():
+        evaluate(EvalOptions(data=out / "data" / "tune", out=report.parent,
+                             config=base_config(args), checkpoints=[per_frame],
+                             filters=list(FILTERS), device=args.device, plots=False,
+                             progress=args.progress))  # fmt: skip
+    methods = json.loads(report.read_text())["methods"]
+    by_filter = {name.rsplit("+", 1)[-1]: m["overall"] for name, m in methods.items()
+                 if "+per-frame+" in name}  # fmt: skip
+    scores = {spec: by_filter[spec].get("expression_jaw_vertex_error") for spec in FILTERS}
+    best = min(scores, key=lambda s: np.inf if scores[s] is None else scores[s])
+    print(f"[tune] filter {best} ({', '.join(f'{k}: {v:.3f}' for k, v in scores.items() if v)})")
+    return best
+
+
+def evaluate_rows(args, out: Path, sets: dict[str, Path], models: dict[str, list[Path]],
+                  rows: list[str], spec: str | None) -> dict:  # fmt: skip
+    """Per set and seed: one evaluation of every row; returns ``{set: {row: [overall per seed]}}``."""
+    seeds = max(len(m) for m in models.values())
+    table: dict[str, dict[str, list[dict]]] = {}
+    for name, folder in sets.items():
+        table[name] = {}
+        for seed in range(seeds):
+            report = out / "eval" / name / f"seed_{seed}" / "metrics.json"
+            ckpts = [m[min(seed, len(m) - 1)] for m in models.values()]
+            if not report.is_file():
+                print(f"[eval] {name} seed {seed}", flush=True)
+                evaluate(EvalOptions(
+                    data=folder, out=report.parent, config=base_config(args), checkpoints=ckpts,
+                    mode="fit" if "fit" in rows and seed == 0 else "network",
+                    filters=[spec] if spec and seed == 0 else [], device=args.device,
+                    progress=args.progress,
+                ))  # fmt: skip
+            methods = json.loads(report.read_text())["methods"]
+            names = dict(zip([f"seed_{seed}", *(f"seed_{seed}-{k}" for k in range(2, 99))],
+                             models))  # fmt: skip
+            for method, result in methods.items():
+                row = _row_name(method, names, spec)
+                if row is not None:
+                    table[name].setdefault(row, []).append(result["overall"])
+    return table
+
+
+def _row_name(method: str, names: dict[str, str], spec: str | None) -> str | None:
+    """Experiment row of an evaluation method (checkpoints are named by their seed folder)."""
+    if method == "fit":
+        return "fit"
+    base, _, rest = method.partition("+")
+    row = names.get(base)
+    if row is None:
+        return None
+    return (
+        "per-frame+filter" if spec and rest == f"per-frame+{spec}" else (row if not rest else None)
+    )
+
+
+def summarise(table: dict, rows: list[str]) -> dict:
+    """``{set: {row: {metric: mean, metric_std: std}}}`` in row order."""
+    out: dict[str, dict] = {}
+    for name, by_row in table.items():
+        out[name] = {}
+        for row in rows:
+            runs = by_row.get(row)
+            if not runs:
+                continue
+            keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float))}
+            values = {k: [r.get(k) for r in runs if isinstance(r.get(k), (int, float))]
+                      for k in keys}  # fmt: skip
+            out[name][row] = {k: float(np.mean(v)) for k, v in values.items() if v}
+            out[name][row] |= {f"{k}_std": float(np.std(v)) for k, v in values.items()
+                               if len(v) > 1}  # fmt: skip
+            out[name][row]["seeds"] = len(runs)
+    return out
+
+
+def markdown(results: dict, header: str, spec: str | None) -> str:
+    """results.md: one table per held-out set (mean +- std over seeds)."""
+    lines = ["# Temporal ablation", "", "```", header, "```", ""]
+    if spec:
+        note = f"per-frame+filter: the per-frame codes smoothed by `{spec}` (best on the tuning clips)."
+        lines += [note, ""]
+    for name, rows in results.items():
+        lines += [f"## {name}", "", "| row | " + " | ".join(h for _, h, _ in COLUMNS) + " | seeds |",
+                  "| --- |" + " ---: |" * (len(COLUMNS) + 1)]  # fmt: skip
+        for row, metrics in rows.items():
+            cells = []
+            for key, _, fmt in COLUMNS:
+                value = metrics.get(key)
+                scale = 1e-6 if key == "parameters" else 1.0
+                cell = "—" if value is None else format(value * scale, fmt)
+                if f"{key}_std" in metrics:
+                    cell += f" ± {format(metrics[f'{key}_std'] * scale, fmt)}"
+                cells.append(cell)
+            lines.append(f"| {row} | " + " | ".join(cells) + f" | {metrics.get('seeds', 1)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    """Bars of the expression+jaw vertex error and the acceleration error per row and set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = (("expression_jaw_vertex_error", "exp+jaw vertex error (mm)"),
+            ("accel_error", "acceleration error (mm/frame²)"))  # fmt: skip
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    sets = list(results)
+    rows = list(dict.fromkeys(r for s in sets for r in results[s]))
+    width = 0.8 / max(1, len(sets))
+    for ax, (key, label) in zip(axes, keys):
+        for i, name in enumerate(sets):
+            means = [results[name].get(r, {}).get(key, np.nan) for r in rows]
+            stds = [results[name].get(r, {}).get(f"{key}_std", 0.0) for r in rows]
+            ax.bar(np.arange(len(rows)) + i * width, means, width, yerr=stds, label=name)
+        ax.set_xticks(np.arange(len(rows)) + width * (len(sets) - 1) / 2, rows, rotation=35,
+                      ha="right")  # fmt: skip
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("out", type=Path, help="output folder")
+    parser.add_argument("--quick", action="store_true", help="rows per-frame, bivit-w3, "
+                        "spectre-conv; fewer clips and steps")  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (ResNet-50 backbones)")
+    parser.add_argument("--heldout", nargs="+", default=[], help="held-out clip folders")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="rows to run")
+    parser.add_argument("--seeds", type=int, help="training seeds of the temporal rows")
+    parser.add_argument("--train-clips", type=int)
+    parser.add_argument("--heldout-clips", type=int)
+    parser.add_argument("--max-frames", type=int, help="frames of the longest clip")
+    parser.add_argument("--pretrain-steps", type=int)
+    parser.add_argument("--steps", type=int, help="training steps of every temporal row")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    args, rest = parser.parse_known_args(argv)
+    args.overrides = split_overrides(rest)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def job() -> int:
+        header = banner(argv)
+        print(header, flush=True)
+        mode = "quick" if args.quick else "full"
+        defaults = SIZES[mode]
+        given = (args.train_clips, args.heldout_clips, args.pretrain_steps, args.steps, args.seeds,
+                 args.max_frames)  # fmt: skip
+        sizes = tuple(d if g is None else g for g, d in zip(given, defaults))
+        rows = args.rows or list(QUICK_ROWS if args.quick else ROWS)
+        if "per-frame" not in rows:
+            rows = ["per-frame", *rows]  # the filter row and the baseline need it
+        if not args.device.startswith(("cpu", "cuda")):
+            raise UserError(f"--device {args.device}: use cpu or cuda")
+        out: Path = args.out
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        sets = make_data(args, out, sizes)
+        encoders = pretrain(args, out, sizes[2])
+        models = train_rows(args, out, rows, sizes[3], sizes[4], encoders)
+        spec = (
+            tune_filter(args, out, models["per-frame"][0]) if "per-frame+filter" in rows else None
+        )
+        table = evaluate_rows(args, out, sets, models, rows, spec)
+        results = summarise(table, rows)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        elapsed = time.perf_counter() - start
+        (out / "results.md").write_text(markdown(results, f"{header}\nwall: {elapsed:.0f} s", spec))
+        plot(results, out / "results.png")
+        print(markdown(results, f"{header}\nwall: {elapsed:.0f} s", spec))
+        print(f"-> {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
+        return 0
+
+    return run_main(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

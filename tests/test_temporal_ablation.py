@@ -1,0 +1,51 @@
+"""The temporal ablation experiment end to end at a toy size (a subprocess, as users run it)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "temporal_ablation.py"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("mediapipe") is None,
+    reason="the experiment's clips are tracked with MediaPipe, which is not installed",
+)
+def test_toy_run_writes_every_row_on_every_set(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(SCRIPT), str(out), "--quick", "--rows", "per-frame",
+           "per-frame+filter", "bivit-w3", "spectre-conv", "--train-clips", "3",
+           "--heldout-clips", "2", "--max-frames", "10", "--pretrain-steps", "3", "--steps", "3",
+           "--no-progress", "data.batch_size=2"]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.startswith("command: python experiments/temporal_ablation.py")
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"heldout_corrupted", "heldout_clean"}
+    for rows in results.values():
+        assert list(rows) == ["per-frame", "per-frame+filter", "bivit-w3", "spectre-conv"]
+        for metrics in rows.values():
+            for key in ("expression_jaw_vertex_error", "expression_vertex_error", "accel_error"):
+                assert metrics[key] >= 0, key
+    for row in ("per-frame", "bivit-w3", "spectre-conv"):
+        assert (out / row / "model.pt").is_file()
+    assert (out / "results.png").stat().st_size > 0
+    assert "| bivit-w3 |" in (out / "results.md").read_text()
+    assert "[train bivit-w3 seed 0] 3 steps" in proc.stdout
+    again = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[train " not in again.stdout and "[pretrain]" not in again.stdout  # kept stages

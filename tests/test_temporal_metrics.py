@@ -1,0 +1,82 @@
+"""Ground-truth scores of what the temporal stage predicts: expression-only and expression+jaw
+vertex error with the true identity, and the acceleration error against the truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqdeca.config import load_config
+from seqdeca.data.synthetic import make_synthetic_dataset
+from seqdeca.eval import metrics as M
+from seqdeca.eval.clip_metrics import ClipPrediction, clip_series
+from seqdeca.eval.clips import load_clip
+from seqdeca.eval.runner import _GroundTruth
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml"
+
+
+def test_acceleration_error_by_hand():
+    t = torch.arange(5.0)
+    target = torch.stack([t**2, torch.zeros(5)], -1)[:, None]  # (5, 1, 2): accel 2 in x
+    still = torch.zeros(5, 1, 2)
+    torch.testing.assert_close(M.acceleration_error(target, target), torch.zeros(3))
+    torch.testing.assert_close(M.acceleration_error(still, target), torch.full((3,), 2.0))
+    valid = torch.tensor([True, True, False, True, True])
+    assert torch.isnan(M.acceleration_error(still, target, valid)).all()
+
+
+@pytest.fixture(scope="module")
+def clip_and_gt(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    cfg = load_config(TINY, ["crop.size=64"])
+    make_synthetic_dataset(root, cfg, clips=1, frames=10, seed=4, progress=False)
+    clip = load_clip(next((root / "synthetic").iterdir()))
+    return clip, _GroundTruth(cfg)
+
+
+def _prediction(clip, vertices, expression, jaw, global_pose=None) -> ClipPrediction:
+    pose = clip.gt["global_pose"] if global_pose is None else global_pose
+    return ClipPrediction(landmarks68=None, landmarks_mp=None, vertices=vertices,
+                          global_pose=pose, jaw_pose=jaw, expression=expression,
+                          render=None, au_probabilities=None, seconds=0.0)  # fmt: skip
+
+
+def _series(clip, gt, pred):
+    return clip_series(pred, clip, mediapipe_ids=None, gt_vertices=gt.vertices(clip),
+                       expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
+
+
+def test_the_truth_scores_zero_and_the_mean_face_does_not(clip_and_gt):
+    clip, gt = clip_and_gt
+    truth = clip.gt
+    exact = _series(clip, gt, _prediction(clip, gt.vertices(clip), truth["expression"],
+                                          truth["jaw_pose"]))  # fmt: skip
+    for key in ("expression_vertex_error", "expression_jaw_vertex_error", "accel_error"):
+        values = exact[key][torch.isfinite(exact[key])]
+        assert len(values) > 0 and float(values.abs().max()) < 1e-3, key
+    zero = torch.zeros_like(truth["expression"])
+    mean_face = _series(clip, gt, _prediction(clip, gt.vertices(clip), zero,
+                                              torch.zeros_like(truth["jaw_pose"])))  # fmt: skip
+    assert float(mean_face["expression_vertex_error"].nanmean()) > 0.05
+    assert (
+        float(mean_face["expression_jaw_vertex_error"].nanmean())
+        >= float(mean_face["expression_vertex_error"].nanmean()) * 0.5
+    )
+
+
+def test_a_motionless_prediction_pays_the_truths_acceleration(clip_and_gt):
+    clip, gt = clip_and_gt
+    truth_vertices = gt.vertices(clip)
+    head = M.remove_global_pose(truth_vertices, clip.gt["global_pose"])
+    flat = head.mean(0, keepdim=True).expand_as(head)  # a head that never moves
+    series = _series(clip, gt, _prediction(clip, flat, clip.gt["expression"], clip.gt["jaw_pose"],
+                                           torch.zeros_like(clip.gt["global_pose"])))  # fmt: skip
+    truth = _series(clip, gt, _prediction(clip, truth_vertices, clip.gt["expression"],
+                                          clip.gt["jaw_pose"]))  # fmt: skip
+    assert float(series["accel_vertices"].nanmean()) < 1e-6  # no motion: no acceleration...
+    assert float(series["accel_error"].nanmean()) > 0.0  # ...but an acceleration error
+    torch.testing.assert_close(series["accel_error"].nanmean(), truth["accel_vertices"].nanmean(),
+                               rtol=1e-3, atol=1e-4)  # fmt: skip
