@@ -52,7 +52,7 @@ from seqdeca.config.schema import Config, DataSourceConfig
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.data.synthetic_corrupt import REALISTIC_MIX
 from seqdeca.errors import UserError
-from seqdeca.eval.runner import EvalOptions, evaluate
+from seqdeca.eval.runner import EvalOptions, evaluate, method_name
 from seqdeca.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,45 +221,49 @@ def tune_filter(args: argparse.Namespace, out: Path, per_frame: Path) -> str:
     return best
 
 
+def _evaluate(args, folder: Path, report: Path, ckpts: list[Path], **options) -> dict:
+    """``tools/evaluate.py``'s evaluation into ``report.parent`` (kept when present)."""
+    if not report.is_file():
+        print(f"[eval] {report.parent.relative_to(report.parents[3])}", flush=True)
+        evaluate(EvalOptions(data=folder, out=report.parent, config=base_config(args),
+                             checkpoints=ckpts, device=args.device, progress=args.progress,
+                             **options))  # fmt: skip
+    return json.loads(report.read_text())["methods"]
+
+
+def _method_names(ckpts: list[Path]) -> list[str]:
+    """The row names the evaluation gives these checkpoints, in order (as the runner does)."""
+    taken, names = {"fit", "input"}, []
+    for ckpt in ckpts:
+        names.append(method_name(ckpt, taken))
+        taken.add(names[-1])
+    return names
+
+
 def evaluate_rows(args, out: Path, sets: dict[str, Path], models: dict[str, list[Path]],
                   rows: list[str], spec: str | None) -> dict:  # fmt: skip
-    """Per set and seed: one evaluation of every row; returns ``{set: {row: [overall per seed]}}``."""
+    """Per set and seed: one evaluation of every row (fit with seed 0), and the per-frame model
+    with the filter; returns ``{set: {row: [overall per seed]}}``."""
     seeds = max(len(m) for m in models.values())
     table: dict[str, dict[str, list[dict]]] = {}
     for name, folder in sets.items():
         table[name] = {}
         for seed in range(seeds):
+            trained = {row: m[seed] for row, m in models.items() if seed < len(m)}
             report = out / "eval" / name / f"seed_{seed}" / "metrics.json"
-            ckpts = [m[min(seed, len(m) - 1)] for m in models.values()]
-            if not report.is_file():
-                print(f"[eval] {name} seed {seed}", flush=True)
-                evaluate(EvalOptions(
-                    data=folder, out=report.parent, config=base_config(args), checkpoints=ckpts,
-                    mode="fit" if "fit" in rows and seed == 0 else "network",
-                    filters=[spec] if spec and seed == 0 else [], device=args.device,
-                    progress=args.progress,
-                ))  # fmt: skip
-            methods = json.loads(report.read_text())["methods"]
-            names = dict(zip([f"seed_{seed}", *(f"seed_{seed}-{k}" for k in range(2, 99))],
-                             models))  # fmt: skip
-            for method, result in methods.items():
-                row = _row_name(method, names, spec)
-                if row is not None:
-                    table[name].setdefault(row, []).append(result["overall"])
+            fit = "fit" in rows and seed == 0
+            methods = _evaluate(args, folder, report, list(trained.values()),
+                                mode="fit" if fit else "network")  # fmt: skip
+            for row, method in zip(trained, _method_names(list(trained.values()))):
+                table[name].setdefault(row, []).append(methods[method]["overall"])
+            if fit:
+                table[name]["fit"] = [methods["fit"]["overall"]]
+        if spec:
+            report = out / "eval" / name / "filter" / "metrics.json"
+            methods = _evaluate(args, folder, report, [models["per-frame"][0]], filters=[spec])
+            filtered = next(m for k, m in methods.items() if k.endswith(f"+per-frame+{spec}"))
+            table[name]["per-frame+filter"] = [filtered["overall"]]
     return table
-
-
-def _row_name(method: str, names: dict[str, str], spec: str | None) -> str | None:
-    """Experiment row of an evaluation method (checkpoints are named by their seed folder)."""
-    if method == "fit":
-        return "fit"
-    base, _, rest = method.partition("+")
-    row = names.get(base)
-    if row is None:
-        return None
-    return (
-        "per-frame+filter" if spec and rest == f"per-frame+{spec}" else (row if not rest else None)
-    )
 
 
 def summarise(table: dict, rows: list[str]) -> dict:

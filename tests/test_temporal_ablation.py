@@ -25,7 +25,7 @@ def test_toy_run_writes_every_row_on_every_set(tmp_path):
     cmd = [sys.executable, str(SCRIPT), str(out), "--quick", "--rows", "per-frame",
            "per-frame+filter", "bivit-w3", "spectre-conv", "--train-clips", "3",
            "--heldout-clips", "2", "--max-frames", "10", "--pretrain-steps", "3", "--steps", "3",
-           "--no-progress", "data.batch_size=2"]  # fmt: skip
+           "--seeds", "2", "--no-progress", "data.batch_size=2"]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
@@ -39,6 +39,15 @@ def test_toy_run_writes_every_row_on_every_set(tmp_path):
         for metrics in rows.values():
             for key in ("expression_jaw_vertex_error", "expression_vertex_error", "accel_error"):
                 assert metrics[key] >= 0, key
+        assert rows["bivit-w3"]["seeds"] == 2 and "expression_vertex_error_std" in rows["bivit-w3"]
+        assert rows["per-frame"]["seeds"] == 1 and rows["per-frame+filter"]["seeds"] == 1
+    # bivit-w3 is the 2nd checkpoint of seed 0's evaluation and the 1st of seed 1's (per-frame
+    # has one seed); its table value is the mean over the two
+    evals = [out / "eval" / "heldout_clean" / f"seed_{k}" / "metrics.json" for k in (0, 1)]
+    methods = [json.loads(e.read_text())["methods"] for e in evals]
+    seeds = [methods[0]["seed_0-2"]["overall"], methods[1]["seed_1"]["overall"]]
+    mean = results["heldout_clean"]["bivit-w3"]["accel_error"]
+    assert mean == pytest.approx(sum(m["accel_error"] for m in seeds) / 2)
     for row in ("per-frame", "bivit-w3", "spectre-conv"):
         assert (out / row / "model.pt").is_file()
     assert (out / "results.png").stat().st_size > 0
