@@ -22,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import fields
 
 from seqdeca.config.schema import Config
+from seqdeca.data.dataset import training_window_lengths
 from seqdeca.errors import UserError
 from seqdeca.inference.checkpoint import LoadedModel
 
@@ -43,9 +44,9 @@ def trained_windows(loaded: LoadedModel) -> list[int]:
     if loaded.kind != "seqdeca" or not loaded.model.use_temporal:
         return [1]
     data = loaded.config.data
-    longest = int(data.window)
-    shortest = int(data.min_window) or longest
-    return list(range(shortest, longest + 1, 2)) if longest % 2 else [longest]
+    if data.window % 2 == 0:  # a run of an older version: that one length
+        return [int(data.window)]
+    return training_window_lengths(data.window, data.min_window)
 
 
 def network_window(loaded: LoadedModel, requested: int = 0) -> int:
