@@ -22,8 +22,11 @@ smallest of ``--videos``, default ../shared/data/clips next to the repository; s
 videos rendered here when it has none or with ``--videos synthetic``) into OUT/prep_reference,
 then into OUT/prep_killed, killed ``--prep-kills`` times at uniform random times within the
 expected remaining time (every other one within its clip-processing part) and rerun; a last
-rerun completes the set. Every file of the two outputs (``summary.json`` aside: timings) must be
-byte-identical, with nothing left over. A kill goes to the tool's whole process group.
+rerun completes the set. When the kills have completed every clip before the plan is used up,
+that round is finished by a rerun and set aside (OUT/prep_killed_round<k>) and the remaining kills
+start a fresh preparation, so every kill meets unfinished work. Every file of every round's output
+(``summary.json`` aside: timings) must be byte-identical to the reference's, with nothing left
+over. A kill goes to the tool's whole process group.
 
 Prints the command, date, machine, each kill and a summary table; writes OUT/report.json and
 OUT/logs/. Exit code 0: lossless; 1: a mismatch (the differing steps, losses or files are
@@ -474,19 +477,31 @@ def prep_reference(input_dir: Path, ref_dir: Path, logs: Path) -> Timing:
 
 
 def killed_preparation(args: argparse.Namespace, input_dir: Path, out_dir: Path, logs: Path,
-                       timing: tuple[float, float], result: PartResult) -> None:  # fmt: skip
+                       timing: tuple[float, float], result: PartResult) -> list[Path]:  # fmt: skip
     """Kill ``--prep-kills`` launches and rerun; a last rerun completes. Kill times are uniform
-    over the expected run time, every other one over its clip-processing part only."""
+    over the expected run time, every other one over its clip-processing part only. When the
+    kills have completed every clip before the plan is used up, a rerun finishes that round,
+    its output is set aside (``<out_dir>_round<k>``, compared like the last one) and the next
+    kills start a fresh preparation, so that every kill meets unfinished work. Returns the
+    set-aside rounds."""
     rng, (startup, total) = random.Random(args.seed + 1), timing
     clips = max(1, sum(p.suffix.lower() in VIDEO_SUFFIXES for p in input_dir.iterdir()))
+    rounds: list[Path] = []
     for i in range(args.prep_kills + 1):
         done = clip_state(out_dir)[0]
+        if done >= clips and i < args.prep_kills:
+            finishing = start(prep_command(input_dir, out_dir), logs / f"prep_round_{i:03d}.log")
+            problem = finish(finishing, 10 * total + 60, f"the rerun that ends round {len(rounds)}")
+            result.problems += [problem] if problem else []
+            rounds.append(out_dir.with_name(f"{out_dir.name}_round{len(rounds)}"))
+            out_dir.rename(rounds[-1])
+            done = 0
         launch = start(prep_command(input_dir, out_dir), logs / f"prep_killed_{i:03d}.log")
         result.launches += 1
         if i == args.prep_kills:
             problem = finish(launch, 10 * total + 60, f"the last preparation launch (#{i})")
             result.problems += [problem] if problem else []
-            return
+            return rounds
         remaining = startup + (total - startup) * max(0, clips - done) / clips
         delay = rng.uniform(startup if i % 2 else 0.0, remaining)
         try:
@@ -502,6 +517,7 @@ def killed_preparation(args: argparse.Namespace, input_dir: Path, out_dir: Path,
                              "clips_after": complete, "in_clip_write": partial > 0})  # fmt: skip
         print(f"  kill {len(result.kills):3d}: after {delay:5.2f} s, {complete} clips complete"
               f"{', DURING a clip write' if partial else ''}", flush=True)  # fmt: skip
+    return rounds
 
 
 def run_preparation(args: argparse.Namespace, out: Path) -> PartResult:
@@ -513,10 +529,15 @@ def run_preparation(args: argparse.Namespace, out: Path) -> PartResult:
     result.launches += 1
     print(f"preparation reference: {what}, {total:.1f} s ({startup:.1f} s start-up)", flush=True)
     result.problems += [problem] if problem else []
+    rounds = []
     if not problem:
-        killed_preparation(args, input_dir, out_dir, logs, (startup, total), result)
+        rounds = killed_preparation(args, input_dir, out_dir, logs, (startup, total), result)
     if not result.problems:
-        result.problems += compare_trees(ref_dir, out_dir)
+        for folder in [*rounds, out_dir]:
+            result.problems += compare_trees(ref_dir, folder)
+        if rounds:
+            result.notes.append(f"{len(rounds) + 1} killed-and-rerun rounds, each "
+                                "compared with the reference")  # fmt: skip
         files, clips = len(tree_digests(ref_dir)), clip_state(ref_dir)[0]
         result.notes.append(f"{what}: {files} files compared byte for byte ({clips} clips)")
     result.problems[:0] = code_changes(code)
