@@ -15,6 +15,7 @@ import pytest
 import torch
 from prepared_factory import make_prepared_clip
 
+from benchmarks.bench_loader import DescriptorCount
 from seqdeca.data.dataset import SequenceDataset
 
 FD_DIR = Path("/proc/self/fd")
@@ -37,31 +38,13 @@ def linked_clips(root: Path, count: int, frames: int = 1) -> Path:
     return root / "many"
 
 
-class _CountDescriptors(torch.utils.data.Dataset):
-    """Reads a window of the wrapped dataset, returns (pid, open descriptors of the process)."""
-
-    def __init__(self, inner: SequenceDataset) -> None:
-        self.inner = inner
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, index: int) -> tuple[int, int]:
-        self.inner[index]
-        return os.getpid(), len(os.listdir(FD_DIR)) - 1  # minus the listing's own descriptor
-
-
-def _as_list(items: list) -> list:
-    return items
-
-
 @pytest.mark.skipif(not FD_DIR.is_dir(), reason="needs /proc/self/fd (Linux)")
 def test_open_descriptors_stay_bounded_over_an_epoch_with_two_workers(tmp_path) -> None:
     clips = 320
     ds = SequenceDataset(sources=[linked_clips(tmp_path, clips)], window=1, train=True, seed=1)
     assert len(ds.clips) == clips and len(ds) == clips
     loader = torch.utils.data.DataLoader(
-        _CountDescriptors(ds), batch_size=8, num_workers=2, collate_fn=_as_list
+        DescriptorCount(ds), batch_size=8, num_workers=2, collate_fn=list
     )
     seen = [row for batch in loader for row in batch]
     assert len(seen) == clips  # a full epoch
