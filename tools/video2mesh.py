@@ -1,8 +1,8 @@
 """Reconstruct a 3D face mesh for every frame of videos (network or landmark fitting).
 
     python tools/video2mesh.py CLIP [CLIP ...] | --demo [--out DIR] [--checkpoint PATH]
-        [--mode auto|network|fit] [--device cpu|cuda] [--detail] [--no-video] [--batch-size N]
-        [--config FILE ...] [section.key=value ...]
+        [--mode auto|network|fit] [--device cpu|cuda] [--detail] [--no-video] [--no-rig]
+        [--batch-size N] [--config FILE ...] [section.key=value ...]
 
 A folder argument processes every video in it. `network` mode runs a trained checkpoint (a
 seqdeca model.pt, or DECA's deca_model.tar with face_model.* pointing at FLAME); `fit` mode
@@ -10,11 +10,11 @@ needs no trained weights and fits the face model to the tracked landmarks; `auto
 picks `network` when a checkpoint is given or configured, else `fit`.
 
 Writes DIR/<clip stem>/: meshes/NNNNNN.obj per frame with a face, codes.npz, landmarks.npz,
-overlay.mp4 (input | render | shape) and summary.json, and DIR/summary.json for the run. A clip
-that cannot be processed gives one line on stderr; the others are still processed and the exit
-code is then 2. Under `accelerate launch --num_processes N` (or torchrun) the N processes share
-the clips, each on its own GPU (cuda:LOCAL_RANK); process 0 writes DIR/summary.json and its exit
-code covers every clip.
+overlay.mp4 (input | render | shape), rig.glb (an animated glTF rig, docs/rig.md) and
+summary.json, and DIR/summary.json for the run. A clip that cannot be processed gives one line
+on stderr; the others are still processed and the exit code is then 2. Under `accelerate launch
+--num_processes N` (or torchrun) the N processes share the clips, each on its own GPU
+(cuda:LOCAL_RANK); process 0 writes DIR/summary.json and its exit code covers every clip.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: run.device)")
     parser.add_argument("--detail", action="store_true", help="also write detail meshes")
     parser.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
+    parser.add_argument("--no-rig", action="store_true", help="skip rig.glb (the glTF rig)")
     parser.add_argument("--batch-size", type=int, help="windows per network forward")
     parser.add_argument("--config", action="append", default=None,
                         help=f"YAML config file(s) (default: {DEFAULT_CONFIG.name})")  # fmt: skip
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size is not None:
             cfg.inference.batch_size = max(1, args.batch_size)
         results = video2mesh(clips, args.out, cfg, detail=args.detail,
-                             video=not args.no_video, report=partial(report, tag=shard.tag),
+                             video=not args.no_video, rig=not args.no_rig,
+                             report=partial(report, tag=shard.tag),
                              explicit=given_keys(files, items), shard=shard)  # fmt: skip
         if not shard.is_main:
             return 0  # process 0 holds every result; a failed exit here would stop it early

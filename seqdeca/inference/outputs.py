@@ -7,6 +7,7 @@ Layout of ``<out>/<clip stem>/``::
     codes.npz        per-frame arrays, leading T axis (see docs/video2mesh.md)
     landmarks.npz    tracked and model landmarks in ORIGINAL-frame pixels, leading T
     overlay.mp4      input | render over the input | shape, at the source fps (unless --no-video)
+    rig.glb          animated glTF rig of the clip, from codes.npz (unless --no-rig; docs/rig.md)
     summary.json     written last
 
 Everything is written into a hidden temporary folder ``<out>/.<stem>.tmp-<pid>`` that is
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqdeca.face_model.layer import FaceModel
+from seqdeca.io.gltf_rig import RIG_CODES, clip_texture, write_rig
 from seqdeca.io.npz import NpzStreamWriter
 from seqdeca.io.obj import write_obj
 from seqdeca.io.video import VideoWriter
@@ -33,6 +36,7 @@ __all__ = ["ClipWriter"]
 
 SHARED_MTL = "material.mtl"
 SHARED_TEXTURE = "texture.png"
+RIG_FILE = "rig.glb"
 
 
 class ClipWriter:
@@ -62,6 +66,7 @@ class ClipWriter:
             self.video = VideoWriter(self.tmp / "overlay.mp4", fps=fps, size=size)
         self.meshes = 0
         self._shared_texture = False
+        self._codes_closed = False
 
     @property
     def has_uv(self) -> bool:
@@ -95,9 +100,23 @@ class ClipWriter:
             write_obj(path, vertices, self.faces, **uv)
         self.meshes += not suffix
 
+    def _close_codes(self) -> Path:
+        if not self._codes_closed:
+            self.codes.close()
+            self._codes_closed = True
+        return self.codes.path
+
+    def rig(self, face_model: FaceModel, *, fps: float) -> Path:
+        """Write ``rig.glb`` from the clip's codes; closes ``codes.npz`` (call after the last
+        chunk). Only the rig's per-frame codes are read back (O(T) small arrays)."""
+        with np.load(self._close_codes()) as z:
+            codes = {k: z[k] for k in RIG_CODES if k in z.files}
+        return write_rig(self.tmp / RIG_FILE, face_model, codes, fps=fps,
+                         texture=clip_texture(face_model, codes), name=self.final.name)  # fmt: skip
+
     def finish(self, summary: dict) -> Path:
         """Close every stream, write ``summary.json`` and publish the folder; returns it."""
-        self.codes.close()
+        self._close_codes()
         self.landmarks.close()
         if self.video is not None:
             self.video.close()

@@ -231,9 +231,10 @@ def _run_chunks(stream: ClipStream, engine, writer: ClipWriter, cfg: Config, tim
 
 
 def process_clip(path: str | Path, out_dir: str | Path, name: str, cfg: Config,
-                 engine: NetworkEngine | FitEngine, *, video: bool = True,
+                 engine: NetworkEngine | FitEngine, *, video: bool = True, rig: bool = True,
                  progress: bool = True) -> ClipResult:  # fmt: skip
-    """Run video2mesh on one clip into ``out_dir / name`` (see the module docstring).
+    """Run video2mesh on one clip into ``out_dir / name`` (see the module docstring); ``rig``:
+    also write ``rig.glb`` (:mod:`seqdeca.io.gltf_rig`) from the clip's codes at its end.
 
     Returns:
         A :class:`ClipResult`, "done" or "failed" (one-line reason; nothing left on disk).
@@ -270,10 +271,15 @@ def process_clip(path: str | Path, out_dir: str | Path, name: str, cfg: Config,
             frames = stream.end or 0
             if valid == 0:
                 raise NoFaceError(f"no face found in any of the {frames} frames of {path}")
+            if rig:
+                tic = time.perf_counter()
+                writer.rig(engine.face_model, fps=reader.fps)
+                timings["write"] += time.perf_counter() - tic
             result.frames, result.valid_frames = frames, valid
             result.seconds = time.perf_counter() - start
             result.timings = timings
-            summary = _summary(path, name, cfg, engine, result, reader, writer, video=video)
+            summary = _summary(path, name, cfg, engine, result, reader, writer, video=video,
+                               rig=rig)  # fmt: skip
             result.out = writer.finish(summary)
             result.status = "done"
     except UserError as exc:
@@ -286,7 +292,7 @@ def process_clip(path: str | Path, out_dir: str | Path, name: str, cfg: Config,
 
 
 def _summary(path, name: str, cfg: Config, engine, result: ClipResult, reader, writer: ClipWriter,
-             *, video: bool) -> dict:  # fmt: skip
+             *, video: bool, rig: bool) -> dict:  # fmt: skip
     seconds = result.seconds
     inf = cfg.inference
     return {
@@ -297,7 +303,7 @@ def _summary(path, name: str, cfg: Config, engine, result: ClipResult, reader, w
         "source_size": list(reader.size), "decode_size": list(reader.decode_size),
         "window": inf.window, "chunk_frames": inf.chunk_frames, "batch_size": inf.batch_size,
         "crop_size": cfg.crop.size, "render_size": cfg.render.image_size,
-        "device": cfg.run.device, "overlay": video,
+        "device": cfg.run.device, "overlay": video, "rig": rig,
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
         "seconds": round(seconds, 4),
         "frames_per_second": round(result.frames / seconds, 3) if seconds > 0 else None,
@@ -322,7 +328,8 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *,
-               detail: bool = False, video: bool = True, progress: bool = True,
+               detail: bool = False, video: bool = True, rig: bool = True,
+               progress: bool = True,
                report: Callable[[ClipResult], None] | None = None,
                explicit: Collection[str] = (), shard: Shard | None = None,
                ) -> list[ClipResult]:  # fmt: skip
@@ -335,6 +342,7 @@ def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *
             ``run.device`` are read).
         detail: network mode: also write detail meshes.
         video: write overlay.mp4.
+        rig: write rig.glb, the clip's animated glTF rig (docs/rig.md).
         progress: show a progress bar per clip (on terminals).
         report: called with each clip's result as soon as it is known.
         explicit: config keys the caller set on purpose (:func:`seqdeca.config.given_keys`):
@@ -366,7 +374,7 @@ def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *
     results = []
     for clip, name in shard.take(list(zip(clips, names))):
         with torch.no_grad(), _torch_threads(engine.threads):
-            res = process_clip(clip, out_dir, name, cfg, engine, video=video,
+            res = process_clip(clip, out_dir, name, cfg, engine, video=video, rig=rig,
                                progress=progress and shard.is_main)  # fmt: skip
         results.append(res)
         if report is not None:
