@@ -56,7 +56,10 @@ def test_evaluate_network_per_frame_and_fit_writes_every_output(setup: dict) -> 
     evaluate(opts)
     payload = json.loads((out / "metrics.json").read_text())
     methods = payload["methods"]
-    assert list(methods) == ["run_a", "run_a+per-frame", "fit", "input"]
+    assert list(methods) == ["run_a", "run_a+per-frame", "fit", "input", "mean-face"]
+    # the neutral-face floor exists for the synthetic clips only (they have ground truth)
+    assert "videos/labelled" not in methods["mean-face"]["per_clip"]
+    assert methods["mean-face"]["overall"]["expression_error"] > 0
     assert payload["settings"]["window"] == 0 and payload["settings"]["clips"] == 3
     assert methods["run_a"]["description"].endswith("; window 3")  # the checkpoint's window
     net, fit, ref = (
@@ -132,7 +135,7 @@ def test_cli_network_mode_reads_window_override(setup: dict) -> None:
     payload = json.loads((out / "metrics.json").read_text())
     assert payload["settings"]["window"] == 1 and payload["settings"]["batch_size"] == 4
     assert payload["methods"]["run_a"]["description"].endswith("; window 1")
-    assert list(payload["methods"]) == ["run_a", "input"]
+    assert list(payload["methods"]) == ["run_a", "input", "mean-face"]
 
 
 def test_cli_bad_input_is_one_line_exit_2(setup: dict, tmp_path: Path, capsys) -> None:

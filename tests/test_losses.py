@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import types
 from dataclasses import fields
 
 import pytest
@@ -476,3 +477,38 @@ def test_au_render_term_is_wired_and_trains_the_codes() -> None:
     grad = model.temporal_fusion.residual_head.weight.grad
     assert grad is not None and grad.abs().sum() > 0
     assert all(p.grad is None for p in model.au_net.parameters())  # frozen: no update
+
+
+def test_residual_reg_pulls_the_fused_codes_to_the_per_frame_ones() -> None:
+    """``loss.residual_reg``: zero at the fusion's zero start, then ``code_l2`` of the residual,
+    with a gradient that reaches the fusion only."""
+    from seqdeca.config import load_config
+    from seqdeca.losses.regularisers import code_l2
+    from seqdeca.models.from_config import build_model
+    from seqdeca.train.steps import SkipLog, coarse_terms
+
+    cfg = load_config(["configs/tiny_cpu.yaml"], ["loss.residual_reg=1.0"])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.set_stage("temporal")
+    b, t = 1, 3
+    images = torch.rand(b, t, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    valid = torch.ones(b, t, dtype=torch.bool)
+    weights = {k: 0.0 for k in ("landmark", "eye_closure", "lip_closure", "photometric",
+                                "light_reg", "au_label", "shape_reg", "expression_reg",
+                                "texture_reg")}  # fmt: skip
+    for name, value in weights.items():
+        setattr(cfg.loss, name, value)
+    kwargs = {"loss_cfg": cfg.loss, "mediapipe_ids": None, "skips": SkipLog()}
+    batch = types.SimpleNamespace(valid=valid, clean_images=None, images=images)
+    start = coarse_terms(model(images, valid), batch, **kwargs)
+    assert set(start) == {"residual_reg"} and start["residual_reg"].detach().item() == 0.0
+    with torch.no_grad():
+        torch.nn.init.normal_(model.temporal_fusion.residual_head.weight, std=0.05)
+    out = model(images, valid)
+    terms = coarse_terms(out, batch, **kwargs)
+    torch.testing.assert_close(terms["residual_reg"], code_l2(out["residual"], valid))
+    assert terms["residual_reg"].detach().item() > 0
+    terms["residual_reg"].backward()
+    assert model.temporal_fusion.residual_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.coarse_encoder.parameters())

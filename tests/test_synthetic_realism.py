@@ -144,6 +144,20 @@ def test_au_expression_residual_is_about_a_quarter(model):
     assert 0.15 < residual_energy / (au_energy + residual_energy) < 0.35
 
 
+def test_au_scale_multiplies_the_au_driven_part_only(model):
+    au_map = au_expression_map(model)
+    codes = {}
+    for scale in (1.0, 2.0):
+        settings = replace(SyntheticConfig(), expression="au", frames=60, au_events=3.0,
+                           au_scale=scale)  # fmt: skip
+        codes[scale] = sample_clip_codes(model, torch.Generator().manual_seed(5), settings,
+                                         au_map=au_map)  # fmt: skip
+    torch.testing.assert_close(codes[2.0]["au_intensity"], codes[1.0]["au_intensity"])
+    from_au = au_map.codes(codes[1.0]["au_intensity"])[0]
+    torch.testing.assert_close(codes[2.0]["expression"] - codes[1.0]["expression"], from_au)
+    assert float(codes[2.0]["jaw_pose"][:, 0].max()) > float(codes[1.0]["jaw_pose"][:, 0].max())
+
+
 def test_au_ground_truth_files(tmp_path):
     (clip,) = make_synthetic_dataset(tmp_path, _cfg("synthetic.expression=au",
                                      "synthetic.background=photo", "synthetic.fast_turns=0.5"),

@@ -24,7 +24,8 @@ def test_toy_run_writes_every_row_on_every_set(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, str(SCRIPT), str(out), "--quick", "--rows", "per-frame",
            "per-frame+filter", "bivit-w3", "spectre-conv", "--train-clips", "3",
-           "--heldout-clips", "2", "--max-frames", "10", "--pretrain-steps", "3", "--steps", "3",
+           "--heldout-clips", "2", "--max-frames", "10", "--pretrain-clips", "4",
+           "--pretrain-steps", "3", "--steps", "3",
            "--seeds", "2", "--no-progress", "data.batch_size=2"]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -35,7 +36,9 @@ def test_toy_run_writes_every_row_on_every_set(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"heldout_corrupted", "heldout_clean"}
     for rows in results.values():
-        assert list(rows) == ["per-frame", "per-frame+filter", "bivit-w3", "spectre-conv"]
+        assert list(rows) == ["per-frame", "per-frame+filter", "bivit-w3", "spectre-conv",
+                              "mean-face"]  # fmt: skip
+        assert rows["mean-face"]["expression_vertex_error"] > 0  # the floor, from the truth
         for metrics in rows.values():
             for key in ("expression_jaw_vertex_error", "expression_vertex_error", "accel_error"):
                 assert metrics[key] >= 0, key
@@ -51,7 +54,9 @@ def test_toy_run_writes_every_row_on_every_set(tmp_path):
     for row in ("per-frame", "bivit-w3", "spectre-conv"):
         assert (out / row / "model.pt").is_file()
     assert (out / "results.png").stat().st_size > 0
-    assert "| bivit-w3 |" in (out / "results.md").read_text()
+    report = (out / "results.md").read_text()
+    assert "| bivit-w3 |" in report and "Pretrained per-frame encoders / mean face" in report
+    assert len(list((out / "data" / "pretrain" / "synthetic").iterdir())) == 4
     assert "[train bivit-w3 seed 0] 3 steps" in proc.stdout
     again = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False

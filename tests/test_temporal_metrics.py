@@ -80,3 +80,37 @@ def test_a_motionless_prediction_pays_the_truths_acceleration(clip_and_gt):
     assert float(series["accel_error"].nanmean()) > 0.0  # ...but an acceleration error
     torch.testing.assert_close(series["accel_error"].nanmean(), truth["accel_vertices"].nanmean(),
                                rtol=1e-3, atol=1e-4)  # fmt: skip
+
+
+def test_mean_face_row_is_the_neutral_truth(clip_and_gt, tmp_path):
+    """The evaluation's ``mean-face`` reference: true identity and pose, neutral expression."""
+    from seqdeca.eval.runner import _mean_face_row
+
+    clip, gt = clip_and_gt
+    pred = gt.mean_face(clip)
+    assert bool((pred.expression == 0).all()) and bool((pred.jaw_pose == 0).all())
+    torch.testing.assert_close(pred.global_pose, clip.gt["global_pose"].float())
+    series = _series(clip, gt, pred)
+    code = (clip.gt["expression"].abs().mean(-1))[clip.valid]
+    torch.testing.assert_close(series["expression_error"][clip.valid], code.float())
+    assert float(series["expression_vertex_error"].nanmean()) > 0.05
+    row = _mean_face_row([clip.path], gt)
+    assert row is not None and row.kind == "reference" and list(row.clips) == [clip.name]
+    no_truth = _GroundTruth(load_config(TINY))
+    no_truth.failed = True  # as when the face model cannot be built: no row, no error
+    assert _mean_face_row([clip.path], no_truth) is None
+
+
+def test_gap_series_scores_only_the_interpolated_frames(clip_and_gt):
+    import dataclasses
+
+    clip, gt = clip_and_gt
+    tracked = torch.ones(clip.num_frames)
+    tracked[3:5] = 0.0  # tracking lost on frames 3 and 4: their crops were interpolated
+    lost = dataclasses.replace(clip, gt=clip.gt | {"tracked": tracked})
+    pred = gt.mean_face(lost)
+    series = _series(lost, gt, pred)
+    gap = series["expression_jaw_vertex_error_gap"]
+    assert torch.isnan(gap[[0, 1, 2, 5]]).all()
+    torch.testing.assert_close(gap[3:5], series["expression_jaw_vertex_error"][3:5])
+    assert "expression_jaw_vertex_error_gap" not in _series(clip, gt, pred)  # no tracking info

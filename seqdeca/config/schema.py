@@ -69,13 +69,17 @@ class PrepareConfig:
 
 @dataclass
 class AugmentationConfig:
-    """Window-consistent augmentation (the same draw for every frame of a window)."""
+    """Window-consistent augmentation (the same draw for every frame of a window), and
+    per-frame corruptions of the input (``corruption``: :mod:`seqdeca.data.corrupt_crops`)."""
 
     flip_prob: float = 0.5
     max_rotation_deg: float = 15.0
     scale_jitter: float = 0.1  # relative
     shift_jitter: float = 0.05  # fraction of the crop size
     color_jitter: float = 0.1  # brightness/contrast/saturation amplitude
+    # on-the-fly corruptions of the input crops (occluders, blur, noise, JPEG, flicker) at this
+    # multiple of the realistic mix (1: about one frame in four); targets keep the clean crops
+    corruption: float = 0.0
 
 
 @dataclass
@@ -128,6 +132,13 @@ class LossConfig:
     texture_reg: float = 1e-4
     light_reg: float = 1.0
     jaw_reg: float = 0.0
+    # L2 on the temporal model's residual (expression, jaw, light): the per-frame encoder's codes
+    # are the prior of the fused ones, as the mean face is the prior of expression_reg
+    residual_reg: float = 0.0
+    # fused expression and jaw on corrupted input (data.augmentation.corruption) vs the frozen
+    # per-frame encoder's on the clean crops: self-supervised, it teaches the temporal model to
+    # repair a bad frame from its neighbours
+    clean_consistency: float = 0.0
     temporal: float = 0.0  # smoothness of fused codes within the window
     au_label: float = 1.0  # AU head vs labels / proxies
     au_render: float = 0.0  # AU net on the render vs on the input
@@ -154,15 +165,18 @@ class LossConfig:
 class ModelConfig:
     """The composed network (:func:`seqdeca.models.from_config.build_model`).
 
-    ``backbone="resnet50"`` is DECA-compatible (224x224 input only); ``"tiny"`` is for tests and
-    smoke runs. A DECA ``deca_model.tar`` fits only a face model with DECA's 100 shape / 50 texture
+    ``backbone="resnet50"`` is DECA-compatible (224x224 input only); ``"resnet18"`` is a real
+    architecture for CPU-sized experiments at small crops; ``"tiny"`` is for tests and smoke runs. A DECA ``deca_model.tar`` fits only a face model with DECA's 100 shape / 50 texture
     / 50 expression components (FLAME); OpenGraphAU checkpoints need ``au_backbone="resnet50"``
     and the checkpoint's graph stage in ``au_stage``.
     """
 
-    backbone: str = "resnet50"  # coarse and detail encoders: "resnet50" or "tiny"
-    au_backbone: str = "resnet50"  # AU net trunk: "resnet50" or "tiny"
+    backbone: str = "resnet50"  # coarse and detail encoders: "resnet50", "resnet18" or "tiny"
+    au_backbone: str = "resnet50"  # AU net trunk: "resnet50", "resnet18" or "tiny"
     au_stage: int = 1  # OpenGraphAU graph stage (1 or 2) of the AU net
+    # > 0: the per-frame encoders see the crops resized to this side (e.g. 64 for resnet18 on
+    # a CPU); 0: as prepared (224, which resnet50 requires)
+    encoder_size: int = 0
     # temporal model: "transformer" (window transformer over global, AU and code tokens) or
     # "conv" (SPECTRE-style 1D convolution over time, residual on expression and jaw)
     temporal: str = "transformer"
@@ -284,6 +298,7 @@ class SyntheticConfig:
     expression: str = "smooth"  # "smooth" random curves or "au" (AU intensities + residual)
     residual_expression: float = 0.6  # "au": RMS of the residual expression, per coefficient
     au_events: float = 0.6  # "au": expression events (AU groups or single AUs) per second
+    au_scale: float = 1.0  # "au": gain on the AU-driven expression and jaw opening
     background: str = "noise"  # "noise" (smooth colours) or "photo" (scikit-image photographs)
     fast_turns: float = 0.0  # fast head turns per second
     max_yaw: float = 30.0

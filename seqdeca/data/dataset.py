@@ -36,6 +36,7 @@ import torch
 
 from seqdeca.config.schema import AugmentationConfig, CropConfig, DataConfig, DataSourceConfig
 from seqdeca.data.augment import augment_window, draw_augmentation
+from seqdeca.data.corrupt_crops import corrupt_window, corruption_rates
 from seqdeca.data.clip_files import (
     READ_ERRORS,
     BadWindow,
@@ -231,6 +232,10 @@ class SequenceDataset(torch.utils.data.Dataset):
         self.frame_mask_prob = float(frame_mask_prob)
         self.train = train
         self.augmentation = augmentation or AugmentationConfig()
+        corruption = self.augmentation.corruption
+        if corruption < 0:
+            raise UserError(f"data.augmentation.corruption={corruption} must be >= 0")
+        self.corruption = corruption_rates(corruption) if train and corruption > 0 else None
         self.seed = seed
         self.image_size = image_size
         sources = [
@@ -359,6 +364,11 @@ class SequenceDataset(torch.utils.data.Dataset):
             gen = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch, index))
             sample = augment_window(sample, draw_augmentation(self.augmentation, gen))
             sample["valid"] = sample["valid"] & ~self._frame_gaps(index, length)
+            if self.corruption is not None:  # the input only: targets keep the clean crops
+                rng = np.random.default_rng(mixed_seed(self.seed, self.epoch, index, -4))
+                sample["clean_images"] = sample["images"]
+                sample["images"] = corrupt_window(sample["images"], sample["landmarks68"],
+                                                  self.corruption, rng)  # fmt: skip
         return sample
 
     def _check_ground_truth(self) -> None:
@@ -442,6 +452,8 @@ class WindowBatch:
         read_ok: one flag per window the loader drew for this batch, in order; False where a
             file could not be read and the window was dropped (B = its number of True).
         unreadable: ``clip_id/file (reason)`` of each dropped window.
+        clean_images: (B, T, 3, H, W) the crops before ``data.augmentation.corruption`` (the
+            targets of the photometric and consistency terms), or None when not corrupted.
 
     When no window of a batch could be read, B = 0 and every tensor is empty (shape (0,)):
     the training loop skips such a batch.
@@ -459,6 +471,7 @@ class WindowBatch:
     gt: dict[str, torch.Tensor] = field(default_factory=dict)
     read_ok: list[bool] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    clean_images: torch.Tensor | None = None
 
     @property
     def bad_samples(self) -> int:
@@ -516,6 +529,7 @@ def collate_windows(
         clip_ids=[clip_ids[n] if clip_ids else str(n) for n in numbers], frames=stack("frames"),
         gt={k.removeprefix("gt_"): stack(k) for k in items[0] if k.startswith("gt_")},
         read_ok=read_ok, unreadable=unreadable,
+        clean_images=stack("clean_images") if "clean_images" in items[0] else None,
     )  # fmt: skip
 
 

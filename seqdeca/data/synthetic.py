@@ -130,11 +130,13 @@ def _au_expression(model: FaceModel, gen: torch.Generator, settings: SyntheticSe
                    frames: int, au_map: AUMap) -> tuple[torch.Tensor, ...]:  # fmt: skip
     """(AU intensities (T, 27), expression (T, E), jaw opening (T, 1)) of ``expression: au``.
 
-    The residual is a smooth curve per coefficient scaled to an RMS of ``residual_expression``
+    The AU-driven part (expression and jaw) is multiplied by ``au_scale``. The residual is a
+    smooth curve per coefficient scaled to an RMS of ``residual_expression``
     (the smooth curves' mean square is about 0.2, hence the factor sqrt(5)).
     """
     au = au_trajectories(gen, frames, fps=settings.fps, events_per_second=settings.au_events)
     expression, jaw = au_map.codes(au)
+    expression, jaw = expression * settings.au_scale, jaw * settings.au_scale
     residual = smooth_trajectory(gen, frames, model.num_expression, fps=settings.fps)
     expression = expression + residual * math.sqrt(5) * settings.residual_expression
     return au, expression, jaw.clamp(0, settings.max_jaw)[:, None]

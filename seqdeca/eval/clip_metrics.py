@@ -17,6 +17,9 @@ head pose (:class:`ExpressionMeshes`): ``expression_vertex_error`` (expression a
 on both sides) and ``expression_jaw_vertex_error`` (expression and jaw), in mm; and
 ``accel_error``, the distance between the acceleration of the pose-removed predicted mesh and
 that of the ground truth (mm/frame^2): jitter and over-smoothing both raise it.
+``expression_jaw_vertex_error_gap`` is the same score on the frames whose crop comes from gap
+interpolation (``gt.npz`` ``tracked`` false: tracking lost, e.g. under an occluder), where time
+should help most.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ SERIES_UNITS: dict[str, str] = {
     "vertex_error": "mm",
     "expression_vertex_error": "mm",
     "expression_jaw_vertex_error": "mm",
+    "expression_jaw_vertex_error_gap": "mm",
     "accel_error": "mm/frame^2",
 }
 
@@ -193,6 +197,11 @@ def _ground_truth(
         out["expression_vertex_error"] = M.vertex_error_mm(m.pred_expression, m.true_expression)
         out["expression_jaw_vertex_error"] = M.vertex_error_mm(m.pred_expression_jaw,
                                                                m.true_expression_jaw)  # fmt: skip
+        if "tracked" in gt:  # frames whose crop and landmarks come from gap interpolation
+            gap = ~gt["tracked"].bool()
+            out["expression_jaw_vertex_error_gap"] = torch.where(
+                gap, out["expression_jaw_vertex_error"], torch.nan
+            )
     invalid = torch.full((clip.num_frames,), float("nan"))
     return {k: torch.where(clip.valid, v.float(), invalid) for k, v in out.items()}
 

@@ -11,7 +11,9 @@ Methods (table rows), in order:
   mode does it (:class:`~seqdeca.inference.engines.FitEngine`: identity once, then every frame
   with its centred window; mean albedo, fixed light) (``fit``);
 * ``input``: the temporal metrics of the tracked input landmarks (and of the ground-truth mesh
-  of synthetic clips), the reference the smoothness numbers are read against.
+  of synthetic clips), the reference the smoothness numbers are read against;
+* ``mean-face`` (clips with ground truth only): the true identity and head pose with a neutral
+  expression and closed jaw, the floor of the expression, jaw and vertex errors.
 
 Window length, batch size and the fit settings come from ``cfg.inference`` (window overridable).
 One model and one clip are in memory at a time.
@@ -313,6 +315,43 @@ class _GroundTruth:
         )
 
 
+    def mean_face(self, clip: PreparedClip) -> ClipPrediction | None:
+        """The ground truth with a neutral face (expression zero, jaw closed): the floor every
+        expression estimate must beat; None without ground truth."""
+        model = self._model_for(clip)
+        if model is None:
+            return None
+        gt = clip.gt
+        neutral = torch.zeros_like(gt["expression"])  # the truth's size: comparable code errors
+        closed = torch.zeros(clip.num_frames, 3)
+        with torch.no_grad():
+            vertices = model(FlameParams(
+                shape=gt["shape"], expression=torch.zeros(clip.num_frames, model.num_expression),
+                global_pose=gt["global_pose"],
+            )).vertices.float()  # fmt: skip
+        return ClipPrediction(landmarks68=None, landmarks_mp=None, vertices=vertices,
+                              global_pose=gt["global_pose"].float(), jaw_pose=closed,
+                              expression=neutral, render=None, au_probabilities=None,
+                              seconds=0.0)  # fmt: skip
+
+
+def _mean_face_row(paths: list[Path], gt: _GroundTruth) -> MethodResult | None:
+    """The ``mean-face`` reference row of clips with ground truth (None when none has it)."""
+    row = MethodResult(
+        name="mean-face", kind="reference",
+        description="the ground-truth identity and head pose with a neutral expression and "
+                    "closed jaw: the floor of the expression, jaw and vertex errors",
+    )  # fmt: skip
+    for clip in _load_clips(paths):
+        pred = gt.mean_face(clip)
+        if pred is None:
+            continue
+        series = clip_series(pred, clip, mediapipe_ids=None, gt_vertices=gt.vertices(clip),
+                             expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
+        row.clips[clip.name] = _clip_result(pred, clip, series)
+    return row if row.clips else None
+
+
 def _clip_result(pred: ClipPrediction, clip: PreparedClip, series: dict) -> ClipResult:
     return ClipResult(series=series, au_probabilities=pred.au_probabilities, au_labels=clip.au,
                       fps=clip.fps, frames=int(clip.valid.sum()), seconds=pred.seconds)  # fmt: skip
@@ -470,6 +509,9 @@ def evaluate(opts: EvalOptions) -> dict:
     if opts.mode == "fit":
         results.append(_fit_row(opts, paths, gt, reference))
     results.append(reference)
+    mean_face = _mean_face_row(paths, gt)
+    if mean_face is not None:
+        results.append(mean_face)
     inference = opts.config.inference
     settings = {
         "data": str(opts.data), "mode": opts.mode, "per_frame": opts.per_frame,

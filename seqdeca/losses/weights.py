@@ -41,6 +41,8 @@ def coarse_weights(cfg: LossConfig) -> dict[str, float]:
         "texture_reg": float(cfg.texture_reg),
         "light_reg": float(cfg.light_reg),
         "jaw_reg": float(cfg.jaw_reg),
+        "residual_reg": float(cfg.residual_reg),
+        "clean_consistency": float(cfg.clean_consistency),
         "temporal": float(cfg.temporal),
         "au_label": float(cfg.au_label),
         "au_render": float(cfg.au_render),

@@ -182,7 +182,8 @@ class AUNet(nn.Module):
     """The AU network (MEFARG / OpenGraphAU layout); see the module docstring.
 
     Args:
-        backbone: "resnet50" (2048-channel tokens) or "tiny" (64-channel tokens, tests only).
+        backbone: trunk "resnet50" (2048 channels), "resnet18" (512, CPU experiments) or "tiny"
+            (64, tests only).
         num_main: K main AUs (27 for OpenGraphAU).
         num_sub: S left/right outputs (14, or 0 for none).
         channels: C of the node tokens (512 for ResNet-50 checkpoints: 2048 // 4).

@@ -17,6 +17,10 @@ to a 4 x 4 grid and flattened to the same 2048 numbers, NOT averaged globally: a
 features are nearly translation-equivariant (receptive field 63 px), so a global mean would keep
 almost nothing of where the face is and how large it is, which the camera and pose codes need
 (ResNet-50's deep receptive field recovers position from its padding; the tiny trunk cannot).
+
+The ``"resnet18"`` backbone (timm's ResNet-18, 512 channels, any input size >= 32) is the real
+architecture that CPU-sized experiments use at small crops: its map is pooled to a 2 x 2 grid,
+2048 numbers again (at 64 px input that is the layer4 map itself).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ INPUT_SIZE = 224  # the only input size the ResNet-50 backbone accepts (fixed 7x
 POOL_SIZE = 7  # layer4 map side at 224 input (stride 32)
 TINY_GRID = 4  # the tiny trunk's map is pooled to TINY_GRID x TINY_GRID cells ...
 TINY_CHANNELS = FEATURE_DIM // TINY_GRID**2  # ... of 128 channels: 2048 features
+RESNET18_GRID = 2  # ResNet-18's 512-channel map pooled to 2 x 2 cells: 2048 features
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,8 @@ class CoarseEncoder(nn.Module):
 
     Args:
         n_codes: length of the output code vector (``CodeLayout.total``).
-        backbone: ``"resnet50"`` (DECA-compatible, input exactly 224x224) or ``"tiny"`` (tests).
+        backbone: ``"resnet50"`` (DECA-compatible, input exactly 224x224), ``"resnet18"`` (small
+            crops, CPU experiments) or ``"tiny"`` (tests).
     """
 
     def __init__(self, n_codes: int, *, backbone: str = "resnet50") -> None:
@@ -103,7 +109,7 @@ class CoarseEncoder(nn.Module):
                 f"the ResNet-50 encoder needs {INPUT_SIZE}x{INPUT_SIZE} crops (fixed "
                 f"{POOL_SIZE}x{POOL_SIZE} pool, as in DECA), got {side[0]}x{side[1]}"
             )
-        if min(side) < 8:
+        if min(side) < (32 if self.backbone == "resnet18" else 8):
             raise ValueError(f"images too small for the encoder: {side[0]}x{side[1]}")
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -120,6 +126,8 @@ class CoarseEncoder(nn.Module):
         fmap = self.encoder.forward_features(images)  # (N, 2048, 7, 7) for ResNet-50 at 224
         if self.backbone == "resnet50":
             return F.avg_pool2d(fmap, POOL_SIZE, stride=1).flatten(1)
+        if self.backbone == "resnet18":
+            return F.adaptive_avg_pool2d(fmap, RESNET18_GRID).flatten(1)  # (N, 512 * 2 * 2)
         return F.adaptive_avg_pool2d(fmap, TINY_GRID).flatten(1)  # (N, 128 * 4 * 4)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:

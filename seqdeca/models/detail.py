@@ -47,7 +47,7 @@ class DetailEncoder(CoarseEncoder):
 
     Args:
         n_detail: detail code size (128 for DECA).
-        backbone: ``"resnet50"`` or ``"tiny"`` (tests).
+        backbone: ``"resnet50"``, ``"resnet18"`` or ``"tiny"`` (tests).
     """
 
     def __init__(self, *, n_detail: int = DETAIL_DIM, backbone: str = "resnet50") -> None:

@@ -72,6 +72,7 @@ def build_model(cfg: Config, *, load_checkpoints: bool = True) -> SeqDECA:
         freeze_au_net=m.freeze_au_net,
         use_temporal=m.use_temporal,
         crop_scale=cfg.crop.scale,
+        encoder_size=m.encoder_size,
     )
     if load_checkpoints:
         for name, report in load_checkpoints_into(model, m).items():

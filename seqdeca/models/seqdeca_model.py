@@ -128,6 +128,9 @@ class SeqDECA(nn.Module):
             encoder then predicts the mean face framed like a prepared crop under neutral light
             (:meth:`CoarseEncoder.start_at`, :func:`framing_cam`); None keeps its random head.
             Loaded weights (DECA, seqdeca checkpoints) replace this start.
+        encoder_size: > 0: the per-frame encoders (coarse, AU, detail encoder) see the crops
+            resized to this side (antialiased), e.g. 64 for the ResNet-18 of CPU experiments;
+            0: the crops as given. Rendering and losses keep the crops' own size.
     """
 
     def __init__(
@@ -146,8 +149,12 @@ class SeqDECA(nn.Module):
         freeze_au_net: bool = True,
         use_temporal: bool = True,
         crop_scale: float | None = 1.25,
+        encoder_size: int = 0,
     ) -> None:
         super().__init__()
+        if encoder_size < 0:
+            raise ValueError(f"encoder_size must be >= 0, got {encoder_size}")
+        self.encoder_size = encoder_size
         self.layout = CodeLayout.for_face_model(
             face_model.num_shape, face_model.num_texture, face_model.num_expression
         )
@@ -223,6 +230,27 @@ class SeqDECA(nn.Module):
 
     # ----------------------------------------------------------------------------- encode
 
+    def _encoder_input(self, flat: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) crops -> (N, 3, s, s) at ``encoder_size`` s (unchanged when 0 or equal)."""
+        s = self.encoder_size
+        if not s or tuple(flat.shape[-2:]) == (s, s):
+            return flat
+        return F.interpolate(flat, size=(s, s), mode="bilinear", align_corners=False,
+                             antialias=True)  # fmt: skip
+
+    def per_frame_codes(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The coarse encoder's codes alone (no AU net, no fusion), e.g. a frozen teacher's.
+
+        Args:
+            images: (B, T, 3, H, W) RGB in [0, 1].
+
+        Returns:
+            dict of (B, T, ...) :class:`CodeLayout` parts ("expression", "pose" (6), ...).
+        """
+        b = images.shape[0]
+        codes = self.coarse_encoder(self._encoder_input(_fold(images))).codes
+        return dict(self.layout.split(_unfold(codes, b)))
+
     def encode(self, images: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
         """Per-frame codes, global features and AU outputs.
 
@@ -237,7 +265,7 @@ class SeqDECA(nn.Module):
             "valid" (bool).
         """
         b, t = images.shape[:2]
-        flat = _fold(images)  # (N, 3, H, W)
+        flat = self._encoder_input(_fold(images))  # (N, 3, H, W)
         with _grad_context(self.coarse_encoder):
             coarse = self.coarse_encoder(flat)
         with _grad_context(self.au_net):
@@ -380,7 +408,7 @@ class SeqDECA(nn.Module):
         """
         b = images.shape[0]
         flat_images = _fold(images)
-        detail_code = self.detail_encoder(flat_images).codes  # (N, n_detail)
+        detail_code = self.detail_encoder(self._encoder_input(flat_images)).codes  # (N, n_detail)
         latent = detail_latent(_fold(codes["jaw_pose"]), _fold(codes["expression"]), detail_code)
         condition = self.au_condition(_fold(codes["au_intensities"]))
         generated = self.detail_generator(

@@ -1,6 +1,7 @@
-"""The convolutional trunks the encoders share: timm's ResNet-50, or a tiny one for tests.
+"""The convolutional trunks the encoders share: timm's ResNet-50, a ResNet-18 for CPU-sized
+experiments, or a tiny one for tests.
 
-Both expose ``forward_features(images) -> (N, C, H/32, W/32)`` and ``num_features`` (C). The
+All expose ``forward_features(images) -> (N, C, H/32, W/32)`` and ``num_features`` (C). The
 ResNet-50 is created without weights (nothing is downloaded); its key names (``conv1``, ``bn1``,
 ``layer1.0.conv1``, ...) match torchvision's, so DECA and OpenGraphAU weights import by name.
 """
@@ -12,7 +13,7 @@ import itertools
 import torch
 from torch import nn
 
-BACKBONES = ("resnet50", "tiny")
+BACKBONES = ("resnet50", "resnet18", "tiny")
 
 
 class TinyTrunk(nn.Module):
@@ -33,11 +34,12 @@ class TinyTrunk(nn.Module):
 
 
 def build_trunk(name: str, *, tiny_features: int = 64) -> nn.Module:
-    """A trunk by name: "resnet50" (2048 channels, random init) or "tiny" (``tiny_features``)."""
-    if name == "resnet50":
+    """A trunk by name: "resnet50" (2048 channels), "resnet18" (512 channels; both timm, random
+    init) or "tiny" (``tiny_features``)."""
+    if name in ("resnet50", "resnet18"):
         import timm  # local import: keeps `import seqdeca.models...` light
 
-        return timm.create_model("resnet50", pretrained=False, num_classes=0, global_pool="")
+        return timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
     if name == "tiny":
         return TinyTrunk(tiny_features)
     raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")

@@ -128,6 +128,11 @@ def _ground_truth_terms(out: dict, batch: WindowBatch, on: set[str]) -> dict[str
     return terms
 
 
+def _clean(batch: WindowBatch) -> torch.Tensor:
+    """(B, T, 3, H, W) the image targets: the crops before on-the-fly corruption, if any."""
+    return batch.images if batch.clean_images is None else batch.clean_images
+
+
 def coarse_terms(
     out: dict[str, torch.Tensor],
     batch: WindowBatch,
@@ -172,10 +177,19 @@ def coarse_terms(
             )
         else:
             skips.skip("landmark_mediapipe", "the face model has no MediaPipe landmark embedding")
+    if "clean_consistency" in on:
+        if "teacher_expression" in out:  # per-frame codes of the clean crops (temporal_step)
+            fused = {"expression": out["expression"], "jaw_pose": out["jaw_pose"]}
+            teacher = {"expression": out["teacher_expression"],
+                       "jaw_pose": out["teacher_jaw_pose"]}  # fmt: skip
+            terms["clean_consistency"] = code_supervision_loss(fused, teacher, valid)
+        else:
+            skips.skip("clean_consistency", "the batch has no clean crops "
+                       "(data.augmentation.corruption is 0)")  # fmt: skip
     if "photometric" in on:
         size = tuple(out["render"].shape[-2:])
         terms["photometric"] = photometric_loss(
-            out["render"], _resize_to(batch.images, size), _resize_to(batch.masks, size, nearest=True),
+            out["render"], _resize_to(_clean(batch), size), _resize_to(batch.masks, size, nearest=True),
             out["render_mask"], valid,
             important_region_weight=coarse_options(loss_cfg)["important_region_weight"],
         )  # fmt: skip
@@ -187,6 +201,8 @@ def coarse_terms(
         terms["light_reg"] = light_regulariser(out["light"], valid)
     if "jaw_reg" in on:
         terms["jaw_reg"] = jaw_regulariser(out["jaw_pose"], valid)
+    if "residual_reg" in on:  # the per-frame codes as the prior of the fused ones
+        terms["residual_reg"] = code_l2(out["residual"], valid)
     if "temporal" in on:
         codes = torch.cat([out["expression"], out["jaw_pose"], out["light"].flatten(-2)], dim=-1)
         terms["temporal"] = temporal_smoothness(codes, valid)
@@ -203,7 +219,7 @@ def coarse_terms(
         else:
             size = tuple(out["render"].shape[-2:])
             terms["identity"] = identity_net(
-                out["render"].flatten(0, 1), _resize_to(batch.images, size).flatten(0, 1),
+                out["render"].flatten(0, 1), _resize_to(_clean(batch), size).flatten(0, 1),
                 valid.flatten(),
             )  # fmt: skip
     terms |= _ground_truth_terms(out, batch, on)
@@ -242,6 +258,11 @@ def temporal_step(
         au_render = coarse_weights(loss_cfg)["au_render"] > 0
         out = model(batch.images, batch.valid, "temporal", au_render=au_render)
     out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
+    if batch.clean_images is not None and coarse_weights(loss_cfg)["clean_consistency"] > 0:
+        with torch.no_grad():  # the frozen per-frame encoder on the clean crops: the teacher
+            teacher = accelerator.unwrap_model(model).per_frame_codes(batch.clean_images)
+        out["teacher_expression"] = teacher["expression"].float()
+        out["teacher_jaw_pose"] = teacher["pose"][..., 3:].float()
     terms = coarse_terms(out, batch, loss_cfg=loss_cfg, mediapipe_ids=mediapipe_ids, skips=skips,
                          identity_net=identity_net)  # fmt: skip
     result = weighted_sum(terms, coarse_weights(loss_cfg))
