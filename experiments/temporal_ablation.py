@@ -254,7 +254,14 @@ def tune_filter(args: argparse.Namespace, out: Path, per_frame: Path) -> str:
 
 
 def _evaluate(args, folder: Path, report: Path, ckpts: list[Path], **options) -> dict:
-    """``tools/evaluate.py``'s evaluation into ``report.parent`` (kept when present)."""
+    """``tools/evaluate.py``'s evaluation into ``report.parent`` (kept when present and made
+    with the same checkpoints and mode: a rerun with more rows evaluates again)."""
+    wanted = {"checkpoints": [str(c) for c in ckpts], "mode": options.get("mode", "network"),
+              "filters": list(options.get("filters", []))}  # fmt: skip
+    if report.is_file():
+        settings = json.loads(report.read_text())["settings"]
+        if any(settings.get(k) != v for k, v in wanted.items()):
+            report.unlink()
     if not report.is_file():
         print(f"[eval] {report.parent.relative_to(report.parents[3])}", flush=True)
         evaluate(EvalOptions(data=folder, out=report.parent, config=base_config(args),

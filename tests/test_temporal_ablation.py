@@ -63,3 +63,12 @@ def test_toy_run_writes_every_row_on_every_set(tmp_path):
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "[train " not in again.stdout and "[pretrain]" not in again.stdout  # kept stages
+    assert "[eval]" not in again.stdout  # same checkpoints: the evaluations are kept too
+    fewer = [c for c in cmd if c not in ("per-frame+filter", "spectre-conv")]
+    third = subprocess.run(
+        fewer, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "[train " not in third.stdout and "[eval]" in third.stdout  # other rows: evaluated again
+    rows = json.loads((out / "results.json").read_text())["heldout_clean"]
+    assert list(rows) == ["per-frame", "bivit-w3", "mean-face"]
