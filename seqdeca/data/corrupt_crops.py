@@ -19,7 +19,7 @@ from seqdeca.config.schema import SyntheticCorruptionConfig
 from seqdeca.data.synthetic_corrupt import REALISTIC_MIX, apply_corruptions, draw_corruptions
 from seqdeca.geometry.camera import ndc_to_pixels
 
-__all__ = ["corruption_rates", "corrupt_window"]
+__all__ = ["corrupt_window", "corruption_rates"]
 
 
 def corruption_rates(scale: float) -> SyntheticCorruptionConfig:

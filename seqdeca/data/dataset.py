@@ -36,7 +36,6 @@ import torch
 
 from seqdeca.config.schema import AugmentationConfig, CropConfig, DataConfig, DataSourceConfig
 from seqdeca.data.augment import augment_window, draw_augmentation
-from seqdeca.data.corrupt_crops import corrupt_window, corruption_rates
 from seqdeca.data.clip_files import (
     READ_ERRORS,
     BadWindow,
@@ -45,6 +44,7 @@ from seqdeca.data.clip_files import (
     read_ground_truth,
     read_image,
 )
+from seqdeca.data.corrupt_crops import corrupt_window, corruption_rates
 from seqdeca.errors import UserError
 from seqdeca.geometry.camera import pixels_to_ndc
 
