@@ -272,7 +272,7 @@ def _evaluate(args, folder: Path, report: Path, ckpts: list[Path], **options) ->
 
 def _method_names(ckpts: list[Path]) -> list[str]:
     """The row names the evaluation gives these checkpoints, in order (as the runner does)."""
-    taken, names = {"fit", "input"}, []
+    taken, names = {"fit", "input", "mean-face"}, []
     for ckpt in ckpts:
         names.append(method_name(ckpt, taken))
         taken.add(names[-1])

@@ -84,7 +84,7 @@ def test_a_motionless_prediction_pays_the_truths_acceleration(clip_and_gt):
 
 def test_mean_face_row_is_the_neutral_truth(clip_and_gt, tmp_path):
     """The evaluation's ``mean-face`` reference: true identity and pose, neutral expression."""
-    from seqdeca.eval.runner import _mean_face_row
+    from seqdeca.eval.runner import _References
 
     clip, gt = clip_and_gt
     pred = gt.mean_face(clip)
@@ -94,11 +94,17 @@ def test_mean_face_row_is_the_neutral_truth(clip_and_gt, tmp_path):
     code = (clip.gt["expression"].abs().mean(-1))[clip.valid]
     torch.testing.assert_close(series["expression_error"][clip.valid], code.float())
     assert float(series["expression_vertex_error"].nanmean()) > 0.05
-    row = _mean_face_row([clip.path], gt)
-    assert row is not None and row.kind == "reference" and list(row.clips) == [clip.name]
+    references = _References(gt)
+    references.add(clip, None, gt.vertices(clip))
+    names = [row.name for row in references.rows()]
+    assert names == ["input", "mean-face"] and list(references.mean_face.clips) == [clip.name]
+    torch.testing.assert_close(references.mean_face.clips[clip.name].series["expression_error"],
+                               series["expression_error"])  # fmt: skip
     no_truth = _GroundTruth(load_config(TINY))
     no_truth.failed = True  # as when the face model cannot be built: no row, no error
-    assert _mean_face_row([clip.path], no_truth) is None
+    without = _References(no_truth)
+    without.add(clip, None, None)
+    assert [row.name for row in without.rows()] == ["input"]
 
 
 def test_gap_series_scores_only_the_interpolated_frames(clip_and_gt):

@@ -335,21 +335,41 @@ class _GroundTruth:
                               seconds=0.0)  # fmt: skip
 
 
-def _mean_face_row(paths: list[Path], gt: _GroundTruth) -> MethodResult | None:
-    """The ``mean-face`` reference row of clips with ground truth (None when none has it)."""
-    row = MethodResult(
-        name="mean-face", kind="reference",
-        description="the ground-truth identity and head pose with a neutral expression and "
-                    "closed jaw: the floor of the expression, jaw and vertex errors",
-    )  # fmt: skip
-    for clip in _load_clips(paths):
-        pred = gt.mean_face(clip)
-        if pred is None:
-            continue
-        series = clip_series(pred, clip, mediapipe_ids=None, gt_vertices=gt.vertices(clip),
-                             expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
-        row.clips[clip.name] = _clip_result(pred, clip, series)
-    return row if row.clips else None
+class _References:
+    """The reference rows, filled once while the first method's clips are loaded: ``input``
+    (the tracked landmarks' and true mesh's temporal metrics) and ``mean-face`` (the neutral
+    truth, clips with ground truth only)."""
+
+    def __init__(self, gt: _GroundTruth) -> None:
+        self.gt = gt
+        self.input = MethodResult(
+            name="input", kind="reference",
+            description="temporal metrics of the tracked input landmarks (and of the "
+                        "ground-truth mesh of synthetic clips): the reference for the "
+                        "smoothness columns",
+        )  # fmt: skip
+        self.mean_face = MethodResult(
+            name="mean-face", kind="reference",
+            description="the ground-truth identity and head pose with a neutral expression and "
+                        "closed jaw: the floor of the expression, jaw and vertex errors",
+        )  # fmt: skip
+        self.filled = False
+
+    def add(self, clip: PreparedClip, ids: torch.Tensor | None, gt_vertices: torch.Tensor | None):
+        """Both rows' series of ``clip`` (the first method's pass only)."""
+        series = reference_series(clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
+        self.input.clips[clip.name] = ClipResult(
+            series=series, au_probabilities=None, au_labels=clip.au, fps=clip.fps,
+            frames=int(clip.valid.sum()), seconds=0.0)  # fmt: skip
+        pred = self.gt.mean_face(clip)
+        if pred is not None:
+            series = clip_series(pred, clip, mediapipe_ids=None, gt_vertices=gt_vertices,
+                                 expression_meshes=self.gt.expression_meshes(clip, pred))  # fmt: skip
+            self.mean_face.clips[clip.name] = _clip_result(pred, clip, series)
+
+    def rows(self) -> list[MethodResult]:
+        """``input``, then ``mean-face`` when a clip had ground truth."""
+        return [self.input] + ([self.mean_face] if self.mean_face.clips else [])
 
 
 def _clip_result(pred: ClipPrediction, clip: PreparedClip, series: dict) -> ClipResult:
@@ -369,9 +389,9 @@ def _load_clips(paths: list[Path]):
 
 def _network_rows(
     opts: EvalOptions, paths: list[Path], gt: _GroundTruth, taken: set[str],
-    reference: MethodResult,
+    references: _References,
 ) -> list[MethodResult]:  # fmt: skip
-    """Rows of every checkpoint (and its per-frame variant); fills ``reference`` if empty."""
+    """Rows of every checkpoint (and its per-frame variant); fills ``references`` if empty."""
     inference = opts.config.inference
     results: list[MethodResult] = []
     for checkpoint in opts.checkpoints:
@@ -393,7 +413,7 @@ def _network_rows(
         }  # fmt: skip
         ids = loaded.model.face_model.mediapipe_ids
         ids = None if ids is None else ids.cpu()
-        fill_reference = not reference.clips
+        fill_reference, references.filled = not references.filled, True
         for clip in tqdm(_load_clips(paths), total=len(paths), desc=name, unit="clip",
                          disable=not opts.progress):  # fmt: skip
             gt_vertices = gt.vertices(clip)
@@ -415,19 +435,16 @@ def _network_rows(
                                      expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
                 rows[n].clips[clip.name] = _clip_result(pred, clip, series)
             if fill_reference:
-                series = reference_series(clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
-                reference.clips[clip.name] = ClipResult(
-                    series=series, au_probabilities=None, au_labels=clip.au, fps=clip.fps,
-                    frames=int(clip.valid.sum()), seconds=0.0)  # fmt: skip
+                references.add(clip, ids, gt_vertices)
         results += rows.values()
         del loaded
     return results
 
 
 def _fit_row(
-    opts: EvalOptions, paths: list[Path], gt: _GroundTruth, reference: MethodResult
+    opts: EvalOptions, paths: list[Path], gt: _GroundTruth, references: _References
 ) -> MethodResult:
-    """The fit-mode row (face model of ``opts.config``); fills ``reference`` if empty."""
+    """The fit-mode row (face model of ``opts.config``); fills ``references`` if empty."""
     cfg = copy.deepcopy(opts.config)
     cfg.inference.window = _requested_window(opts)
     engine = FitEngine(cfg, device=opts.device)
@@ -444,7 +461,7 @@ def _fit_row(
     )  # fmt: skip
     ids = engine.face_model.mediapipe_ids
     ids = None if ids is None else ids.cpu()
-    fill_reference = not reference.clips
+    fill_reference, references.filled = not references.filled, True
     threads = torch.get_num_threads()
     if engine.threads:
         torch.set_num_threads(engine.threads)  # as video2mesh: many small operations
@@ -457,10 +474,7 @@ def _fit_row(
                                  expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
             row.clips[clip.name] = _clip_result(pred, clip, series)
             if fill_reference:
-                series = reference_series(clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
-                reference.clips[clip.name] = ClipResult(
-                    series=series, au_probabilities=None, au_labels=clip.au, fps=clip.fps,
-                    frames=int(clip.valid.sum()), seconds=0.0)  # fmt: skip
+                references.add(clip, ids, gt_vertices)
     finally:
         torch.set_num_threads(threads)
     return row
@@ -499,19 +513,12 @@ def evaluate(opts: EvalOptions) -> dict:
     """
     paths = _check_options(opts)
     gt = _GroundTruth(opts.config)
-    reference = MethodResult(
-        name="input", kind="reference",
-        description="temporal metrics of the tracked input landmarks (and of the ground-truth "
-                    "mesh of synthetic clips): the reference for the smoothness columns",
-    )  # fmt: skip
-    taken = {"fit", "input"}
-    results = _network_rows(opts, paths, gt, taken, reference)
+    references = _References(gt)
+    taken = {"fit", "input", "mean-face"}
+    results = _network_rows(opts, paths, gt, taken, references)
     if opts.mode == "fit":
-        results.append(_fit_row(opts, paths, gt, reference))
-    results.append(reference)
-    mean_face = _mean_face_row(paths, gt)
-    if mean_face is not None:
-        results.append(mean_face)
+        results.append(_fit_row(opts, paths, gt, references))
+    results += references.rows()
     inference = opts.config.inference
     settings = {
         "data": str(opts.data), "mode": opts.mode, "per_frame": opts.per_frame,
