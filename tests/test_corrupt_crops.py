@@ -132,3 +132,53 @@ def test_photometric_target_is_the_clean_crop():
     torch.testing.assert_close(value, coarse_terms(out, plain, **kwargs)["photometric"])
     noisy = types.SimpleNamespace(images=noise, clean_images=None, **common)
     assert not torch.allclose(value, coarse_terms(out, noisy, **kwargs)["photometric"])
+
+
+def test_binomial_smooth_by_hand():
+    from seqdeca.losses.temporal import binomial_smooth
+
+    codes = torch.tensor([[0.0, 4.0, 0.0, 4.0, 8.0]])[..., None]
+    valid = torch.tensor([[True, True, True, False, True]])
+    expected = torch.tensor([4 / 3, 2.0, 4 / 3, 4.0, 8.0])  # invalid neighbours drop out
+    torch.testing.assert_close(binomial_smooth(codes, valid)[0, :, 0], expected)
+
+
+def test_smoothed_teacher_reaches_the_consistency_term(clips):
+    """``loss.clean_consistency_smooth``: the temporal step holds the fused codes to the
+    teacher's codes averaged over neighbouring frames (checked through the logged term)."""
+    from accelerate import Accelerator
+
+    from seqdeca.config.schema import AugmentationConfig
+    from seqdeca.data.dataset import SequenceDataset, collate_windows
+    from seqdeca.losses.supervision import code_supervision_loss
+    from seqdeca.losses.temporal import binomial_smooth
+    from seqdeca.models.from_config import build_model
+    from seqdeca.train.steps import SkipLog, temporal_step
+
+    aug = AugmentationConfig(flip_prob=0, max_rotation_deg=0, scale_jitter=0, shift_jitter=0,
+                             color_jitter=0, corruption=8.0)  # fmt: skip
+    data = SequenceDataset(sources=[clips], window=3, train=True, augmentation=aug, image_size=64)
+    batch = collate_windows([data[0], data[1]])
+    values = {}
+    for smooth in (False, True):
+        cfg = load_config(TINY, ["loss.clean_consistency=1.0",
+                                 f"loss.clean_consistency_smooth={str(smooth).lower()}"])  # fmt: skip
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        with torch.no_grad():  # a "pretrained" encoder: codes that depend on the image
+            torch.nn.init.normal_(model.coarse_encoder.layers[2].weight, std=0.01)
+        model.set_stage("temporal")
+        result = temporal_step(Accelerator(cpu=True), model, batch, loss_cfg=cfg.loss,
+                               mediapipe_ids=None, skips=SkipLog())  # fmt: skip
+        values[smooth] = float(result.logged["clean_consistency"])
+        model.eval()
+        with torch.no_grad():
+            out = model(batch.images, batch.valid)
+            teacher = model.per_frame_codes(batch.clean_images)
+        target = {"expression": teacher["expression"], "jaw_pose": teacher["pose"][..., 3:]}
+        if smooth:
+            target = {k: binomial_smooth(v, batch.valid) for k, v in target.items()}
+        fused = {"expression": out["expression"], "jaw_pose": out["jaw_pose"]}
+        expected = float(code_supervision_loss(fused, target, batch.valid))
+        assert values[smooth] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert values[True] != pytest.approx(values[False])

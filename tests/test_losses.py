@@ -359,9 +359,10 @@ def test_au_regression_loss() -> None:
 def test_weights_read_every_config_field() -> None:
     cfg = LossConfig()
     named = {**coarse_weights(cfg), **detail_weights(cfg), **coarse_options(cfg)}
-    # landmark_source, contour_weight: read by landmark_point_weights (test_landmark_weights.py)
+    # landmark_source, contour_weight: read by landmark_point_weights (test_landmark_weights.py);
+    # clean_consistency_smooth: by temporal_step (test_corrupt_crops.py)
     not_weights = {"identity_weights", "id_mrf_weights", "gan_type", "landmark_source",
-                   "contour_weight"}  # fmt: skip
+                   "contour_weight", "clean_consistency_smooth"}  # fmt: skip
     names = {f.name for f in fields(LossConfig)} - not_weights
     assert names <= set(named) | set(critic_weights(cfg))
     cfg.landmark = 7.0

@@ -139,6 +139,8 @@ class LossConfig:
     # per-frame encoder's on the clean crops: self-supervised, it teaches the temporal model to
     # repair a bad frame from its neighbours
     clean_consistency: float = 0.0
+    # the teacher's codes averaged 1-2-1 over each frame's window neighbours (asks for smoothness)
+    clean_consistency_smooth: bool = False
     temporal: float = 0.0  # smoothness of fused codes within the window
     au_label: float = 1.0  # AU head vs labels / proxies
     au_render: float = 0.0  # AU net on the render vs on the input

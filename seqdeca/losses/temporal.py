@@ -13,7 +13,7 @@ import torch
 
 from seqdeca.losses.regularisers import weighted_mean
 
-__all__ = ["temporal_smoothness"]
+__all__ = ["binomial_smooth", "temporal_smoothness"]
 
 
 def _difference(codes: torch.Tensor, valid: torch.Tensor, order: int):
@@ -63,3 +63,22 @@ def temporal_smoothness(
         diff, usable = _difference(codes, valid, order)
         total = total + weighted_mean(diff.pow(2).mean(-1), usable.to(codes.dtype))
     return total
+
+
+def binomial_smooth(codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Codes averaged over each frame and its valid neighbours with weights 1-2-1 (renormalised
+    where a neighbour is missing or invalid); invalid frames are returned unchanged.
+
+    Args:
+        codes: (B, T, D).
+        valid: (B, T) bool.
+
+    Returns:
+        (B, T, D).
+    """
+    w = valid.to(codes.dtype)[..., None]  # (B, T, 1)
+    pad = torch.nn.functional.pad
+    summed = 2 * codes * w + pad(codes * w, (0, 0, 1, 0))[:, :-1] + pad(codes * w, (0, 0, 0, 1))[:, 1:]
+    weight = 2 * w + pad(w, (0, 0, 1, 0))[:, :-1] + pad(w, (0, 0, 0, 1))[:, 1:]
+    smoothed = summed / weight.clamp_min(1e-12)
+    return torch.where(valid[..., None], smoothed, codes)

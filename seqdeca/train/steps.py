@@ -41,6 +41,7 @@ from seqdeca.losses import (
     weighted_sum,
 )
 from seqdeca.losses.supervision import au_intensity_loss, code_supervision_loss
+from seqdeca.losses.temporal import binomial_smooth
 from seqdeca.models.au_head import select_affwild2
 
 log = logging.getLogger(__name__)
@@ -261,8 +262,11 @@ def temporal_step(
     if batch.clean_images is not None and coarse_weights(loss_cfg)["clean_consistency"] > 0:
         with torch.no_grad():  # the frozen per-frame encoder on the clean crops: the teacher
             teacher = accelerator.unwrap_model(model).per_frame_codes(batch.clean_images)
-        out["teacher_expression"] = teacher["expression"].float()
-        out["teacher_jaw_pose"] = teacher["pose"][..., 3:].float()
+        expression, jaw = teacher["expression"].float(), teacher["pose"][..., 3:].float()
+        if loss_cfg.clean_consistency_smooth:
+            expression = binomial_smooth(expression, batch.valid)
+            jaw = binomial_smooth(jaw, batch.valid)
+        out["teacher_expression"], out["teacher_jaw_pose"] = expression, jaw
     terms = coarse_terms(out, batch, loss_cfg=loss_cfg, mediapipe_ids=mediapipe_ids, skips=skips,
                          identity_net=identity_net)  # fmt: skip
     result = weighted_sum(terms, coarse_weights(loss_cfg))
