@@ -16,7 +16,8 @@ SPECTRE-style temporal convolution, on synthetic clips with ground truth?
 3. Rows, every one from the same frozen pretrained encoders (``train.init_modules``), with the
    same steps, data and self-supervised losses (tracked landmarks, photometric, regularisers,
    temporal smoothness, and consistency with the frozen encoder on clean crops while the input
-   is corrupted on the fly: ``loss.clean_consistency``), OUT/<row>/model.pt: ``per-frame`` (the encoders alone, T = 1),
+   is corrupted on the fly: ``loss.clean_consistency``), OUT/<row>/model.pt: ``per-frame``
+   (the encoders alone, T = 1),
    ``bivit-w1`` (the transformer trained like the temporal rows but on single frames: what the
    self-supervised training does without time),
    ``per-frame+filter`` (its codes smoothed by the filter that scores best on OUT/data/tune),
@@ -57,7 +58,7 @@ from seqdeca.config.schema import Config, DataSourceConfig
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.data.synthetic_corrupt import REALISTIC_MIX
 from seqdeca.errors import UserError
-from seqdeca.eval.runner import EvalOptions, evaluate, method_name
+from seqdeca.eval.runner import RESERVED_NAMES, EvalOptions, evaluate, method_name
 from seqdeca.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,8 +84,8 @@ PRETRAIN = {
 #: Self-supervised losses of every temporal row: the mission's (on tracked landmarks), plus the
 #: clean-consistency term on inputs corrupted on the fly (the fused expression and jaw of a
 #: corrupted window against the frozen per-frame encoder on the clean crops). Without it, the
-#: landmark loss pulls every trained row away from the pretrained encoder (on the tuning clips:
-#: expression+jaw vertex error 3.74 mm against 1.28 mm per frame; with it, 1.33 mm).
+#: landmark loss pulls every trained row away from the pretrained encoder (measured on the
+#: tuning clips: docs/temporal_evidence.md).
 TEMPORAL = {
     "loss.landmark": 1.0, "loss.landmark_mediapipe": 1.0, "loss.photometric": 1.0,
     "loss.eye_closure": 0.0, "loss.lip_closure": 0.0, "loss.au_label": 0.0,
@@ -272,7 +273,7 @@ def _evaluate(args, folder: Path, report: Path, ckpts: list[Path], **options) ->
 
 def _method_names(ckpts: list[Path]) -> list[str]:
     """The row names the evaluation gives these checkpoints, in order (as the runner does)."""
-    taken, names = {"fit", "input", "mean-face"}, []
+    taken, names = set(RESERVED_NAMES), []
     for ckpt in ckpts:
         names.append(method_name(ckpt, taken))
         taken.add(names[-1])

@@ -56,7 +56,7 @@ from seqdeca.inference.stream import ChunkFrames
 from seqdeca.inference.windows import predict_frames
 from seqdeca.losses.weights import coarse_weights, detail_weights
 
-__all__ = ["EvalOptions", "describe_config", "evaluate", "method_name"]
+__all__ = ["RESERVED_NAMES", "EvalOptions", "describe_config", "evaluate", "method_name"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,10 @@ class EvalOptions:
     tensorboard: bool = False
     plots: bool = True
     progress: bool = True
+
+
+#: Row names of the fit and reference rows, never given to a checkpoint.
+RESERVED_NAMES = frozenset({"fit", "input", "mean-face"})
 
 
 def method_name(checkpoint: Path, taken: set[str]) -> str:
@@ -514,7 +518,7 @@ def evaluate(opts: EvalOptions) -> dict:
     paths = _check_options(opts)
     gt = _GroundTruth(opts.config)
     references = _References(gt)
-    taken = {"fit", "input", "mean-face"}
+    taken = set(RESERVED_NAMES)
     results = _network_rows(opts, paths, gt, taken, references)
     if opts.mode == "fit":
         results.append(_fit_row(opts, paths, gt, references))
