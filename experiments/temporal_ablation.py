@@ -139,7 +139,7 @@ class Sizes(NamedTuple):
     frames: int  # frames of the longest clip (0: the config's 50-150)
 
 
-SIZES = {"quick": Sizes(32, 6, 1000, 200, 200, 1, 40), "full": Sizes(256, 16, 6000, 2500, 800, 3, 0)}
+SIZES = {"quick": Sizes(32, 6, 1000, 200, 200, 1, 40), "full": Sizes(128, 16, 4000, 1500, 600, 3, 0)}
 #: Frames per pretraining clip: many short clips, since identity diversity matters more to a
 #: per-frame encoder than frames of one face.
 PRETRAIN_FRAMES = 2
@@ -187,7 +187,8 @@ def make_data(args: argparse.Namespace, out: Path, sizes: Sizes) -> dict[str, Pa
         if "synthetic.corruption.occluder" in extra:
             cfg.synthetic.corruption.seed = seed  # corruption draws of their own
         print(f"[data] {name}: {clips} clips", flush=True)
-        make_synthetic_dataset(folder, cfg, clips=clips, seed=seed, progress=args.progress)
+        make_synthetic_dataset(folder, cfg, clips=clips, seed=seed, progress=args.progress,
+                               workers=args.workers)  # fmt: skip
         done.write_text(json.dumps({"clips": clips, "seed": seed}))
     if args.heldout:
         return {Path(d).name: Path(d) for d in args.heldout}
@@ -414,6 +415,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="frames of the longest clip")  # fmt: skip
     parser.add_argument("--pretrain-steps", type=int)
     parser.add_argument("--steps", type=int, help="training steps of every temporal row")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes writing synthetic clips (default: the CPU count)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args, rest = parser.parse_known_args(argv)
     args.overrides = split_overrides(rest)

@@ -103,6 +103,23 @@ def test_rewrite_is_deterministic_and_resumes(synth, tmp_path):
     assert (again[0] / "valid.npy").stat().st_mtime_ns == stamp  # existing clip skipped
 
 
+def test_worker_processes_write_the_same_clips(synth, tmp_path):
+    _, paths = synth
+    again = make_synthetic_dataset(tmp_path, load_config(), clips=2, frames=FRAMES, seed=4,
+                                   progress=False, workers=2)  # fmt: skip
+    assert [p.name for p in again] == [p.name for p in paths]
+    for mine, theirs in zip(paths, again):
+        a, b = np.load(mine / "gt.npz"), np.load(theirs / "gt.npz")
+        assert sorted(a) == sorted(b)
+        for key in a:  # codes are drawn, not computed: equal; projections to rounding
+            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-4)
+        frames = sorted((mine / "frames").iterdir())
+        assert len(frames) == len(list((theirs / "frames").iterdir())) == FRAMES
+        x = np.asarray(Image.open(frames[0]), dtype=np.int16)
+        y = np.asarray(Image.open(theirs / "frames" / frames[0].name), dtype=np.int16)
+        assert np.abs(x - y).mean() < 0.5
+
+
 def test_unknown_setting_is_a_one_line_error(tmp_path):
     from seqdeca.errors import UserError
 

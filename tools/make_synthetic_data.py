@@ -1,7 +1,7 @@
 """Render synthetic face clips with ground truth in the prepared clip layout.
 
     python tools/make_synthetic_data.py OUT [--clips N] [--frames T] [--seed S] [--corrupt]
-        [--config configs/x.yaml] [a.b=value ...]
+        [--workers W] [--config configs/x.yaml] [a.b=value ...]
 
 Writes OUT/synthetic/synth_00000/ ... (frames, landmarks, masks, ..., gt.npz, meta.json) with the
 configured face model (bundled default, or FLAME via face_model.path) and the ``synthetic``
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corrupt", action="store_true",
                         help="corrupt about one frame in four (occluders, blur, noise, JPEG, "
                              "flicker; explicit synthetic.corruption.* overrides win)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes writing clips (default 1; e.g. the number of cores)")
     parser.add_argument("--config", action="append", default=[], help="YAML config file(s)")
     parser.add_argument("overrides", nargs="*", help="config overrides section.key=value")
     args = parser.parse_intermixed_args(argv)  # overrides may follow the options
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, overrides)
         seed = cfg.run.seed if args.seed is None else args.seed
         paths = make_synthetic_dataset(
-            args.out, cfg, clips=args.clips, frames=args.frames, seed=seed
+            args.out, cfg, clips=args.clips, frames=args.frames, seed=seed, workers=args.workers
         )
         print(f"{len(paths)} synthetic clips -> {args.out}/synthetic")
         return 0

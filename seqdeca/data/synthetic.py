@@ -47,7 +47,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -362,7 +362,7 @@ def resolve_settings(cfg: Config, *, frames: int | None = None,
 
 def make_synthetic_dataset(
     out_root: str | Path, cfg: Config, *, clips: int, frames: int | None = None, seed: int,
-    progress: bool = True, ranges: dict[str, float] | None = None,
+    progress: bool = True, ranges: dict[str, float] | None = None, workers: int = 1,
 ) -> list[Path]:  # fmt: skip
     """Write ``clips`` synthetic clips under ``out_root/synthetic``.
 
@@ -372,6 +372,8 @@ def make_synthetic_dataset(
     ``cfg.face_model``, the renderer backend and UV size from ``cfg.render``, the crop from
     ``cfg.crop``, tracking from ``cfg.track`` and the JPEG quality from
     ``cfg.prepare.jpeg_quality``. Clip k is ``synth_{k:05d}``, seeded by ``(seed, k)``.
+    ``workers`` > 1 writes clips in that many processes of one thread each (the clips do not
+    depend on it beyond float rounding: a clip is always rendered by one thread there).
 
     Returns:
         The clip folders, in order.
@@ -385,20 +387,80 @@ def make_synthetic_dataset(
         raise UserError(
             "synthetic.landmarks=tracked needs mediapipe: pip install mediapipe==0.10.14"
         )
-    model = face_model_from_config(cfg.face_model)
-    if model.verts_uvs is None:
-        raise UserError(f"face model '{model.name}' has no UV layout: set face_model.head_template")
-    renderer = Renderer(
-        faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
-        image_size=settings.frame_size or cfg.crop.size, uv_size=cfg.render.uv_size,
-        backend=cfg.render.backend,
-    )  # fmt: skip
-    au_map = au_expression_map(model) if settings.expression == "au" else None
+    if workers < 1:
+        raise UserError(f"workers must be >= 1, got {workers}")
     (Path(out_root) / DATASET).mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k in tqdm(range(clips), desc="synthetic clips", unit="clip", disable=not progress):
-        paths.append(write_synthetic_clip(
-            Path(out_root), f"synth_{k:05d}", model=model, renderer=renderer,
-            seed=_mixed_seed(seed, k), settings=settings, cfg=cfg, au_map=au_map,
-        ))  # fmt: skip
-    return paths
+    if workers > 1 and clips > 1:
+        return _write_in_processes(Path(out_root), cfg, settings, clips=clips, seed=seed,
+                                   workers=workers, progress=progress)  # fmt: skip
+    writer = _ClipWriter.build(cfg, settings)
+    return [writer.write(Path(out_root), k, seed)
+            for k in tqdm(range(clips), desc="synthetic clips", unit="clip", disable=not progress)]
+
+
+@dataclass(frozen=True)
+class _ClipWriter:
+    """What writing clips needs besides the clip's name and seed, built once per process."""
+
+    cfg: Config
+    settings: SyntheticSettings
+    model: FaceModel
+    renderer: Renderer
+    au_map: AUMap | None
+
+    @classmethod
+    def build(cls, cfg: Config, settings: SyntheticSettings) -> _ClipWriter:
+        model = face_model_from_config(cfg.face_model)
+        if model.verts_uvs is None:
+            raise UserError(
+                f"face model '{model.name}' has no UV layout: set face_model.head_template"
+            )
+        renderer = Renderer(
+            faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
+            image_size=settings.frame_size or cfg.crop.size, uv_size=cfg.render.uv_size,
+            backend=cfg.render.backend,
+        )  # fmt: skip
+        au_map = au_expression_map(model) if settings.expression == "au" else None
+        return cls(cfg=cfg, settings=settings, model=model, renderer=renderer, au_map=au_map)
+
+    def write(self, out_root: Path, k: int, seed: int) -> Path:
+        """Clip ``k`` of ``seed`` (``synth_{k:05d}``)."""
+        return write_synthetic_clip(
+            out_root, f"synth_{k:05d}", model=self.model, renderer=self.renderer,
+            seed=_mixed_seed(seed, k), settings=self.settings, cfg=self.cfg, au_map=self.au_map,
+        )  # fmt: skip
+
+
+# The writer of a worker process of _write_in_processes.
+_WORKER: dict[str, _ClipWriter] = {}
+
+
+def _start_worker(cfg: Config, settings: SyntheticSettings) -> None:
+    torch.set_num_threads(1)
+    _WORKER["writer"] = _ClipWriter.build(cfg, settings)
+
+
+def _write_one(out_root: Path, k: int, seed: int) -> Path:
+    return _WORKER["writer"].write(out_root, k, seed)
+
+
+def _write_in_processes(out_root: Path, cfg: Config, settings: SyntheticSettings, *, clips: int,
+                        seed: int, workers: int, progress: bool) -> list[Path]:  # fmt: skip
+    """:func:`make_synthetic_dataset`'s clips written by ``workers`` spawned processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
+    with ProcessPoolExecutor(max_workers=min(workers, clips), mp_context=context,
+                             initializer=_start_worker, initargs=(cfg, settings)) as pool:  # fmt: skip
+        futures = [pool.submit(_write_one, out_root, k, seed) for k in range(clips)]
+        try:
+            for future in tqdm(futures, desc="synthetic clips", unit="clip",
+                               disable=not progress):  # fmt: skip
+                future.result()  # raises a worker's error here
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # do not write the remaining clips first
+            raise
+    return [f.result() for f in futures]
