@@ -38,12 +38,7 @@ Prints the command, date and machine. ``--device cuda`` uses the ResNet-50 backb
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import logging
-import os
-import platform
-import shlex
 import shutil
 import sys
 import time
@@ -51,15 +46,22 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from ablation import (
+    banner,
+    finish_parsing,
+    markdown_table,
+    overrides,
+    summarise,
+    train_once,
+)  # experiments/
 
-from seqdeca.cli import run_main, split_overrides
+from seqdeca.cli import run_main
 from seqdeca.config import load_config
-from seqdeca.config.schema import Config, DataSourceConfig
+from seqdeca.config.schema import Config
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.data.synthetic_corrupt import REALISTIC_MIX
 from seqdeca.errors import UserError
 from seqdeca.eval.runner import RESERVED_NAMES, EvalOptions, evaluate, method_name
-from seqdeca.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CONFIG = ROOT / "configs" / "experiments" / "temporal.yaml"
@@ -145,22 +147,9 @@ SIZES = {"quick": Sizes(32, 6, 1000, 200, 200, 1, 40), "full": Sizes(128, 16, 40
 PRETRAIN_FRAMES = 2
 
 
-def banner(argv: list[str]) -> str:
-    """The command, date and machine, for the log and results.md."""
-    command = shlex.join(["python", "experiments/temporal_ablation.py", *argv])
-    machine = (
-        f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, {platform.system()})"
-    )
-    return f"command: {command}\ndate: {datetime.datetime.now().isoformat(timespec='seconds')}\nmachine: {machine}"
-
-
-def _overrides(items: dict) -> list[str]:
-    return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in items.items()]
-
-
 def base_config(args: argparse.Namespace, extra: dict | None = None) -> Config:
     """The data config + the model config of the device + ``extra`` + the command line's."""
-    items = _overrides(COMMON | (extra or {})) + [f"run.device={args.device}"] + args.overrides
+    items = overrides(COMMON | (extra or {})) + [f"run.device={args.device}"] + args.overrides
     return load_config([DATA_CONFIG, MODEL_CONFIGS[args.device.split(":")[0]]], items)
 
 
@@ -195,26 +184,11 @@ def make_data(args: argparse.Namespace, out: Path, sizes: Sizes) -> dict[str, Pa
     return {name: out / "data" / name for name in ("heldout_corrupted", "heldout_clean")}
 
 
-def _train(cfg: Config, run_dir: Path, sources: list[Path], label: str) -> Path:
-    """Train ``cfg`` into ``run_dir`` unless its model.pt exists; returns the model.pt."""
-    model = run_dir / "model.pt"
-    if model.is_file():
-        return model
-    print(f"[{label}] {cfg.train.max_steps} steps", flush=True)
-    cfg.run.output_dir = str(run_dir)
-    cfg.data.sources = [DataSourceConfig(root=str(s)) for s in sources]
-    start = time.perf_counter()
-    summary = train(cfg)
-    print(f"  {run_dir.name}: {summary.steps} steps in {time.perf_counter() - start:.0f} s",
-          flush=True)  # fmt: skip
-    return model
-
-
 def pretrain(args: argparse.Namespace, out: Path, steps: int) -> Path:
     """The per-frame encoders, supervised by the ground truth on the many short clips of
     OUT/data/pretrain (OUT/pretrain/model.pt)."""
     cfg = base_config(args, PRETRAIN | {"train.max_steps": steps, "train.checkpoint_every": 0})
-    return _train(cfg, out / "pretrain", [out / "data" / "pretrain"], "pretrain")
+    return train_once(cfg, out / "pretrain", [out / "data" / "pretrain"], "pretrain")
 
 
 def train_rows(args: argparse.Namespace, out: Path, rows: list[str], steps: int, seeds: int,
@@ -231,7 +205,7 @@ def train_rows(args: argparse.Namespace, out: Path, rows: list[str], steps: int,
             items = TEMPORAL | extra | {"run.seed": seed, "train.init_from": str(encoders),
                                         "train.max_steps": 0 if per_frame else steps,
                                         "train.checkpoint_every": 0}  # fmt: skip
-            models[row].append(_train(base_config(args, items), out / row / f"seed_{seed}",
+            models[row].append(train_once(base_config(args, items), out / row / f"seed_{seed}",
                                       [out / "data" / "train"], f"train {row} seed {seed}"))  # fmt: skip
         shutil.copyfile(models[row][0], out / row / "model.pt")
     return models
@@ -309,25 +283,6 @@ def evaluate_rows(args, out: Path, sets: dict[str, Path], models: dict[str, list
     return table
 
 
-def summarise(table: dict, rows: list[str]) -> dict:
-    """``{set: {row: {metric: mean, metric_std: std}}}`` in row order."""
-    out: dict[str, dict] = {}
-    for name, by_row in table.items():
-        out[name] = {}
-        for row in rows:
-            runs = by_row.get(row)
-            if not runs:
-                continue
-            keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float))}
-            values = {k: [r.get(k) for r in runs if isinstance(r.get(k), (int, float))]
-                      for k in keys}  # fmt: skip
-            out[name][row] = {k: float(np.mean(v)) for k, v in values.items() if v}
-            out[name][row] |= {f"{k}_std": float(np.std(v)) for k, v in values.items()
-                               if len(v) > 1}  # fmt: skip
-            out[name][row]["seeds"] = len(runs)
-    return out
-
-
 def pretraining_report(results: dict) -> str:
     """The per-frame encoders against the mean face, per held-out set (the pretraining goal:
     under 40 % of the mean face's expression-only vertex error on clean clips)."""
@@ -353,18 +308,7 @@ def markdown(results: dict, header: str, spec: str | None) -> str:
         lines += [note, ""]
     lines += [pretraining_report(results), ""]
     for name, rows in results.items():
-        lines += [f"## {name}", "", "| row | " + " | ".join(h for _, h, _ in COLUMNS) + " | seeds |",
-                  "| --- |" + " ---: |" * (len(COLUMNS) + 1)]  # fmt: skip
-        for row, metrics in rows.items():
-            cells = []
-            for key, _, fmt in COLUMNS:
-                value = metrics.get(key)
-                scale = 1e-6 if key == "parameters" else 1.0
-                cell = "—" if value is None else format(value * scale, fmt)
-                if f"{key}_std" in metrics:
-                    cell += f" ± {format(metrics[f'{key}_std'] * scale, fmt)}"
-                cells.append(cell)
-            lines.append(f"| {row} | " + " | ".join(cells) + f" | {metrics.get('seeds', 1)} |")
+        lines += [f"## {name}", "", *markdown_table(rows, COLUMNS)]
         lines.append("")
     return "\n".join(lines)
 
@@ -396,7 +340,7 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -415,23 +359,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="frames of the longest clip")  # fmt: skip
     parser.add_argument("--pretrain-steps", type=int)
     parser.add_argument("--steps", type=int, help="training steps of every temporal row")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes writing synthetic clips (default: the CPU count)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    args, rest = parser.parse_known_args(argv)
-    args.overrides = split_overrides(rest)
-    return args
+    return finish_parsing(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    if not args.progress:
-        os.environ["TQDM_DISABLE"] = "1"  # the training loop's bar too
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     def job() -> int:
-        header = banner(argv)
+        header = banner("temporal_ablation.py", argv)
         print(header, flush=True)
         mode = "quick" if args.quick else "full"
         defaults = SIZES[mode]

@@ -203,7 +203,7 @@ def _smooth(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def test_detail_contrast_keeps_fine_detail_and_drops_smooth_changes() -> None:
-    from seqdeca.models.seqdeca_model import detail_contrast
+    from seqdeca.models.critic import detail_contrast
 
     gen = torch.Generator().manual_seed(0)
     size = 64
@@ -223,7 +223,7 @@ def test_detail_contrast_keeps_fine_detail_and_drops_smooth_changes() -> None:
 def test_real_and_fake_are_the_same_kind_of_image() -> None:
     """A photo that IS albedo x detail shading gives the critic exactly the fake sample of that
     shading, whatever the albedo, the light level and the coarse shading."""
-    from seqdeca.models.seqdeca_model import ConditionedDetailCritic as Critic
+    from seqdeca.models.critic import ConditionedDetailCritic as Critic
 
     gen = torch.Generator().manual_seed(1)
     n, size = 2, 32

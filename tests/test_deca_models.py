@@ -102,8 +102,17 @@ def test_generator_shapes_film_and_backward():
     assert gen.film[0].net[2].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="au_condition"):
         gen(latent, torch.rand(2, 27))
-    with pytest.raises(ValueError, match="256"):
-        DetailGenerator(uv_size=128)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        DetailGenerator(uv_size=48)
+
+
+def test_smaller_generator_keeps_every_block_and_channel():
+    big, small = DetailGenerator(au_dim=12), DetailGenerator(au_dim=12, uv_size=64)
+    shapes = {k: v.shape for k, v in small.state_dict().items()}
+    differing = {k for k, v in big.state_dict().items() if shapes[k] != v.shape}
+    assert shapes.keys() == big.state_dict().keys() and differing == {"l1.0.weight", "l1.0.bias"}
+    out = small(torch.randn(3, small.latent_dim), torch.rand(3, 12))
+    assert out.shape == (3, 1, 64, 64) and out.abs().max() <= 0.01
 
 
 def test_generator_film_changes_output_once_trained():

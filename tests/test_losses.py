@@ -298,7 +298,7 @@ def test_wgan_and_hinge_signs() -> None:
     # hinge: real 2, 4 -> relu(1-x)=0; fake -1, 1 -> relu(1+x) = 0, 2
     torch.testing.assert_close(critic_loss(real, fake, kind="hinge"), torch.tensor(1.0))
     with pytest.raises(ValueError):
-        critic_loss(real, fake, kind="bce")
+        critic_loss(real, fake, kind="lsgan")
 
 
 class _LinearCritic(torch.nn.Module):
@@ -361,8 +361,9 @@ def test_weights_read_every_config_field() -> None:
     named = {**coarse_weights(cfg), **detail_weights(cfg), **coarse_options(cfg)}
     # landmark_source, contour_weight: read by landmark_point_weights (test_landmark_weights.py);
     # clean_consistency_smooth: by temporal_step (test_corrupt_crops.py)
+    # z_sym_region: by the generator step (test_detail_switches.py)
     not_weights = {"identity_weights", "id_mrf_weights", "gan_type", "landmark_source",
-                   "contour_weight", "clean_consistency_smooth"}  # fmt: skip
+                   "contour_weight", "clean_consistency_smooth", "z_sym_region"}  # fmt: skip
     names = {f.name for f in fields(LossConfig)} - not_weights
     assert names <= set(named) | set(critic_weights(cfg))
     cfg.landmark = 7.0

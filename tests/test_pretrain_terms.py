@@ -80,3 +80,18 @@ def test_code_supervision_trains_the_coarse_encoder(synthetic, tmp_path):
     losses = [line["code_supervision"] for line in lines]
     assert len(losses) == 40
     assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8]), losses
+
+
+def test_au_head_supervision_trains_the_detail_condition(tmp_path):
+    data = tmp_path / "au_clips"
+    make_synthetic_dataset(data, load_config(TINY, ["synthetic.expression=au"]), clips=2,
+                           frames=6, seed=3, progress=False)  # fmt: skip
+    cfg = load_config(TINY, [*PRETRAIN, "loss.code_supervision=0", "loss.au_label=0",
+                             "loss.au_head_supervision=1", "train.max_steps=30",
+                             "data.batch_size=4", f"run.output_dir={tmp_path / 'run'}"])  # fmt: skip
+    cfg.data.sources = [DataSourceConfig(root=str(data))]
+    train(cfg)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "losses.jsonl").read_text().splitlines()]
+    losses = [line["au_head_supervision"] for line in lines]
+    assert "au_supervision" not in lines[0] and len(losses) == 30
+    assert np.mean(losses[-6:]) < 0.7 * np.mean(losses[:6]), losses

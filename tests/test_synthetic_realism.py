@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from script_loader import load_script
 
 from seqdeca.au_names import AFFWILD2_MAIN_INDICES, MAIN_AU_NAMES
 from seqdeca.config import load_config
@@ -245,12 +246,7 @@ def test_tracked_landmarks_close_to_exact(model, tmp_path):
 
 
 def _tool_main():
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic_data", ROOT / "tools" / "make_synthetic_data.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("tools/make_synthetic_data.py").main
 
 
 def test_experiment_config_and_tool(tmp_path):

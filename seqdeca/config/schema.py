@@ -148,16 +148,26 @@ class LossConfig:
     # and the AU net's 27 outputs against the truth (refused on data without gt.npz)
     code_supervision: float = 0.0
     au_supervision: float = 0.0
+    au_head_supervision: float = 0.0  # the AU head's 27 intensities (the detail condition) too
     # detail stage
     detail_photometric: float = 2.0
     id_mrf: float = 0.0  # needs id_mrf_weights (VGG19)
     z_reg: float = 5e-3
     z_diff: float = 5e-3
     z_sym: float = 5e-3
-    adversarial: float = 1.0  # generator's WGAN term
-    au_regression: float = 1.0  # critic AU regression (GANimation's lambda_D_cond, per-sample MSE)
-    gradient_penalty: float = 10.0
-    gan_type: str = "wgan"  # detail critic / generator adversarial loss: "wgan" or "hinge"
+    # where z_sym compares the displacement with its mirror: "face" (mean over the UV face mask)
+    # or "invisible" (DECA's: summed over the texels NOT visible, 1 - eroded visibility mask)
+    z_sym_region: str = "face"
+    # generator's adversarial term; 0 = no critic at all (DECA's detail training: no critic,
+    # critic optimizer or critic steps; n_critic, critic_lr, gradient_penalty, au_regression unused)
+    adversarial: float = 1.0
+    # GANimation's AU regression with the critic's AU head (critic on real, generator on fake):
+    # weight of the MSE averaged over samples and AUs. Not GANimation's value: GANimation
+    # multiplies that same mean by lambda_D_cond / batch = 4000 / 25 = 160; to be tuned
+    au_regression: float = 1.0
+    gradient_penalty: float = 10.0  # lambda_gp of the critic (any gan_type; 0 = off)
+    # detail critic / generator adversarial loss: "wgan", "hinge" or "bce" (non-saturating)
+    gan_type: str = "wgan"
     # weight files for the optional terms
     identity_weights: str = ""
     id_mrf_weights: str = ""
@@ -189,7 +199,16 @@ class ModelConfig:
     conv_kernel: int = 5  # conv: temporal kernel size (odd; SPECTRE: 5)
     max_frames: int = 32  # longest window the temporal fusion accepts
     n_detail: int = 128  # detail code size (DECA: 128)
-    detail_au_condition: str = "au27"  # generator/critic AU condition: "au27", "affwild12", "none"
+    # the generator's AU condition (FiLM): "au27", "affwild12" or "none" (unconditioned); the
+    # critic's AU channels follow it ("none": the 27) unless critic_au is false
+    detail_au_condition: str = "au27"
+    # detail critic: AU heatmap input channels and GANimation's AU-regression head; false: neither
+    # (no au_regression terms), whatever the generator's condition
+    critic_au: bool = True
+    # side of the generator's displacement map (a multiple of 32; DECA: 256, the only size its
+    # weights fit); resized to render.uv_size. Smaller sizes keep every block (CPU experiments)
+    detail_uv_size: int = 256
+    critic_width: int = 64  # detail critic: channels of its first convolution, doubled per layer
     deca_checkpoint: str = ""  # DECA deca_model.tar (E_flame, E_detail, D_detail); "" = none
     au_checkpoint: str = ""  # OpenGraphAU .pth for the AU net; "" = none
     freeze_coarse: bool = True  # coarse encoder frozen in the temporal stage
@@ -229,6 +248,13 @@ class TrainConfig:
     critic_lr: float = 1e-4  # detail stage: the critic's Adam learning rate (constant)
     gan_beta1: float = 0.5  # detail stage: Adam betas of generator and critic (GANimation)
     gan_beta2: float = 0.999
+    # detail stage: the coarse codes it renders with: "encoder" (the frozen coarse encoder and
+    # temporal model) or "ground_truth" (gt.npz of synthetic clips: shape, expression, pose,
+    # cam, light, texture)
+    detail_coarse: str = "encoder"
+    # detail stage: the AU condition of generator and critic: "head" (the frozen AU head) or
+    # "ground_truth" (gt.npz au_intensity)
+    detail_condition: str = "head"
     validate_every: int = 0  # steps between validations on data.val_sources; 0 = off
     val_windows: int = 64  # held-out windows per validation (evenly spread, fixed)
     images_every: int = 0  # steps between TensorBoard image grids; 0 = off
@@ -284,6 +310,22 @@ class SyntheticCorruptionConfig:
 
 
 @dataclass
+class SyntheticDetailConfig:
+    """Ground-truth detail of synthetic clips: AU-driven wrinkles and static fine skin detail,
+    rendered through the renderer's detail path (:mod:`seqdeca.data.synthetic_detail`).
+
+    On when ``scale`` > 0 (``tools/make_synthetic_data.py --detail``); needs ``expression: au``.
+    Drawn from a generator of its own (seeded by the clip's seed and ``seed``), so the clip's
+    codes, landmarks and background do not depend on it. gt.npz then holds the detail record.
+    """
+
+    scale: float = 0.0  # gain on the documented wrinkle and fine-detail depths; 0 = off
+    static: float = 1.0  # extra gain on the static fine detail (0: wrinkles only)
+    seed: int = 0
+    uv_size: int = 256  # UV side of the displacement rendered into the frames (any render.uv_size)
+
+
+@dataclass
 class SyntheticConfig:
     """Synthetic clips with ground truth (seqdeca.data.synthetic, tools/make_synthetic_data.py).
 
@@ -314,6 +356,7 @@ class SyntheticConfig:
     scale_jitter: float = 0.05  # per-clip relative change of that size, +-
     shift_jitter: float = 0.04  # per-frame face offset, +- fraction of the frame's half side
     corruption: SyntheticCorruptionConfig = field(default_factory=SyntheticCorruptionConfig)
+    detail: SyntheticDetailConfig = field(default_factory=SyntheticDetailConfig)
 
 
 @dataclass

@@ -88,7 +88,7 @@ def read_image(clip: Path, name: str, mode: str) -> np.ndarray:
 
 #: ``gt.npz`` arrays a batch carries when ground truth is asked for (those the clip has).
 GROUND_TRUTH_KEYS = ("expression", "global_pose", "jaw_pose", "shape", "cam", "light",
-                     "au_intensity")  # fmt: skip
+                     "texture", "au_intensity")  # fmt: skip
 
 
 def read_ground_truth(folder: Path, clip_id: str, frames: slice) -> dict[str, np.ndarray]:

@@ -66,6 +66,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant for seed mixing
+#: What reads ``gt.npz`` unless told otherwise (named when a source lacks it).
+GROUND_TRUTH_TERMS = "the ground-truth loss terms (loss.code_supervision, loss.au_supervision)"
 
 
 def mixed_seed(*parts: int) -> int:
@@ -186,6 +188,8 @@ class SequenceDataset(torch.utils.data.Dataset):
         ground_truth: items carry the clips' ``gt.npz`` codes ("gt_<key>"); every clip must
             have one, and training may not move the face geometrically (flip, rotation,
             scale/shift jitter), which the true pose and camera would not follow.
+        ground_truth_for: the settings that need the ground truth, named in those two
+            refusals (default: the ground-truth loss terms).
         train: training mode (weighted epoch plan and augmentation) or evaluation (every window
             in order, no augmentation).
         augmentation: augmentation settings (default settings when None; unused if not train).
@@ -214,6 +218,7 @@ class SequenceDataset(torch.utils.data.Dataset):
         batch_size: int = 1,
         frame_mask_prob: float = 0.0,
         ground_truth: bool = False,
+        ground_truth_for: str = GROUND_TRUTH_TERMS,
         train: bool = True,
         augmentation: AugmentationConfig | None = None,
         seed: int = 0,
@@ -263,6 +268,7 @@ class SequenceDataset(torch.utils.data.Dataset):
                             f"{[s.root for s in sources]}: prepare data or lower data.window")  # fmt: skip
         self.epoch_size = int(epoch_size or len(self.windows))
         self.ground_truth = ground_truth
+        self.ground_truth_for = ground_truth_for
         if ground_truth:
             self._check_ground_truth()
         self._arrays: dict[int, dict[str, np.ndarray]] = {}
@@ -375,15 +381,15 @@ class SequenceDataset(torch.utils.data.Dataset):
         """One-line errors for a clip without ``gt.npz`` or a geometric augmentation."""
         lacking = next((c for c in self.clips if not (c.path / "gt.npz").is_file()), None)
         if lacking is not None:
-            raise UserError(f"{lacking.path} has no gt.npz: the ground-truth loss terms "
-                            "(loss.code_supervision, loss.au_supervision) need synthetic clips "
-                            "(tools/make_synthetic_data.py) in every data source")  # fmt: skip
+            raise UserError(f"{lacking.path} has no gt.npz: {self.ground_truth_for} need(s) "
+                            "synthetic clips (tools/make_synthetic_data.py) in every data "
+                            "source")  # fmt: skip
         a = self.augmentation
         moved = {"flip_prob": a.flip_prob, "max_rotation_deg": a.max_rotation_deg,
                  "scale_jitter": a.scale_jitter, "shift_jitter": a.shift_jitter}  # fmt: skip
         moved = [k for k, v in moved.items() if v > 0]
         if self.train and moved:
-            raise UserError(f"the ground-truth loss terms need data.augmentation.{moved[0]}=0 "
+            raise UserError(f"{self.ground_truth_for} need(s) data.augmentation.{moved[0]}=0 "
                             f"(and {', '.join(moved[1:]) or 'nothing else'}): the true pose "
                             "and camera do not follow a geometric augmentation")  # fmt: skip
 
@@ -448,7 +454,8 @@ class WindowBatch:
         frames: (B, T) int64 frame indices in their clips.
         gt: ground truth of synthetic clips when the dataset was asked for it
             (``gt.npz`` names, (B, T, ...) each: "expression", "global_pose", "jaw_pose",
-            "shape", "cam", "light", "au_intensity"); empty otherwise.
+            "shape", "cam", "light", "texture", "au_intensity", those the clip has); empty
+            otherwise.
         read_ok: one flag per window the loader drew for this batch, in order; False where a
             file could not be read and the window was dropped (B = its number of True).
         unreadable: ``clip_id/file (reason)`` of each dropped window.
@@ -561,6 +568,7 @@ def check_crop(dataset: SequenceDataset, crop: CropConfig) -> None:
 def window_loader(
     cfg: DataConfig, *, train: bool, seed: int = 0, shuffle_eval: bool = False,
     crop: CropConfig | None = None, ground_truth: bool = False,
+    ground_truth_for: str = GROUND_TRUTH_TERMS,
 ) -> torch.utils.data.DataLoader:  # fmt: skip
     """A DataLoader over the configured sources (the data section's builder).
 
@@ -568,7 +576,7 @@ def window_loader(
     ``set_epoch(e)`` before each epoch (on the dataset, or on the loader Accelerate prepared).
     ``crop``: the run's crop section (crop size of the data; checked against the clips'
     recorded crop, see :func:`check_crop`). ``ground_truth``: batches carry ``gt.npz`` codes
-    (:attr:`WindowBatch.gt`).
+    (:attr:`WindowBatch.gt`) for ``ground_truth_for`` (the settings named when refused).
     """
     if train:
         training_window_lengths(cfg.window, cfg.min_window)  # odd lengths, one-line error
@@ -577,8 +585,8 @@ def window_loader(
         min_window=cfg.min_window if train else 0, batch_size=cfg.batch_size,
         frame_mask_prob=cfg.frame_mask_prob if train else 0.0,
         augmentation=cfg.augmentation, seed=seed, ground_truth=ground_truth,
-        image_size=crop.size if crop is not None else 224,
-    )
+        ground_truth_for=ground_truth_for, image_size=crop.size if crop is not None else 224,
+    )  # fmt: skip
     if crop is not None:
         check_crop(dataset, crop)
     return torch.utils.data.DataLoader(

@@ -78,5 +78,14 @@ def clip_meta(clip_id: str, model: FaceModel, seed: int, settings: SyntheticConf
                    "interpolated_frames": int(arrays.interpolated.sum()),
                    "tracked_frames": int(arrays.found.sum())},
         "seed": seed, "face_model": model.name, "landmark_ids": ids,
-        "synthetic": asdict(settings),
+        "synthetic": _settings_record(settings),
     }  # fmt: skip
+
+
+def _settings_record(settings: SyntheticConfig) -> dict:
+    """The settings as meta.json records them; ``detail`` only when on (so clips without
+    detail keep the meta.json of the clips written before it existed)."""
+    record = asdict(settings)
+    if settings.detail.scale <= 0:
+        del record["detail"]
+    return record

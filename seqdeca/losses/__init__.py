@@ -5,7 +5,7 @@ closure), :mod:`~seqdeca.losses.photometric` (3-class masked L1), :mod:`~seqdeca
 (shape / expression / texture / light / jaw, and the masked means every term shares),
 :mod:`~seqdeca.losses.temporal` (window smoothness), :mod:`~seqdeca.losses.au` (AU head vs
 labels / proxies, AU consistency), :mod:`~seqdeca.losses.detail` (UV photometric, z_reg, z_diff,
-z_sym), :mod:`~seqdeca.losses.adversarial` (WGAN-GP / hinge, AU regression),
+z_sym), :mod:`~seqdeca.losses.adversarial` (WGAN-GP / hinge / BCE, AU regression),
 :mod:`~seqdeca.losses.optional` (identity, ID-MRF; user weight files) and
 :mod:`~seqdeca.losses.weights` (config -> weights, weighted sum).
 
@@ -26,6 +26,7 @@ from seqdeca.losses.au import (
 )
 from seqdeca.losses.detail import (
     displacement_regulariser,
+    invisible_mask,
     shading_smoothness,
     symmetry_loss,
     uv_photometric_loss,
@@ -49,6 +50,7 @@ from seqdeca.losses.weights import (
     critic_weights,
     detail_weights,
     landmark_point_weights,
+    uses_critic,
     weighted_sum,
 )
 
@@ -71,6 +73,7 @@ __all__ = [
     "eye_closure_loss",
     "generator_loss",
     "gradient_penalty",
+    "invisible_mask",
     "jaw_regulariser",
     "landmark68_weights",
     "landmark_loss",
@@ -82,6 +85,7 @@ __all__ = [
     "shading_smoothness",
     "symmetry_loss",
     "temporal_smoothness",
+    "uses_critic",
     "uv_photometric_loss",
     "valid_mean",
     "weighted_sum",

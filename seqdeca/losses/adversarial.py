@@ -1,4 +1,5 @@
-"""Adversarial terms for the detail cGAN: WGAN-GP (default) or hinge, and GANimation's AU loss.
+"""Adversarial terms for the detail cGAN: WGAN-GP (default), hinge or non-saturating BCE, and
+GANimation's AU loss.
 
 Scores are the critic's unbounded realism outputs, any shape ``(N, ...)`` (the patch critic's
 ``(N, 1, h, w)``); every function averages over all of them, so a patch map counts as the mean
@@ -6,13 +7,20 @@ of its patches. Sign conventions (minimised by the optimiser):
 
 * WGAN critic: ``E[D(fake)] - E[D(real)]``; generator: ``-E[D(fake)]``.
 * hinge critic: ``E[relu(1 - D(real))] + E[relu(1 + D(fake))]``; generator: ``-E[D(fake)]``.
+* BCE (non-saturating GAN, Goodfellow et al. 2014), scores read as logits: critic
+  ``E[softplus(-D(real))] + E[softplus(D(fake))]`` (= -log sigmoid(D(real)) - log(1 -
+  sigmoid(D(fake)))); generator ``E[softplus(-D(fake))]`` (= -log sigmoid(D(fake))).
 * gradient penalty (Gulrajani et al. 2017): ``E[(||grad_x D(x_hat)||_2 - 1) ** 2]`` at random
   per-sample interpolates ``x_hat = e real + (1 - e) fake``, ``e ~ U[0, 1]``. The gradient is
   that of the per-sample MEAN patch score (the quantity the critic loss averages), built with
   ``create_graph=True`` so the penalty trains the critic. lambda_gp (10) is the config weight.
 * AU regression (GANimation): MSE between the critic's AU head and the AU condition, on real
   samples for the critic and on generated samples for the generator, averaged over samples
-  and AUs (GANimation's lambda_D_cond / batch corresponds to the config weight).
+  and AUs. GANimation divides that same mean again by the batch size and multiplies by
+  lambda_D_cond = 4000, i.e. a weight of 4000 / B (160 at its batch of 25) in the units of the
+  config weight ``loss.au_regression``.
+
+The gradient penalty applies to any kind (``loss.gradient_penalty`` > 0).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ __all__ = [
     "gradient_penalty",
 ]
 
-GAN_KINDS = ("wgan", "hinge")
+GAN_KINDS = ("wgan", "hinge", "bce")
 
 
 def _check_kind(kind: str) -> None:
@@ -48,22 +56,27 @@ def critic_loss(
     Args:
         real_scores: (N, ...) critic scores of real samples.
         fake_scores: (M, ...) critic scores of generated samples (detached generator output).
-        kind: "wgan" or "hinge".
+        kind: "wgan", "hinge" or "bce" (scores are logits).
     """
     _check_kind(kind)
     if kind == "wgan":
         return fake_scores.mean() - real_scores.mean()
+    if kind == "bce":
+        return F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean()
     return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
 
 
 def generator_loss(fake_scores: torch.Tensor, *, kind: str = "wgan") -> torch.Tensor:
-    """The generator's adversarial loss ``-E[D(fake)]`` (the same for WGAN and hinge).
+    """The generator's adversarial loss: ``-E[D(fake)]`` for WGAN and hinge, the non-saturating
+    ``E[softplus(-D(fake))]`` for BCE.
 
     Args:
         fake_scores: (N, ...) critic scores of generated samples.
-        kind: "wgan" or "hinge" (checked only).
+        kind: "wgan", "hinge" or "bce".
     """
     _check_kind(kind)
+    if kind == "bce":
+        return F.softplus(-fake_scores).mean()
     return -fake_scores.mean()
 
 

@@ -13,23 +13,38 @@ Facts from DECA's detail training (``decalib/trainer.py``, ``lossfunc.py``) and 
   ``s[..., 1:-1, 1:] - s[..., 1:-1, :-1]`` and vertical ``s[..., 1:, 1:-1] - s[..., :-1, 1:-1]``,
   loss ``mean(dx ** 2) + mean(dy ** 2)``; same here (masked means when ``mask`` is given).
 * z_sym: ``sum(mask * |uv_z - flip_x(uv_z).detach()|)`` where DECA's mask is the NON-visible
-  region (1 - eroded visibility): the hidden side copies the visible one. Here the caller passes
-  the mask it wants (DECA's non-visible mask, or the face mask) and the sum is normalised by the
-  mask area, so DECA's weight 5e-3 is not on the same scale as DECA's summed loss.
+  region, ``1 - erosion(uv_vis_mask)`` with a 5 x 5 square at UV 256 (:func:`invisible_mask`;
+  everything outside the eroded visible face counts, so the hidden side copies its mirror),
+  summed over the texels AND DECA's batch. ``loss.z_sym_region`` chooses here
+  (:func:`symmetry_loss`): "face" (default), the masked MEAN over the UV face mask (every face
+  texel pulled towards its mirror, visible or not); "invisible", DECA's mask and a SUM over the
+  texels, averaged over valid frames: the same loss as DECA's with a weight of DECA's 5e-3 times
+  DECA's batch size (as for the code regularisers of :mod:`seqdeca.losses.regularisers`). The
+  visibility here is the detail stage's "uv_visible_mask" (face-and-eye mask times the texels
+  facing the camera); DECA's ``uv_vis_mask`` also multiplies the input's face segmentation
+  unwrapped to UV.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from seqdeca.losses.regularisers import expand_valid, weighted_mean
 
 __all__ = [
+    "Z_SYM_REGIONS",
     "displacement_regulariser",
+    "invisible_mask",
     "shading_smoothness",
     "symmetry_loss",
     "uv_photometric_loss",
 ]
+
+#: ``loss.z_sym_region`` settings (see the module docstring).
+Z_SYM_REGIONS = ("face", "invisible")
+#: DECA's erosion of the visibility mask: a 5 x 5 square (radius 2) at UV size 256.
+_EROSION_RADIUS_AT_256 = 2
 
 
 def _map_weights(
@@ -108,18 +123,47 @@ def shading_smoothness(
 
 
 def symmetry_loss(
-    uv_z: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None = None
+    uv_z: torch.Tensor,
+    mask: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    *,
+    summed: bool = False,
 ) -> torch.Tensor:
     """z_sym: displacement vs its horizontal mirror in UV (the mirror is a fixed target).
 
     Args:
         uv_z: (*lead, 1, H, W) displacement map; the UV layout must be left-right symmetric
             about the vertical centre line (true of FLAME's and of the default model's).
-        mask: (*lead or 1, 1, H, W) where to compare (DECA: the non-visible texels).
+        mask: (*lead or 1, 1, H, W) where to compare, in [0, 1] (the UV face mask, or DECA's
+            :func:`invisible_mask`).
         valid: (*lead) bool, or None.
+        summed: False: the masked mean over texels and valid samples; True (DECA): the masked
+            SUM over the texels of each sample, averaged over valid samples.
 
     Returns:
-        0-dim masked mean of ``|uv_z - flip_x(uv_z).detach()|``.
+        0-dim ``|uv_z - flip_x(uv_z).detach()|`` reduced as ``summed`` says (metres).
     """
     mirrored = torch.flip(uv_z, dims=[-1]).detach()
-    return weighted_mean((uv_z - mirrored).abs(), _map_weights(uv_z, mask, valid))
+    error = (uv_z - mirrored).abs()
+    if not summed:
+        return weighted_mean(error, _map_weights(uv_z, mask, valid))
+    per_sample = (error * _map_weights(uv_z, mask, None)).sum(dim=(-3, -2, -1))  # (*lead)
+    return weighted_mean(per_sample, expand_valid(valid, per_sample))
+
+
+def invisible_mask(visible: torch.Tensor) -> torch.Tensor:
+    """DECA's z_sym region: the texels that are NOT visible, ``1 - erosion(visible)``.
+
+    The erosion is by a square of side 2r + 1 with r = 2 at UV size 256 (DECA's 5 x 5), scaled
+    with the map (at least 1), and counts texels beyond the border as not visible.
+
+    Args:
+        visible: (N, 1, H, W) visibility in {0, 1} (the detail stage's "uv_visible_mask": UV
+            face-and-eye mask times camera-facing texels).
+
+    Returns:
+        (N, 1, H, W) in {0, 1}, 1 wherever the eroded visible region is not.
+    """
+    radius = max(1, round(_EROSION_RADIUS_AT_256 * visible.shape[-1] / 256))
+    hidden = F.pad(1.0 - visible.float(), (radius,) * 4, value=1.0)
+    return F.max_pool2d(hidden, kernel_size=2 * radius + 1, stride=1).to(visible.dtype)

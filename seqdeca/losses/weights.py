@@ -23,6 +23,7 @@ __all__ = [
     "detail_weights",
     "landmark_point_weights",
     "needs_ground_truth",
+    "uses_critic",
     "weighted_sum",
 ]
 
@@ -48,12 +49,13 @@ def coarse_weights(cfg: LossConfig) -> dict[str, float]:
         "au_render": float(cfg.au_render),
         "code_supervision": float(cfg.code_supervision),
         "au_supervision": float(cfg.au_supervision),
+        "au_head_supervision": float(cfg.au_head_supervision),
     }
 
 
 def needs_ground_truth(cfg: LossConfig) -> bool:
     """Whether a coarse term reads the synthetic ground truth (``gt.npz``)."""
-    return cfg.code_supervision > 0 or cfg.au_supervision > 0
+    return cfg.code_supervision > 0 or cfg.au_supervision > 0 or cfg.au_head_supervision > 0
 
 
 def coarse_options(cfg: LossConfig) -> dict[str, float]:
@@ -83,6 +85,14 @@ def detail_weights(cfg: LossConfig) -> dict[str, float]:
         "adversarial": float(cfg.adversarial),
         "au_regression": float(cfg.au_regression),
     }
+
+
+def uses_critic(cfg: LossConfig) -> bool:
+    """Whether the detail stage trains a critic: its adversarial term is on (``loss.adversarial``
+    > 0). Without one (DECA's detail training) no critic, critic optimizer or critic step exists
+    and the critic-side settings (``au_regression``, ``gradient_penalty``, ``gan_type``,
+    ``train.n_critic``, ``train.critic_lr``, ``model.critic_au``) have nothing to act on."""
+    return cfg.adversarial > 0
 
 
 def critic_weights(cfg: LossConfig) -> dict[str, float]:

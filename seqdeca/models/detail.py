@@ -96,7 +96,10 @@ class DetailGenerator(nn.Module):
             128; 3 + E + 128 for a face model with E expression components).
         au_dim: K, size of the AU condition (e.g. 27 main AUs or Aff-Wild2's 12); 0 disables
             conditioning (no FiLM layers).
-        uv_size: output side; only DECA's 256 (8 * 2**5) is supported, to keep its layout.
+        uv_size: output side, a multiple of 32: the five upsampling blocks start from a
+            (uv_size / 32)-sided map. DECA's 256 starts from 8 x 8 and is the only size its
+            weights fit; smaller sizes (e.g. 64 for CPU experiments) keep every block and
+            channel and shrink only the first map (and ``l1``).
         film_blocks: which of the five upsampling blocks (0-4) are followed by FiLM.
         film_hidden: hidden width of each FiLM MLP.
     """
@@ -111,14 +114,16 @@ class DetailGenerator(nn.Module):
         film_hidden: int = 64,
     ) -> None:
         super().__init__()
-        if uv_size != UV_SIZE:
-            raise ValueError(f"DetailGenerator supports uv_size {UV_SIZE} only (DECA's layout)")
+        if uv_size < 2 ** len(BLOCK_CHANNELS) or uv_size % 2 ** len(BLOCK_CHANNELS):
+            raise ValueError(f"DetailGenerator uv_size must be a positive multiple of "
+                             f"{2 ** len(BLOCK_CHANNELS)}, got {uv_size}")  # fmt: skip
         if au_dim < 0 or any(b not in range(len(BLOCK_CHANNELS)) for b in film_blocks):
             raise ValueError(f"bad AU conditioning: au_dim={au_dim}, film_blocks={film_blocks}")
         self.latent_dim = latent_dim
         self.au_dim = au_dim
         self.uv_size = uv_size
-        self.l1 = nn.Sequential(nn.Linear(latent_dim, INIT_CHANNELS * INIT_SIZE**2))
+        self.init_size = uv_size // 2 ** len(BLOCK_CHANNELS)  # 8 for DECA's 256
+        self.l1 = nn.Sequential(nn.Linear(latent_dim, INIT_CHANNELS * self.init_size**2))
         self.conv_blocks = _deca_conv_blocks()
         # Index in conv_blocks of the LeakyReLU that ends block b: 4, 8, 12, 16, 20.
         self._block_ends = tuple(4 * (b + 1) for b in range(len(BLOCK_CHANNELS)))
@@ -138,7 +143,7 @@ class DetailGenerator(nn.Module):
                 unconditioned behaviour.
 
         Returns:
-            ``(N, 1, 256, 256)`` displacement along the normal in UV space, in
+            ``(N, 1, uv_size, uv_size)`` displacement along the normal in UV space, in
             ``[-0.01, 0.01]`` (units of the face model, metres for FLAME).
         """
         n = latent.shape[0]
@@ -148,7 +153,8 @@ class DetailGenerator(nn.Module):
             raise ValueError(
                 f"expected au_condition ({n}, {self.au_dim}), got {tuple(au_condition.shape)}"
             )
-        h = self.l1(latent).view(n, INIT_CHANNELS, INIT_SIZE, INIT_SIZE)  # (N, 128, 8, 8)
+        s = self.init_size
+        h = self.l1(latent).view(n, INIT_CHANNELS, s, s)  # (N, 128, 8, 8) at uv_size 256
         film_at = {self._block_ends[b]: f for b, f in zip(self.film_blocks, self.film)}
         for index, layer in enumerate(self.conv_blocks):
             h = layer(h)

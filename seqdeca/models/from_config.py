@@ -17,15 +17,10 @@ from seqdeca.models.au_import import load_opengraphau_checkpoint
 from seqdeca.models.au_net import AUNet
 from seqdeca.models.coarse_encoder import FEATURE_DIM, CoarseEncoder
 from seqdeca.models.code_layout import CodeLayout
-from seqdeca.models.critic import DetailCritic
+from seqdeca.models.critic import CRITIC_CHANNELS, ConditionedDetailCritic, DetailCritic
 from seqdeca.models.deca_import import load_deca_checkpoint
 from seqdeca.models.detail import JAW_DIM, DetailEncoder, DetailGenerator
-from seqdeca.models.seqdeca_model import (
-    CRITIC_CHANNELS,
-    ConditionedDetailCritic,
-    SeqDECA,
-    au_condition_names,
-)
+from seqdeca.models.seqdeca_model import SeqDECA, au_condition_names
 from seqdeca.models.temporal_conv import TemporalConv
 from seqdeca.models.temporal_fusion import TemporalFusion
 from seqdeca.models.weights import LoadReport, WeightsError
@@ -65,7 +60,8 @@ def build_model(cfg: Config, *, load_checkpoints: bool = True) -> SeqDECA:
         au_head=AUHead(token_dim=fusion.au_token_dim),
         detail_encoder=DetailEncoder(n_detail=m.n_detail, backbone=m.backbone),
         detail_generator=DetailGenerator(
-            latent_dim=JAW_DIM + layout.n_expression + m.n_detail, au_dim=au_dim
+            latent_dim=JAW_DIM + layout.n_expression + m.n_detail, au_dim=au_dim,
+            uv_size=m.detail_uv_size,
         ),
         detail_au_condition=m.detail_au_condition,
         freeze_coarse=m.freeze_coarse,
@@ -100,7 +96,7 @@ def check_deca_compatible(model: SeqDECA, m: ModelConfig) -> None:
 
     Raises:
         WeightsError: the face model's code layout is not DECA's 236 (100/50/50), the encoders
-            are not ResNet-50, or the detail code is not 128.
+            are not ResNet-50, or the detail code is not 128 or the generator's map not 256.
     """
     deca = CodeLayout.deca()
     if model.layout != deca:
@@ -111,10 +107,11 @@ def check_deca_compatible(model: SeqDECA, m: ModelConfig) -> None:
             f"'{model.face_model.name}' gives shape {s}, texture {k}, expression {e}: use FLAME "
             f"(face_model.path=generic_model.pkl with its texture) or set model.deca_checkpoint=''"
         )
-    if m.backbone != "resnet50" or m.n_detail != 128:
+    if m.backbone != "resnet50" or m.n_detail != 128 or m.detail_uv_size != 256:
         raise WeightsError(
-            f"model.deca_checkpoint {m.deca_checkpoint} needs model.backbone=resnet50 and "
-            f"model.n_detail=128 (got {m.backbone}, {m.n_detail})"
+            f"model.deca_checkpoint {m.deca_checkpoint} needs model.backbone=resnet50, "
+            f"model.n_detail=128 and model.detail_uv_size=256 (got {m.backbone}, {m.n_detail}, "
+            f"{m.detail_uv_size})"
         )
 
 
@@ -148,8 +145,11 @@ def load_checkpoints_into(model: SeqDECA, m: ModelConfig) -> dict[str, LoadRepor
 
 
 def build_critic(cfg: Config, model: SeqDECA) -> ConditionedDetailCritic:
-    """The detail critic for ``model``: :class:`DetailCritic` on (UV shading 3 + displacement 1)
-    at ``render.uv_size``, conditioned by AU heatmaps of the model's AU condition (27 or 12 AUs).
+    """The detail critic for ``model``: :class:`DetailCritic` on the one-channel UV detail render
+    (:data:`CRITIC_CHANNELS`, the shading contrast of
+    :func:`~seqdeca.models.critic.detail_contrast`) at ``render.uv_size``, conditioned by AU
+    heatmaps of the model's AU condition (27 or 12 AUs) and with an AU head, or with neither when
+    ``model.critic_au`` is false (whatever ``model.detail_au_condition`` says).
 
     Raises:
         ValueError: the configured face model is not the one ``model`` was built with, or it has
@@ -162,8 +162,11 @@ def build_critic(cfg: Config, model: SeqDECA) -> ConditionedDetailCritic:
             f"is not the model's '{model.face_model.name}'; build both from the same config"
         )
     uv_size = model.renderer.uv_size[0]
-    heatmaps = AUHeatmaps.from_face_model(assets, au_names=model.au_condition_names, size=uv_size)
-    critic = DetailCritic(
-        in_channels=CRITIC_CHANNELS, num_aus=len(model.au_condition_names), uv_size=uv_size
-    )
+    heatmaps = None
+    if cfg.model.critic_au:
+        heatmaps = AUHeatmaps.from_face_model(assets, au_names=model.au_condition_names,
+                                              size=uv_size)  # fmt: skip
+    num_aus = 0 if heatmaps is None else heatmaps.num_aus
+    critic = DetailCritic(in_channels=CRITIC_CHANNELS, num_aus=num_aus, uv_size=uv_size,
+                          base=cfg.model.critic_width)  # fmt: skip
     return ConditionedDetailCritic(critic=critic, heatmaps=heatmaps)

@@ -39,11 +39,9 @@ from seqdeca.au_names import AFFWILD2_AU_NAMES, MAIN_AU_NAMES
 from seqdeca.face_model.layer import FaceModel, deca_pose_to_params
 from seqdeca.geometry import project_weak_perspective, vertex_normals
 from seqdeca.models.au_head import AUHead, select_affwild2
-from seqdeca.models.au_heatmaps import AUHeatmaps
 from seqdeca.models.au_net import AUNet
 from seqdeca.models.coarse_encoder import CoarseEncoder
 from seqdeca.models.code_layout import CodeLayout, framing_cam, neutral_light
-from seqdeca.models.critic import DetailCritic
 from seqdeca.models.detail import DetailEncoder, DetailGenerator, detail_latent
 from seqdeca.models.temporal_conv import TemporalConv
 from seqdeca.models.temporal_fusion import TemporalFusion
@@ -51,21 +49,15 @@ from seqdeca.render.renderer import FACING_THRESHOLD, Renderer
 from seqdeca.render.shading import sh_shading
 
 STAGES = ("temporal", "detail")
-#: AU condition of the detail generator and critic -> AU names of its channels.
+#: AU condition of the detail generator and critic -> AU names of its channels (the critic sees
+#: none with ``model.critic_au: false``, whatever the condition).
 AU_CONDITIONS: dict[str, tuple[str, ...]] = {
     "au27": MAIN_AU_NAMES,
     "affwild12": AFFWILD2_AU_NAMES,
     "none": MAIN_AU_NAMES,  # the generator is unconditioned; the critic still sees the 27
 }
-CRITIC_CHANNELS = 1  # the critic's view of UV shading (detail_contrast), grey
-#: ITU-R BT.601 luma weights (R, G, B).
-LUMA = (0.299, 0.587, 0.114)
-#: Lowest grey level divided by in the critic's shading ratios (albedo x shading of dark texels,
-#: e.g. pupils, would otherwise turn image noise into large ratios).
-RATIO_FLOOR = 0.05
-#: Scale that separates detail from coarse shading in detail_contrast: Gaussian sigma as a
-#: fraction of the UV side (4 texels of a 256 map, a few millimetres on a FLAME face).
-DETAIL_SIGMA = 1 / 64
+#: Codes :meth:`SeqDECA.forward` accepts in place of the predicted ones (``coarse_codes=``).
+GIVEN_CODES = ("shape", "texture", "expression", "pose", "jaw_pose", "cam", "light")
 
 
 def au_condition_names(condition: str) -> tuple[str, ...]:
@@ -396,7 +388,8 @@ class SeqDECA(nn.Module):
 
         Returns:
             dict of (B, T, ...): "detail_code" (n_detail); "au_condition" (K) in [0, 1] (the
-            generator's condition, or the 27 intensities the critic sees when it is "none");
+            generator's condition, or the 27 intensities the critic sees when it is "none"; the
+            critic ignores it with ``model.critic_au`` false);
             "displacement" (1, Huv, Wuv) metres in [-0.01, 0.01]; "detail_normals" (3, Huv, Wuv)
             unit; "uv_shading" (3, Huv, Wuv) SH shading of the detail normals;
             "uv_coarse_shading" (3, Huv, Wuv) that of the coarse normals under the same light
@@ -466,6 +459,8 @@ class SeqDECA(nn.Module):
         per_frame: bool | None = None,
         render_shape: bool = False,
         au_render: bool = False,
+        coarse_codes: dict[str, torch.Tensor] | None = None,
+        condition_au: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Run one stage on B windows of T frames.
 
@@ -477,6 +472,13 @@ class SeqDECA(nn.Module):
             render_shape: add "shape_image" (visualisation).
             au_render: add "render_au_probabilities" (41), :meth:`render_au` (computed inside
                 ``forward`` so that DDP sees the AU net's use).
+            coarse_codes: (B, T, ...) codes that replace the encoder's and the temporal model's for
+                decoding and the detail stage, any of :data:`GIVEN_CODES` with the predicted
+                code's shape (e.g. the ground truth of synthetic clips; "pose" and "jaw_pose"
+                are the caller's to keep consistent).
+            condition_au: (B, T, 27) AU intensities in [0, 1] that replace the AU head's as the
+                detail stage's condition (e.g. the ground truth); "au_intensities" stays the
+                head's.
 
         Returns:
             A plain dict of (B, T, ...) tensors: the fused codes ("shape", "texture",
@@ -490,6 +492,8 @@ class SeqDECA(nn.Module):
         encoded = self.encode(images, valid)
         fused = self.fuse(encoded, per_frame=per_frame)
         codes = {k: encoded[k] for k in ("shape", "texture", "cam")} | fused
+        if coarse_codes:
+            codes |= _checked_codes(coarse_codes, codes)
         out: dict[str, torch.Tensor] = dict(codes)
         out |= {f"coarse_{k}": encoded[k] for k in ("expression", "pose", "light")}
         out["au_probabilities"] = encoded["au_probabilities"]
@@ -497,8 +501,31 @@ class SeqDECA(nn.Module):
         if au_render:
             out["render_au_probabilities"] = self.render_au(images, out)
         if stage == "detail":
+            if condition_au is not None:
+                _check_same_shape("condition_au", condition_au, codes["au_intensities"])
+                au = condition_au.to(codes["au_intensities"].device)
+                codes = codes | {"au_intensities": au}
             out |= self.detail(images, codes, out["vertices"])
         return out
+
+
+def _check_same_shape(name: str, given: torch.Tensor, predicted: torch.Tensor) -> None:
+    if given.shape != predicted.shape:
+        raise ValueError(f"given {name} {tuple(given.shape)} does not match the model's "
+                         f"{tuple(predicted.shape)}")  # fmt: skip
+
+
+def _checked_codes(
+    given: dict[str, torch.Tensor], predicted: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``given`` codes (:data:`GIVEN_CODES`) on the predicted codes' device, in their own dtype
+    (float32 truth stays float32 under autocast); one-line errors for another name or shape."""
+    unknown = sorted(set(given) - set(GIVEN_CODES))
+    if unknown:
+        raise ValueError(f"coarse_codes {unknown} are not codes; give any of {GIVEN_CODES}")
+    for name, value in given.items():
+        _check_same_shape(name, value, predicted[name])
+    return {k: v.to(predicted[k].device) for k, v in given.items()}
 
 
 def _check_sizes(
@@ -525,106 +552,3 @@ def _check_sizes(
             f"detail generator latent_dim={detail_generator.latent_dim}; jaw 3 + expression "
             f"{layout.n_expression} + detail {detail_encoder.n_codes} = {latent}"
         )
-
-
-def _luma(rgb: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) -> (N, 1, H, W) ITU-R BT.601 grey level."""
-    weights = rgb.new_tensor(LUMA).reshape(1, 3, 1, 1)
-    return (rgb * weights).sum(dim=1, keepdim=True)
-
-
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(N, C, H, W) separable Gaussian blur (zero padding), kernel radius 3 sigma."""
-    radius = max(1, round(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1, 1, 1)  # (C, 1, 1, K)
-    x = F.conv2d(x, kernel, padding=(0, radius), groups=x.shape[1])
-    return F.conv2d(x, kernel.transpose(-1, -2), padding=(radius, 0), groups=x.shape[1])
-
-
-def detail_contrast(ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The detail critic's view of a shading ratio: its local contrast inside the mask.
-
-    ``ratio / local_mean(ratio) - 1``, where the local mean is a Gaussian average over the mask's
-    texels only (normalised convolution, sigma = :data:`DETAIL_SIGMA` x UV side), zero outside
-    the mask. Smooth deviations (light intensity, colour and direction errors, albedo errors,
-    coarse-geometry misfit) divide out; what varies within a few texels (wrinkles, folds) stays,
-    as a relative change of brightness.
-
-    Args:
-        ratio: (N, 1, H, W) positive shading ratio (see :class:`ConditionedDetailCritic`).
-        mask: (N, 1, H, W) in {0, 1}.
-
-    Returns:
-        (N, 1, H, W), 0 where the ratio is locally constant and outside the mask.
-    """
-    mask = mask.to(ratio.dtype)
-    sigma = DETAIL_SIGMA * ratio.shape[-1]
-    local = _gaussian_blur(ratio * mask, sigma) / _gaussian_blur(mask, sigma).clamp_min(1e-6)
-    return (ratio / local.clamp_min(RATIO_FLOOR) - 1) * mask
-
-
-class ConditionedDetailCritic(nn.Module):
-    """The detail critic with its AU heatmap condition (the module handed to the optimizer).
-
-    Args:
-        critic: :class:`DetailCritic` with ``num_aus == heatmaps.num_aus``.
-        heatmaps: per-AU UV heatmaps (``size == critic.uv_size``).
-    """
-
-    def __init__(self, *, critic: DetailCritic, heatmaps: AUHeatmaps) -> None:
-        super().__init__()
-        if critic.num_aus != heatmaps.num_aus or critic.uv_size != heatmaps.size:
-            raise ValueError(
-                f"critic ({critic.num_aus} AUs, UV {critic.uv_size}) and heatmaps "
-                f"({heatmaps.num_aus} AUs, UV {heatmaps.size}) do not match"
-            )
-        self.critic = critic
-        self.heatmaps = heatmaps
-
-    @staticmethod
-    def detail_render(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(N, 1, Huv, Wuv) "fake" critic input: the generated detail's shading contrast.
-
-        :func:`detail_contrast` of ``uv_shading / uv_coarse_shading`` (grey levels): the
-        shading of the detail normals relative to that of the coarse normals under the same
-        light, within "uv_visible_mask"; frames folded into N. Differentiable in "uv_shading"
-        (the generator's adversarial term).
-        """
-        coarse = _luma(_fold(outputs["uv_coarse_shading"])).clamp_min(RATIO_FLOOR)
-        ratio = _luma(_fold(outputs["uv_shading"])) / coarse
-        return detail_contrast(ratio, _fold(outputs["uv_visible_mask"]))
-
-    @staticmethod
-    def real_render(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(N, 1, Huv, Wuv) "real" critic input: the detail shading observed in the photo.
-
-        :func:`detail_contrast` of ``uv_input / (albedo x uv_coarse_shading)`` (grey levels;
-        albedo 0.5 without a texture space): the photo relative to the coarse render of the same
-        texels, i.e. the shading ratio the coarse model does not explain, within the same mask
-        as :meth:`detail_render`. Detached.
-        """
-        uv_input = _fold(outputs["uv_input"]).detach()
-        coarse = _fold(outputs["uv_coarse_shading"]).detach()
-        if "albedo" in outputs:
-            coarse = coarse * _resize(_fold(outputs["albedo"]).detach(), uv_input.shape[-2:])
-        else:
-            coarse = coarse * 0.5  # the renderer's grey albedo
-        ratio = _luma(uv_input) / _luma(coarse).clamp_min(RATIO_FLOOR)
-        return detail_contrast(ratio, _fold(outputs["uv_visible_mask"]).detach())
-
-    def forward(
-        self, detail_render: torch.Tensor, au_condition: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Score UV detail renders.
-
-        Args:
-            detail_render: (N, 1, Huv, Wuv), :meth:`detail_render` or :meth:`real_render`.
-            au_condition: (N, K) AU intensities in [0, 1].
-
-        Returns:
-            {"realism": (N, 1, h, w) unbounded WGAN patch scores, "au": (N, K) AU estimates}.
-        """
-        realism, au = self.critic(detail_render, self.heatmaps(au_condition))
-        return {"realism": realism, "au": au}

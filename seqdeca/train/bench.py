@@ -6,7 +6,8 @@
 reports the rate over the steps after the warm-up (data loading, forward, losses, backward and
 optimizer included; validation, image grids and checkpoints are off until the last step).
 A detail-stage step is ``train.n_critic`` batches (critic updates, the last one also updating the
-generator), so its windows/s counts every batch.
+generator; one batch without a critic, ``loss.adversarial: 0``), so its windows/s counts every
+batch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from seqdeca.config import load_config
 from seqdeca.config.schema import Config, DataSourceConfig
 from seqdeca.data.synthetic import make_synthetic_dataset
+from seqdeca.losses.weights import uses_critic
 
 __all__ = ["BenchRow", "bench_config", "benchmark_training", "format_table"]
 
@@ -136,7 +138,9 @@ def benchmark_training(
                 summary = train(copy.deepcopy(cfg))
                 rate = summary.windows_per_s_after(warmup)
                 start = summary.step_marks[warmup - 1][0] if warmup else 0.0
-                per_step = cfg.train.grad_accum * (cfg.train.n_critic if stage == "detail" else 1)
+                gan = stage == "detail" and uses_critic(cfg.loss)
+                critic_steps = cfg.train.n_critic if gan else 1
+                per_step = cfg.train.grad_accum * critic_steps
                 rows.append(BenchRow(
                     config=name, stage=stage, device=device, batch_size=cfg.data.batch_size,
                     window=cfg.data.window, batches_per_step=per_step, steps=steps,

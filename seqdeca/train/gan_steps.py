@@ -1,4 +1,5 @@
-"""One critic step and one generator step of the detail stage (a WGAN-GP cGAN in UV space).
+"""One critic step and one generator step of the detail stage (a cGAN in UV space, WGAN-GP by
+default).
 
 What the critic compares. A critic can only teach the generator about detail if real and fake
 samples differ in nothing else; any other difference (brightness, colour, contrast, the coarse
@@ -13,7 +14,7 @@ way (DECA's image model: image = albedo x shading of the detail normals):
 * **real** (:meth:`ConditionedDetailCritic.real_render`): ``uv_input / (albedo x
   uv_coarse_shading)``, the photo unwrapped into UV through the coarse mesh over the coarse
   render of the same texels (1 everywhere for a photo the coarse model explains exactly);
-* **normalisation** (:func:`seqdeca.models.seqdeca_model.detail_contrast`): grey levels, then
+* **normalisation** (:func:`seqdeca.models.critic.detail_contrast`): grey levels, then
   each ratio divided by its local Gaussian mean (a few texels) minus 1, inside the same mask:
   the UV face-and-eye mask times the texels facing the camera ("uv_visible_mask"; elsewhere the
   unwrapped photo shows the occluder or the background). Errors of the coarse stage that are
@@ -30,27 +31,37 @@ the mesh and the critic still wins easily: train the detail stage from a trained
 (``train.init_from`` or DECA weights).
 
 Both samples are conditioned on the same AU condition (the frozen AU head's intensities of the
-frame, ``au_condition``), so GANimation's AU regression trains the critic's AU head on real
-samples and pushes generated samples towards the condition.
+frame, or the ground truth: ``train.detail_condition``, :mod:`seqdeca.train.detail_setup`;
+``au_condition``), so GANimation's AU regression trains the critic's AU head on real samples and
+pushes generated samples towards the condition. With ``model.critic_au: false`` the critic sees
+no AU (no heatmap channels, no AU head) and both ``au_regression`` terms are skipped, whatever
+the generator's condition (``model.detail_au_condition``).
 
 Losses (weights from :func:`critic_weights` / :func:`detail_weights`):
 
-* critic: ``critic`` (WGAN, or hinge: ``loss.gan_type``) + lambda_gp x ``gradient_penalty`` +
-  ``au_regression`` x MSE(AU head on real, condition);
-* generator: ``adversarial`` x ``-E[D(fake)]`` + ``au_regression`` x MSE(AU head on fake,
-  condition) + ``detail_photometric`` x UV L1(albedo x detail shading, ``uv_input``) within the
-  UV mask times "uv_visible_mask" (DECA's ``uv_vis_mask``) +
-  ``z_reg`` + ``z_diff`` + ``z_sym`` + ``id_mrf`` x ID-MRF(the same UV texture, ``uv_input``),
-  both masked as the photometric term (DECA's ``detail_mrf``; needs the user's VGG19 file,
-  :func:`seqdeca.losses.optional.build_id_mrf_loss`). The generator's critic pass runs on the
-  unwrapped critic and backpropagates only into the generator's parameters (``inputs=``), so
+* critic: ``critic`` (WGAN, hinge or non-saturating BCE: ``loss.gan_type``) + lambda_gp x
+  ``gradient_penalty`` + ``au_regression`` x MSE(AU head on real, condition);
+* generator: ``adversarial`` x the generator's GAN loss (``-E[D(fake)]``; BCE:
+  ``E[softplus(-D(fake))]``) + ``au_regression`` x MSE(AU head on fake, condition) +
+  ``detail_photometric`` x UV L1(albedo x detail shading, ``uv_input``) within the UV mask
+  times "uv_visible_mask" (DECA's ``uv_vis_mask``) + ``z_reg`` + ``z_diff`` + ``z_sym``
+  (``loss.z_sym_region``: the mean over the UV face mask, or DECA's sum over the texels not
+  visible, :mod:`seqdeca.losses.detail`) + ``id_mrf`` x ID-MRF(the same UV texture,
+  ``uv_input``), masked as the photometric term (DECA's ``detail_mrf``; needs the user's VGG19
+  file, :func:`seqdeca.losses.optional.build_id_mrf_loss`). The generator's critic pass runs on
+  the unwrapped critic and backpropagates only into the generator's parameters (``inputs=``), so
   the critic's gradients stay those of its own loss.
+
+Without a critic (``loss.adversarial: 0``, DECA's detail training) only the generator's
+reconstruction and regularisation terms remain: no critic exists and no critic step runs.
 
 The optimizer steps (n_critic critic steps per generator step, clipping, non-finite handling)
 live in :mod:`seqdeca.train.loop`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -67,12 +78,14 @@ from seqdeca.losses import (
     displacement_regulariser,
     generator_loss,
     gradient_penalty,
+    invisible_mask,
     shading_smoothness,
     symmetry_loss,
     uv_photometric_loss,
     weighted_sum,
 )
-from seqdeca.models.seqdeca_model import ConditionedDetailCritic
+from seqdeca.losses.detail import Z_SYM_REGIONS
+from seqdeca.models.critic import ConditionedDetailCritic
 from seqdeca.train.steps import SkipLog, _resize_to
 
 __all__ = ["critic_step", "detail_forward", "generator_step", "real_detail_render"]
@@ -94,16 +107,18 @@ def real_detail_render(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def detail_forward(
     accelerator: Accelerator, model: nn.Module, images: torch.Tensor, valid: torch.Tensor, *,
-    with_grad: bool,
+    with_grad: bool, given: dict[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     """The model's detail-stage outputs in float32 (under ``no_grad`` when ``with_grad`` is False),
     plus "valid" (B, T) bool.
 
     Args:
         images: (B, T, 3, H, W) in [0, 1]; valid: (B, T) bool.
+        given: ``coarse_codes`` / ``condition_au`` for the model
+            (:meth:`~seqdeca.models.detail_sources.DetailSources.forward_kwargs`), or None.
     """
     with torch.set_grad_enabled(with_grad), accelerator.autocast():
-        out = model(images, valid, "detail")
+        out = model(images, valid, "detail", **(given or {}))
     out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
     out["valid"] = valid.to(device=images.device, dtype=torch.bool)
     return out
@@ -126,8 +141,9 @@ def critic_step(
         outputs: detail-stage outputs (B, T, ...): "uv_input", "uv_shading",
             "uv_coarse_shading", "uv_visible_mask", "albedo" (when the model has one),
             "au_condition" (K) and "valid"; detached here.
-        loss_cfg: weights (``gradient_penalty`` = lambda_gp, ``au_regression``).
-        kind: "wgan" or "hinge"; None = ``loss_cfg.gan_type``.
+        loss_cfg: weights (``gradient_penalty`` = lambda_gp, ``au_regression``: skipped when
+            the critic has no AU head).
+        kind: "wgan", "hinge" or "bce"; None = ``loss_cfg.gan_type``.
         generator: CPU RNG of the gradient penalty's interpolation weights (the loop seeds one
             per batch from the step, so a resumed run draws the same weights; the global RNG is
             also consumed by the data loader's iterator creation, which differs after a resume).
@@ -144,26 +160,67 @@ def critic_step(
     n = real.shape[0]
     with accelerator.autocast():  # one forward for both (one DDP forward before the backward)
         both = critic(torch.cat([real, fake]), torch.cat([condition, condition]))
-    realism, au = both["realism"].float(), both["au"].float()
+    realism = both["realism"].float()
     terms = {"critic": critic_loss(realism[:n], realism[n:], kind=kind)}
     if weights["gradient_penalty"] > 0:
         terms["gradient_penalty"] = gradient_penalty(
-            lambda x, c: critic(x, c)["realism"].float(),
-            real,
-            fake,
-            condition,
-            generator=generator,
+            lambda x: critic(x, condition)["realism"].float(), real, fake, generator=generator
         )
-    if weights["au_regression"] > 0:
-        terms["au_regression"] = au_regression_loss(au[:n], condition, valid)
+    if weights["au_regression"] > 0 and "au" in both:  # no "au": the critic has no AU head
+        terms["au_regression"] = au_regression_loss(both["au"][:n].float(), condition, valid)
     result = weighted_sum(terms, weights)
     accelerator.backward(result.total)
     return result
 
 
+def _adversarial_terms(
+    outputs: dict[str, torch.Tensor],
+    critic: ConditionedDetailCritic | None,
+    on: set[str],
+    *,
+    kind: str,
+    skips: SkipLog,
+) -> dict[str, torch.Tensor]:
+    """The generator's "adversarial" and "au_regression" terms among ``on`` (skipped, with a
+    log line, when there is no critic or it has no AU head)."""
+    wanted = on & {"adversarial", "au_regression"}
+    if critic is None:
+        for name in sorted(wanted):
+            skips.skip(name, "the detail stage has no critic (loss.adversarial=0)")
+        return {}
+    if "au_regression" in wanted and not critic.conditioned:
+        skips.skip("au_regression", "the critic has no AU head (model.critic_au=false)")
+        wanted.discard("au_regression")
+    if not wanted:
+        return {}
+    condition = _fold(outputs["au_condition"]).detach()
+    scores = critic(ConditionedDetailCritic.detail_render(outputs), condition)
+    terms = {}
+    if "adversarial" in wanted:
+        terms["adversarial"] = generator_loss(scores["realism"].float(), kind=kind)
+    if "au_regression" in wanted:
+        valid = _fold(outputs["valid"])
+        terms["au_regression"] = au_regression_loss(scores["au"].float(), condition, valid)
+    return terms
+
+
+def _z_sym(
+    outputs: dict[str, torch.Tensor], mask: torch.Tensor, valid: torch.Tensor, *, region: str
+) -> torch.Tensor:
+    """z_sym over ``loss.z_sym_region``: "face" (mean over the (1, 1, Huv, Wuv) UV face
+    ``mask``) or "invisible" (DECA: summed over the texels outside the eroded visibility)."""
+    z = _fold(outputs["displacement"])
+    if region == "face":
+        return symmetry_loss(z, mask, valid)
+    if region == "invisible":
+        hidden = invisible_mask(_fold(outputs["uv_visible_mask"]).detach())
+        return symmetry_loss(z, hidden, valid, summed=True)
+    raise ValueError(f"unknown z_sym region {region!r}; choose one of {Z_SYM_REGIONS}")
+
+
 def generator_terms(
     outputs: dict[str, torch.Tensor],
-    critic: ConditionedDetailCritic,
+    critic: ConditionedDetailCritic | None,
     uv_mask: torch.Tensor,
     *,
     loss_cfg: LossConfig,
@@ -176,23 +233,17 @@ def generator_terms(
     Args:
         outputs: detail-stage outputs (B, T, ...) with gradients to the generator.
         critic: the UNWRAPPED critic (its parameters get no gradient from these terms' backward
-            when the caller restricts ``inputs``).
+            when the caller restricts ``inputs``); None without a critic (``loss.adversarial``
+            0: the adversarial and AU-regression terms are skipped).
         uv_mask: (Huv, Wuv) UV face mask in [0, 1].
-        kind: "wgan" or "hinge"; None = ``loss_cfg.gan_type``.
+        kind: "wgan", "hinge" or "bce"; None = ``loss_cfg.gan_type``.
         id_mrf_net: the frozen ID-MRF loss, needed when ``loss.id_mrf > 0``.
     """
     on = {k for k, w in detail_weights(loss_cfg).items() if w > 0}
     kind = loss_cfg.gan_type if kind is None else kind
     valid = _fold(outputs["valid"])
     mask = uv_mask[None, None]
-    terms: dict[str, torch.Tensor] = {}
-    if on & {"adversarial", "au_regression"}:
-        condition = _fold(outputs["au_condition"]).detach()
-        scores = critic(ConditionedDetailCritic.detail_render(outputs), condition)
-        if "adversarial" in on:
-            terms["adversarial"] = generator_loss(scores["realism"].float(), kind=kind)
-        if "au_regression" in on:
-            terms["au_regression"] = au_regression_loss(scores["au"].float(), condition, valid)
+    terms = _adversarial_terms(outputs, critic, on, kind=kind, skips=skips)
     shading, z = _fold(outputs["uv_shading"]), _fold(outputs["displacement"])
     textured = on & {"detail_photometric", "id_mrf"}
     if textured and "albedo" not in outputs:
@@ -214,14 +265,14 @@ def generator_terms(
     if "z_diff" in on:
         terms["z_diff"] = shading_smoothness(shading, mask, valid)
     if "z_sym" in on:
-        terms["z_sym"] = symmetry_loss(z, mask, valid)
+        terms["z_sym"] = _z_sym(outputs, mask, valid, region=loss_cfg.z_sym_region)
     return terms
 
 
 def generator_step(
     accelerator: Accelerator,
     outputs: dict[str, torch.Tensor],
-    critic: ConditionedDetailCritic,
+    critic: ConditionedDetailCritic | None,
     uv_mask: torch.Tensor,
     *,
     parameters: list[nn.Parameter],
@@ -237,7 +288,7 @@ def generator_step(
 
     Args:
         outputs: detail-stage outputs (B, T, ...) computed with gradients.
-        critic: the unwrapped critic; uv_mask: (Huv, Wuv) UV face mask.
+        critic: the unwrapped critic, or None (no critic); uv_mask: (Huv, Wuv) UV face mask.
         parameters: the detail encoder's and generator's parameters.
         id_mrf_net: see :func:`generator_terms`.
 

@@ -19,6 +19,7 @@ import torch
 
 from seqdeca.config.schema import Config
 from seqdeca.data.dataset import WindowBatch, collate_windows
+from seqdeca.models.detail_sources import DetailSources
 from seqdeca.models.seqdeca_model import SeqDECA
 from seqdeca.train.validate import evaluating, evaluation_dataset, spread_indices
 from seqdeca.vis.grid import save_png
@@ -50,12 +51,15 @@ def grid_frames(
     stage: str,
     device: torch.device | str = "cpu",
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+    sources: DetailSources | None = None,
 ) -> GridFrames:
-    """The model's outputs for the centre frame of every window of ``batch`` (B rows)."""
+    """The model's outputs for the centre frame of every window of ``batch`` (B rows); the
+    detail stage's coarse codes and AU condition from ``sources`` (None: the model's own)."""
     batch = batch.to(device)
     centre = batch.images.shape[1] // 2
+    given = {} if sources is None else sources.forward_kwargs(batch.gt, model.layout)
     with evaluating(model), autocast() if autocast is not None else contextlib.nullcontext():
-        out = model(batch.images, batch.valid, stage, render_shape=True)
+        out = model(batch.images, batch.valid, stage, render_shape=True, **given)
         out = {k: v[:, centre].float() for k, v in out.items() if v.is_floating_point()}
         frames = GridFrames(
             images=batch.images[:, centre], render=out["render"].clamp(0, 1),
@@ -80,6 +84,7 @@ def write_training_images(
     writer: SummaryWriter | None = None,
     device: torch.device | str = "cpu",
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+    sources: DetailSources | None = None,
 ) -> Path:
     """Write the grid of ``batch`` to ``run_dir/images/step_NNNNNN.png`` (and TensorBoard).
 
@@ -90,11 +95,13 @@ def write_training_images(
         run_dir: the run folder.
         step: optimizer step (file name and TensorBoard step).
         writer: a ``SummaryWriter`` to add the grid to (tag "images"), or None.
+        sources: see :func:`grid_frames`.
 
     Returns:
         The PNG path.
     """
-    frames = grid_frames(model, batch, stage=stage, device=device, autocast=autocast)
+    frames = grid_frames(model, batch, stage=stage, device=device, autocast=autocast,
+                         sources=sources)  # fmt: skip
     grid, _ = training_grid(frames)
     path = save_png(grid, Path(run_dir) / IMAGE_DIR / f"step_{step:06d}.png")
     if writer is not None:

@@ -14,7 +14,11 @@ when ``run_dir/export.request`` appears.
 The detail stage (``train.stage=detail``) adds the AU-conditioned UV critic with its own Adam
 (``train.critic_lr``); both models and both optimizers are prepared, so ``save_state`` checkpoints
 hold the critic and both optimizers. One step there is ``train.n_critic`` critic updates and one
-generator update (:func:`_detail_epoch`, :mod:`seqdeca.train.gan_steps`).
+generator update (:func:`_detail_epoch`, :mod:`seqdeca.train.gan_steps`). With
+``loss.adversarial: 0`` there is no critic: one step is one generator update, and checkpoints
+hold the model and its optimizer only, as in the temporal stage. The detail stage's coarse codes
+and AU condition may come from the synthetic ground truth
+(:mod:`seqdeca.train.detail_setup`).
 
 Non-finite losses: the step's gradients are discarded (on every process alike) and the step is
 logged as skipped; ``train.max_bad_steps`` such steps in a row stop training with a
@@ -47,8 +51,10 @@ from seqdeca.config.schema import Config
 from seqdeca.data.dataset import WindowBatch, training_window_lengths, window_loader
 from seqdeca.errors import UserError
 from seqdeca.losses.optional import build_id_mrf_loss, build_identity_loss
-from seqdeca.losses.weights import landmark_point_weights, needs_ground_truth
+from seqdeca.losses.weights import landmark_point_weights, needs_ground_truth, uses_critic
+from seqdeca.models.detail_sources import DetailSources
 from seqdeca.models.from_config import build_critic, build_model
+from seqdeca.train.detail_setup import GanParts, build_gan_parts, check_detail_settings, penalty_rng
 from seqdeca.train.gan_steps import critic_step, detail_forward, generator_step
 from seqdeca.train.monitor import VAL_LOG, BadSampleCount, Monitor
 from seqdeca.train.optim import (
@@ -214,37 +220,6 @@ def _append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-@dataclass
-class GanParts:
-    """Detail stage: the prepared critic, its optimizer and what the generator step needs.
-
-    Attributes:
-        critic: the prepared (possibly DDP-wrapped) :class:`ConditionedDetailCritic`.
-        optimizer: the critic's Adam.
-        uv_mask: (Huv, Wuv) UV face mask of the model (photometric, z_diff, z_sym).
-        id_mrf_net: the frozen ID-MRF loss when ``loss.id_mrf > 0`` (not prepared: no
-            parameter of it trains).
-    """
-
-    critic: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    uv_mask: torch.Tensor
-    id_mrf_net: torch.nn.Module | None = None
-    critic_steps: int = 0  # critic updates done in the current step's cycle
-    cycle_batches: int = 0  # batches seen in the current step's cycle
-    critic_bad: bool = False  # a non-finite critic loss in the current critic update
-    generator_bad: bool = False  # a non-finite generator loss in the current step
-    cycle_bad: bool = False  # a critic update of the current step was skipped
-    critic_sums: dict[str, float] = field(default_factory=dict)
-    generator_sums: dict[str, float] = field(default_factory=dict)
-
-    def reset_cycle(self) -> None:
-        """Start the next step's cycle (after a generator update)."""
-        self.critic_steps = self.cycle_batches = 0
-        self.critic_bad = self.generator_bad = self.cycle_bad = False
-        self.critic_sums, self.generator_sums = {}, {}
-
-
 def _build(cfg: Config) -> tuple:
     """Seeded model, optimizer(s) and loader of the configured stage (before ``prepare``).
 
@@ -266,16 +241,29 @@ def _build(cfg: Config) -> tuple:
     model.train()
     critic = critic_optimizer = None
     if stage == "detail":
-        critic = build_critic(cfg, model)
-        critic.train()
+        if uses_critic(cfg.loss):
+            critic = build_critic(cfg, model)
+            critic.train()
+        critic_params = None if critic is None else critic.parameters()
         optimizer, critic_optimizer = build_gan_optimizers(
-            model.trainable_parameters(stage), critic.parameters(), cfg.train
+            model.trainable_parameters(stage), critic_params, cfg.train
         )
     else:
         optimizer = build_optimizer(model.trainable_parameters(stage), cfg.train)
     loader = window_loader(cfg.data, train=True, seed=cfg.run.seed, crop=cfg.crop,
-                           ground_truth=needs_ground_truth(cfg.loss) and stage == "temporal")
+                           **_ground_truth_users(cfg))  # fmt: skip
     return model, optimizer, loader, critic, critic_optimizer
+
+
+def _ground_truth_users(cfg: Config) -> dict:
+    """``ground_truth`` / ``ground_truth_for`` of the training loader: the settings of the stage
+    that read ``gt.npz``, if any."""
+    if cfg.train.stage != "detail":
+        return {"ground_truth": needs_ground_truth(cfg.loss)}
+    sources = DetailSources.from_config(cfg.train)
+    if not sources.ground_truth:
+        return {}
+    return {"ground_truth": True, "ground_truth_for": sources.settings()}
 
 
 def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
@@ -301,6 +289,8 @@ def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
             "train.grad_accum, train.max_bad_steps and train.n_critic must be >= 1, max_steps >= 0"
         )
     landmark_point_weights(cfg.loss)  # an unknown landmark source: one line before any work
+    if tcfg.stage == "detail":
+        check_detail_settings(cfg)
     accelerator = make_accelerator(cfg, run_dir)
     model, optimizer, loader, critic, critic_optimizer = _build(cfg)
     mediapipe_ids = model.face_model.mediapipe_ids
@@ -312,13 +302,9 @@ def train(cfg: Config, *, resume: str | None = None) -> TrainSummary:
         model, critic, optimizer, critic_optimizer, loader = accelerator.prepare(
             model, critic, optimizer, critic_optimizer, loader
         )
-        core = accelerator.unwrap_model(model)
-        uv_mask = core.uv_detail_mask(torch.zeros((), device=accelerator.device))
-        id_mrf_net = build_id_mrf_loss(cfg.loss)
-        if id_mrf_net is not None:
-            id_mrf_net.to(accelerator.device)
-        gan = GanParts(critic=critic, optimizer=critic_optimizer, uv_mask=uv_mask,
-                       id_mrf_net=id_mrf_net)  # fmt: skip
+    if tcfg.stage == "detail":
+        gan = build_gan_parts(accelerator, cfg, model, critic, critic_optimizer,
+                              id_mrf_net=build_id_mrf_loss(cfg.loss))  # fmt: skip
     state = TrainState()
     accelerator.register_for_checkpointing(state)
     checkpoint = None if resume is None else resolve_resume(run_dir, resume)
@@ -517,16 +503,6 @@ def _means(sums: dict[str, float]) -> dict[str, float]:
     return {k: v / n for k, v in sums.items()}
 
 
-def _penalty_rng(
-    cfg: Config, state: TrainState, gan: GanParts, accelerator: Accelerator
-) -> torch.Generator:
-    """CPU RNG of one batch's gradient-penalty draw, a function of (seed, step, batch, process)
-    only, so that an interrupted and resumed run draws what an uninterrupted one does."""
-    key = (cfg.run.seed, state.step, gan.cycle_batches, accelerator.process_index)
-    seed = ((key[0] * 1_000_003 + key[1]) * 10_007 + key[2]) * 101 + key[3]
-    return torch.Generator().manual_seed(seed % (2**63))
-
-
 def _detail_epoch(
     accelerator: Accelerator,
     cfg: Config,
@@ -553,59 +529,80 @@ def _detail_epoch(
     non-finite critic update is skipped alone; the step counts as bad when any of its critic
     updates or its generator update was. Critic terms are logged with a ``D_`` prefix
     (averaged over the step's batches); the generator's under their own names and "total".
-    Checkpoints fall on step boundaries, so a resumed run starts a fresh cycle.
+    Without a critic a step is one generator update of ``grad_accum`` batches. Checkpoints fall
+    on step boundaries, so a resumed run starts a fresh cycle.
     """
-    tcfg, core_critic = cfg.train, accelerator.unwrap_model(gan.critic)
+    core_critic = None if gan.critic is None else accelerator.unwrap_model(gan.critic)
+    n_critic = 1 if gan.critic is None else cfg.train.n_critic
+    models = (model,) if gan.critic is None else (model, gan.critic)
     for batch in epoch_loader:
         if _skip_unreadable(accelerator, cfg, state, batch, monitor.bad_samples):
             continue
-        generator_batch = gan.critic_steps == tcfg.n_critic - 1
-        with accelerator.accumulate(model, gan.critic):
-            set_learning_rate(optimizer, learning_rate(state.step, tcfg))
+        generator_batch = gan.critic_steps == n_critic - 1
+        with accelerator.accumulate(*models):
+            set_learning_rate(optimizer, learning_rate(state.step, cfg.train))
             out = detail_forward(accelerator, model, batch.images, batch.valid,
-                                 with_grad=generator_batch)  # fmt: skip
-            result = critic_step(accelerator, gan.critic, out, loss_cfg=cfg.loss,
-                                 generator=_penalty_rng(cfg, state, gan, accelerator))  # fmt: skip
+                                 with_grad=generator_batch,
+                                 given=gan.sources.forward_kwargs(batch.gt, gan.layout))  # fmt: skip
+            if gan.critic is not None:
+                result = critic_step(accelerator, gan.critic, out, loss_cfg=cfg.loss,
+                                     generator=penalty_rng(cfg, state.step, gan, accelerator))  # fmt: skip
+                gan.critic_bad |= not result.finite
+                _add(gan.critic_sums, result.logged, "D_")
             gan.cycle_batches += 1
-            gan.critic_bad |= not result.finite
-            _add(gan.critic_sums, result.logged, "D_")
             if generator_batch:
                 result = generator_step(accelerator, out, core_critic, gan.uv_mask,
                                         parameters=trainable, loss_cfg=cfg.loss, skips=skips,
                                         id_mrf_net=gan.id_mrf_net)  # fmt: skip
                 gan.generator_bad |= not result.finite
                 _add(gan.generator_sums, result.logged)
-            step_done = False
+            step_done, bad = False, False
             if accelerator.sync_gradients:
-                critic_bad = _any_process(accelerator, gan.critic_bad)
-                if not critic_bad:
-                    gan.optimizer.step()
-                gan.optimizer.zero_grad()
-                gan.cycle_bad |= critic_bad
-                gan.critic_bad, gan.critic_steps = False, gan.critic_steps + 1
-                if gan.critic_steps >= tcfg.n_critic:
-                    bad = _any_process(accelerator, gan.generator_bad) or gan.cycle_bad
-                    if not bad:
-                        if tcfg.grad_clip > 0:
-                            accelerator.clip_grad_norm_(trainable, tcfg.grad_clip)
-                        optimizer.step()
-                    optimizer.zero_grad()
-                    step_done = True
+                step_done, bad = _detail_updates(accelerator, cfg, gan, optimizer, trainable,
+                                                 n_critic=n_critic)  # fmt: skip
         state.batches_in_epoch += 1
         windows[0] += batch.images.shape[0] * accelerator.num_processes
         if not step_done:
             continue
         losses = _means(gan.generator_sums) | _means(gan.critic_sums)
         gan.reset_cycle()
-        rates = {
-            "lr": optimizer.param_groups[0]["lr"],
-            "lr_critic": gan.optimizer.param_groups[0]["lr"],
-        }
+        rates = {"lr": optimizer.param_groups[0]["lr"]}
+        if gan.optimizer is not None:
+            rates["lr_critic"] = gan.optimizer.param_groups[0]["lr"]
         if _after_step(accelerator, cfg, state, losses, bad, rates=rates, bar=bar, model=model,
                        loss_log=loss_log, summary=summary, windows=windows, start=start,
                        monitor=monitor):  # fmt: skip
             return False
     return True
+
+
+def _detail_updates(
+    accelerator: Accelerator, cfg: Config, gan: GanParts, optimizer: torch.optim.Optimizer,
+    trainable: list[torch.nn.Parameter], *, n_critic: int,
+) -> tuple[bool, bool]:  # fmt: skip
+    """The optimizer steps due when gradients are synchronised: the critic's (unless its loss
+    was non-finite), then, after the cycle's ``n_critic``-th, the generator's.
+
+    Returns:
+        ``(step_done, bad)``: whether the generator's step (the loop's step) is over, and
+        whether it counts as bad (a non-finite critic or generator loss in its cycle).
+    """
+    if gan.optimizer is not None:
+        critic_bad = _any_process(accelerator, gan.critic_bad)
+        if not critic_bad:
+            gan.optimizer.step()
+        gan.optimizer.zero_grad()
+        gan.cycle_bad |= critic_bad
+    gan.critic_bad, gan.critic_steps = False, gan.critic_steps + 1
+    if gan.critic_steps < n_critic:
+        return False, False
+    bad = _any_process(accelerator, gan.generator_bad) or gan.cycle_bad
+    if not bad:
+        if cfg.train.grad_clip > 0:
+            accelerator.clip_grad_norm_(trainable, cfg.train.grad_clip)
+        optimizer.step()
+    optimizer.zero_grad()
+    return True, bad
 
 
 def _finish_step(

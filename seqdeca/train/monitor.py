@@ -34,6 +34,7 @@ from torch import nn
 from seqdeca.config.schema import Config, TrainConfig
 from seqdeca.data.dataset import WindowBatch
 from seqdeca.errors import UserError
+from seqdeca.models.detail_sources import detail_sources
 from seqdeca.train.images import preview_batch, write_training_images
 from seqdeca.train.state import export_model
 from seqdeca.train.validate import ValidationSet, make_validation_set, validate
@@ -150,15 +151,16 @@ class Monitor:
                 writer = accelerator.get_tracker("tensorboard", unwrap=True)
                 write_training_images(core, self.preview, stage=tcfg.stage, run_dir=self.run_dir,
                                       step=step, writer=writer, device=accelerator.device,
-                                      autocast=accelerator.autocast)  # fmt: skip
+                                      autocast=accelerator.autocast,
+                                      sources=detail_sources(self.cfg))  # fmt: skip
             self._export_if_requested(core, step)
         if validate_now or images_now:
             accelerator.wait_for_everyone()
         self.seconds += time.perf_counter() - start
 
     def _validate(self, accelerator: Accelerator, core: nn.Module, step: int) -> None:
-        metrics = validate(core, self.vset, stage=self.cfg.train.stage,
-                           device=accelerator.device, autocast=accelerator.autocast)  # fmt: skip
+        metrics = validate(core, self.vset, stage=self.cfg.train.stage, device=accelerator.device,
+                           autocast=accelerator.autocast, sources=detail_sources(self.cfg))  # fmt: skip
         self.last_val = metrics
         accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
         with (self.run_dir / VAL_LOG).open("a") as f:

@@ -33,26 +33,28 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.o
 
 def build_gan_optimizers(
     generator_params: Iterable[nn.Parameter],
-    critic_params: Iterable[nn.Parameter],
+    critic_params: Iterable[nn.Parameter] | None,
     cfg: TrainConfig,
-) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+) -> tuple[torch.optim.Adam, torch.optim.Adam | None]:
     """Detail stage: Adam for the generator (``cfg.lr``) and the critic (``cfg.critic_lr``), both
     with betas ``(cfg.gan_beta1, cfg.gan_beta2)`` (GANimation: lr 1e-4, betas (0.5, 0.999)).
+    Without a critic (``critic_params`` None) the generator's Adam is the same and the second
+    optimizer is None.
 
     Raises:
         UserError: no trainable parameters, or a rate that is not positive.
     """
     generator_params = [p for p in generator_params if p.requires_grad]
-    critic_params = [p for p in critic_params if p.requires_grad]
-    if not generator_params or not critic_params:
+    critic = None if critic_params is None else [p for p in critic_params if p.requires_grad]
+    if not generator_params or critic == []:
         raise UserError("train.stage='detail' has no trainable generator or critic parameters")
-    if cfg.lr <= 0 or cfg.critic_lr <= 0:
+    if cfg.lr <= 0 or (critic is not None and cfg.critic_lr <= 0):
         raise UserError(f"train.lr and train.critic_lr must be > 0, got {cfg.lr}, {cfg.critic_lr}")
     betas = (cfg.gan_beta1, cfg.gan_beta2)
-    return (
-        torch.optim.Adam(generator_params, lr=cfg.lr, betas=betas),
-        torch.optim.Adam(critic_params, lr=cfg.critic_lr, betas=betas),
-    )
+    generator = torch.optim.Adam(generator_params, lr=cfg.lr, betas=betas)
+    if critic is None:
+        return generator, None
+    return generator, torch.optim.Adam(critic, lr=cfg.critic_lr, betas=betas)
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:

@@ -101,8 +101,9 @@ def _au_terms(out: dict, batch: WindowBatch, skips: SkipLog) -> torch.Tensor | N
 
 
 def _ground_truth_terms(out: dict, batch: WindowBatch, on: set[str]) -> dict[str, torch.Tensor]:
-    """``code_supervision`` and ``au_supervision`` against ``batch.gt`` (synthetic clips; the
-    loader refuses data without it when these terms are on).
+    """``code_supervision``, ``au_supervision`` (the AU net's outputs) and
+    ``au_head_supervision`` (the AU head's intensities, the detail stage's condition) against
+    ``batch.gt`` (synthetic clips; the loader refuses data without it when these terms are on).
 
     Code supervision scores the coarse encoder's per-frame codes AND the fused ones (expression,
     jaw, light): pretraining the encoders (temporal model per frame) trains both towards the
@@ -118,14 +119,15 @@ def _ground_truth_terms(out: dict, batch: WindowBatch, on: set[str]) -> dict[str
         terms["code_supervision"] = code_supervision_loss(
             coarse, batch.gt, batch.valid
         ) + code_supervision_loss(fused, batch.gt, batch.valid)
-    if "au_supervision" in on:
+    for term, pred in (("au_supervision", "au_probabilities"),
+                       ("au_head_supervision", "au_intensities")):  # fmt: skip
+        if term not in on:
+            continue
         if "au_intensity" not in batch.gt:
-            raise UserError("loss.au_supervision needs AU ground truth (au_intensity in gt.npz): "
+            raise UserError(f"loss.{term} needs AU ground truth (au_intensity in gt.npz): "
                             "make the clips with AU trajectories (tools/make_synthetic_data.py)")
         truth = batch.gt["au_intensity"]
-        terms["au_supervision"] = au_intensity_loss(
-            out["au_probabilities"][..., : truth.shape[-1]], truth, batch.valid
-        )
+        terms[term] = au_intensity_loss(out[pred][..., : truth.shape[-1]], truth, batch.valid)
     return terms
 
 

@@ -39,6 +39,7 @@ from seqdeca.eval import metrics as M
 from seqdeca.eval.clip_metrics import mediapipe_targets
 from seqdeca.face_model.layer import FlameParams
 from seqdeca.models.au_head import select_affwild2
+from seqdeca.models.detail_sources import DetailSources, detail_sources
 from seqdeca.models.seqdeca_model import SeqDECA
 
 __all__ = [
@@ -64,9 +65,13 @@ def spread_indices(total: int, count: int) -> np.ndarray:
 
 
 def evaluation_dataset(cfg: Config, sources: list[DataSourceConfig]) -> SequenceDataset:
-    """Every window of ``sources`` in order, not augmented (``data.window`` frames each)."""
+    """Every window of ``sources`` in order, not augmented (``data.window`` frames each), with
+    ``gt.npz`` when the detail stage's sources need it (refused in one line where missing)."""
+    detail = detail_sources(cfg)
+    needs = "" if detail is None else detail.settings()
     return SequenceDataset(sources=list(sources), window=cfg.data.window, train=False,
-                           seed=cfg.run.seed, image_size=cfg.crop.size)  # fmt: skip
+                           seed=cfg.run.seed, image_size=cfg.crop.size, ground_truth=bool(needs),
+                           ground_truth_for=needs)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -265,6 +270,7 @@ def validate(
     stage: str,
     device: torch.device | str = "cpu",
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+    sources: DetailSources | None = None,
 ) -> dict[str, float]:
     """Metrics of ``model`` (unwrapped) on the validation windows; see the module docstring.
 
@@ -274,6 +280,8 @@ def validate(
         stage: "temporal" or "detail" (the detail stage adds detail_l1 / detail_psnr).
         device: where the model is.
         autocast: mixed-precision context factory (e.g. ``accelerator.autocast``), or None.
+        sources: the detail stage's coarse codes and AU condition (None: the model's own);
+            with ground-truth coarse codes the coarse figures compare the truth with itself.
 
     Returns:
         metric name -> mean over the valid frames (metrics without a finite value are left out),
@@ -285,8 +293,9 @@ def validate(
     with evaluating(model):
         for batch, windows in vset.batches():
             batch = batch.to(device)
+            given = {} if sources is None else sources.forward_kwargs(batch.gt, model.layout)
             with autocast() if autocast is not None else contextlib.nullcontext():
-                out = model(batch.images, batch.valid, stage)
+                out = model(batch.images, batch.valid, stage, **given)
             out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
             _landmarks(pool, out, batch, model.face_model.mediapipe_ids)
             _photometric(pool, "", out["render"], batch)

@@ -1,0 +1,401 @@
+"""Detail evidence: does the detail stage learn AU-driven wrinkles, does the AU condition steer
+them, and does the GAN beat DECA's plain L1 training? On synthetic clips with ground-truth
+detail.
+
+    python experiments/detail_ablation.py OUT [--quick] [--device cpu|cuda] [--heldout DIR ...]
+        [--rows ROW ...] [--seeds N] [--train-clips N] [--heldout-clips N]
+        [--pretrain-steps N] [--steps N] [a.b=value ...]
+
+1. Data (``configs/experiments/detail.yaml``: AU-driven expressions, photo backgrounds, every
+   frame shaded with a ground-truth UV displacement of six AU-driven wrinkle patterns plus
+   static fine detail, :mod:`seqdeca.data.synthetic_detail`): OUT/data/train and
+   OUT/data/heldout (another seed: other identities, AU trajectories and wrinkle shapes).
+   ``--heldout DIR`` evaluates on those folders instead (each a set named by its folder).
+2. Pretraining (OUT/pretrain): the AU network and the AU head (the detail condition) per frame,
+   supervised by the true AU intensities (``loss.au_supervision``,
+   ``loss.au_head_supervision``).
+3. Rows, every one a detail stage (detail encoder + generator) trained with the same steps,
+   data and generator losses (UV photometric, z_reg, z_diff, z_sym) from the same pretrained AU
+   network, with the TRUE coarse codes (``train.detail_coarse=ground_truth``: the experiment
+   isolates the detail stage), OUT/<row>/model.pt:
+   ``zero`` (a zero displacement: the floor), ``l1-only`` (DECA's detail training: no critic,
+   unconditioned generator), ``bce-gan`` (a non-saturating BCE GAN, otherwise ``wgan-full``),
+   ``wgan-noau`` (WGAN-GP, unconditioned generator, critic without AU channels or head),
+   ``wgan-film`` (AU FiLM in the generator only), ``wgan-full`` (FiLM + the critic's AU heatmaps
+   and AU-regression head: seqdeca's default) and ``wgan-full-gtau`` (``wgan-full`` conditioned
+   on the true AU intensities: an upper bound for the conditioning).
+   ``--quick``: ``zero``, ``wgan-noau`` and ``wgan-full``, fewer clips and steps.
+4. Evaluation of every row on every held-out set (:mod:`seqdeca.eval.detail_eval`):
+   displacement error (mm) and detail normal error (degrees), overall, per wrinkle region and
+   their mean over the regions; AU controllability of the generator (correlation of each
+   pattern's commanded AU with the wrinkle energy in its region, the leakage into the other
+   regions, and the same correlation with shuffled AU channels: the chance level).
+   OUT/results.json (``{set: {row: {metric: mean}}}`` plus ``<metric>_std`` over seeds),
+   OUT/results.md, OUT/results.png (errors per row and the training curves), OUT/detail.png
+   (input | predicted | true detail shading in UV, ``wgan-full``) and OUT/sweep.png (the
+   generator's high-pass displacement for each pattern's AU from 0 to 1, ``wgan-full``).
+
+Every stage is skipped when its output exists, so an interrupted run continues where it stopped.
+Prints the command, date and machine. On the CPU the model uses configs/small_cpu.yaml
+(ResNet-18 encoders on 64 px crops), a 64 x 64 UV map (``model.detail_uv_size=64``: the DECA
+generator's five blocks from a 2 x 2 start) and a critic of width 16; ``--device cuda`` uses
+configs/base.yaml (ResNet-50, DECA's 256 UV generator, the default critic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from ablation import (
+    banner,
+    finish_parsing,
+    markdown_table,
+    overrides,
+    summarise,
+    train_once,
+)
+
+from seqdeca.cli import run_main
+from seqdeca.config import load_config
+from seqdeca.config.schema import Config
+from seqdeca.data.synthetic import make_synthetic_dataset
+from seqdeca.errors import UserError
+from seqdeca.eval.clips import find_eval_clips, load_clip
+from seqdeca.eval.detail_eval import (
+    controllability,
+    detail_clip_series,
+    has_detail_truth,
+    pooled,
+)
+from seqdeca.eval.detail_metrics import DETAIL_PATTERN_AUS, au_channels
+from seqdeca.eval.detail_plots import (
+    sweep_highpass_cells,
+    write_au_sweep_grid,
+    write_detail_comparison,
+)
+from seqdeca.inference.checkpoint import load_model
+from seqdeca.models.detail_sources import DetailSources
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_CONFIG = ROOT / "configs" / "experiments" / "detail.yaml"
+MODEL_CONFIGS = {"cpu": ROOT / "configs" / "small_cpu.yaml", "cuda": ROOT / "configs" / "base.yaml"}
+#: The CPU's smaller detail maps and critic (same blocks and layers as DECA's / GANimation's).
+CPU_SIZES = {"model.detail_uv_size": 64, "model.critic_width": 16, "render.uv_size": 64}
+
+#: Settings of every run: the true pose and camera would not follow a geometric augmentation,
+#: and the true albedo and light not a colour jitter.
+COMMON = {
+    "data.augmentation.flip_prob": 0.0, "data.augmentation.max_rotation_deg": 0.0,
+    "data.augmentation.scale_jitter": 0.0, "data.augmentation.shift_jitter": 0.0,
+    "data.augmentation.color_jitter": 0.0, "model.use_temporal": False, "data.window": 1,
+    "data.min_window": 0,
+}  # fmt: skip
+#: Pretraining of the AU network and AU head on the true AU intensities; nothing else.
+PRETRAIN = {
+    "loss.au_supervision": 1.0, "loss.au_head_supervision": 1.0, "loss.landmark": 0.0,
+    "loss.landmark_mediapipe": 0.0, "loss.eye_closure": 0.0, "loss.lip_closure": 0.0,
+    "loss.photometric": 0.0, "loss.shape_reg": 0.0, "loss.expression_reg": 0.0,
+    "loss.texture_reg": 0.0, "loss.light_reg": 0.0, "loss.au_label": 0.0,
+    "model.freeze_au_net": False, "train.lr": 1e-3, "data.batch_size": 32,
+}  # fmt: skip
+#: Every detail row: the detail stage on the true coarse codes, from the pretrained AU network.
+DETAIL = {
+    "train.stage": "detail", "train.detail_coarse": "ground_truth",
+    "train.init_modules": "[coarse_encoder,au_net,temporal_fusion,au_head]",
+    "data.batch_size": 8, "train.checkpoint_every": 0,
+}  # fmt: skip
+#: Row -> overrides on top of DETAIL (None: not trained).
+ROWS: dict[str, dict | None] = {
+    "zero": None,
+    "l1-only": {"loss.adversarial": 0.0, "model.detail_au_condition": "none"},
+    "bce-gan": {"loss.gan_type": "bce"},
+    "wgan-noau": {"model.detail_au_condition": "none", "model.critic_au": False},
+    "wgan-film": {"model.critic_au": False},
+    "wgan-full": {},
+    "wgan-full-gtau": {"train.detail_condition": "ground_truth"},
+}
+QUICK_ROWS = ("zero", "wgan-noau", "wgan-full")
+#: The row whose pictures are drawn (the first of these that ran).
+PICTURE_ROWS = ("wgan-full", "wgan-full-gtau", "wgan-film")
+#: Frames per held-out set kept for the controllability sweep and the pictures.
+SWEEP_FRAMES = 8
+PICTURE_FRAMES = 4
+#: Columns of results.md (metric key, header, format).
+COLUMNS = (
+    ("displacement_error_regions", "disp. err. AU regions (mm)", ".4f"),
+    ("displacement_error", "disp. err. face (mm)", ".4f"),
+    ("detail_normal_error_regions", "normal err. AU regions (deg)", ".2f"),
+    ("detail_normal_error", "normal err. face (deg)", ".2f"),
+    ("controllability_mean", "AU control", ".2f"),
+    ("controllability_shuffled_mean", "shuffled", ".2f"),
+    ("leakage_mean", "leakage", ".2f"),
+    ("seconds", "train (s)", ".0f"),
+)
+
+
+class Sizes(NamedTuple):
+    """How much of everything a run makes and trains."""
+
+    train_clips: int
+    heldout_clips: int
+    pretrain_steps: int
+    steps: int  # generator steps of every detail row
+    seeds: int
+
+
+SIZES = {"quick": Sizes(48, 8, 150, 150, 1), "full": Sizes(200, 16, 600, 600, 3)}
+
+
+def base_config(args: argparse.Namespace, extra: dict | None = None) -> Config:
+    """The data config + the model config of the device + ``extra`` + the command line's."""
+    device = args.device.split(":")[0]
+    sizes = CPU_SIZES if device == "cpu" else {}
+    items = overrides(COMMON | sizes | (extra or {})) + [f"run.device={args.device}"]
+    return load_config([DATA_CONFIG, MODEL_CONFIGS[device]], items + args.overrides)
+
+
+def make_data(args: argparse.Namespace, out: Path, sizes: Sizes) -> dict[str, Path]:
+    """OUT/data/train and OUT/data/heldout (kept when present); returns the held-out sets."""
+    sets = {"train": (sizes.train_clips, 100), "heldout": (sizes.heldout_clips, 3000)}
+    for name, (clips, seed) in sets.items():
+        folder = out / "data" / name
+        done = folder / "done.json"
+        if done.is_file() or (args.heldout and name == "heldout"):
+            continue
+        print(f"[data] {name}: {clips} clips", flush=True)
+        make_synthetic_dataset(folder, base_config(args), clips=clips, seed=seed,
+                               progress=args.progress, workers=args.workers)  # fmt: skip
+        done.write_text(json.dumps({"clips": clips, "seed": seed}))
+    if args.heldout:
+        return {Path(d).name: Path(d) for d in args.heldout}
+    return {"heldout": out / "data" / "heldout"}
+
+
+def train_rows(args: argparse.Namespace, out: Path, rows: list[str], sizes: Sizes,
+               encoders: Path) -> dict[str, list[tuple[Path, float]]]:  # fmt: skip
+    """Every trained row for every seed: ``{row: [(model.pt, training seconds) per seed]}``."""
+    models: dict[str, list[tuple[Path, float]]] = {}
+    for row in rows:
+        extra = ROWS[row]
+        if extra is None:
+            continue
+        models[row] = []
+        for seed in range(sizes.seeds):
+            items = DETAIL | extra | {"run.seed": seed, "train.init_from": str(encoders),
+                                      "train.max_steps": sizes.steps}  # fmt: skip
+            run_dir = out / row / f"seed_{seed}"
+            start = time.perf_counter()
+            model = train_once(base_config(args, items), run_dir, [out / "data" / "train"],
+                               f"train {row} seed {seed}")  # fmt: skip
+            seconds = _training_seconds(run_dir, time.perf_counter() - start)
+            models[row].append((model, seconds))
+        (out / row / "model.pt").write_bytes(models[row][0][0].read_bytes())
+    return models
+
+
+def _training_seconds(run_dir: Path, measured: float) -> float:
+    """The row's training time (recorded next to its model.pt, so a rerun reports it too)."""
+    record = run_dir / "seconds.json"
+    if not record.is_file():
+        record.write_text(json.dumps({"seconds": measured}))
+    return float(json.loads(record.read_text())["seconds"])
+
+
+def _region_means(metrics: dict[str, float]) -> dict[str, float]:
+    """Mean over the wrinkle regions of the per-region errors (``<key>_regions``)."""
+    out = {}
+    for key in ("displacement_error", "detail_normal_error"):
+        values = [v for k, v in metrics.items() if k.startswith(f"{key}/") and np.isfinite(v)]
+        if values:
+            out[f"{key}_regions"] = float(np.mean(values))
+    return out
+
+
+def evaluate_model(args, checkpoint: Path, folder: Path, *, zero: bool = False,
+                   pictures: Path | None = None) -> dict[str, float]:  # fmt: skip
+    """Detail metrics of one model on the clips of ``folder`` (``zero``: of a zero map)."""
+    loaded = load_model(checkpoint, device=args.device)
+    model = loaded.model.eval()
+    sources = DetailSources.from_config(loaded.config.train)
+    if zero:  # the floor: the true coarse mesh, no displacement
+        sources = DetailSources(coarse="ground_truth")
+    clips = [load_clip(p) for p in find_eval_clips(folder)]
+    clips = [c for c in clips if has_detail_truth(c)]
+    if not clips:
+        raise UserError(f"{folder}: no clip with ground-truth detail (make them with --detail)")
+    keep = max(1, SWEEP_FRAMES // len(clips))
+    series, kept = [], []
+    for clip in clips:
+        s, frames = detail_clip_series(model, clip, sources=sources, device=args.device,
+                                       zero=zero, keep=keep)  # fmt: skip
+        series.append(s)
+        kept += [frames] if frames is not None else []
+    metrics = pooled(series)
+    metrics |= _region_means(metrics)
+    if not zero and kept:
+        latent = torch.cat([k.latent for k in kept])[:SWEEP_FRAMES]
+        scores = controllability(model, latent)
+        if scores is not None:
+            metrics |= scores.metrics()
+        if pictures is not None:
+            draw_pictures(model, kept, pictures)
+    return metrics
+
+
+def draw_pictures(model, kept: list, out: Path) -> None:
+    """OUT/detail.png and OUT/sweep.png from the kept held-out frames."""
+    take = [k for k in kept][:PICTURE_FRAMES]
+    write_detail_comparison(
+        torch.cat([k.input_uv[:1] for k in take]),
+        torch.cat([k.predicted_shading[:1] for k in take]).clamp(0, 1),
+        torch.cat([k.true_shading[:1] for k in take]).clamp(0, 1),
+        out / "detail.png",
+        titles=("input (UV)", "predicted detail shading", "true detail shading"),
+    )  # fmt: skip
+    generator = model.detail_generator.eval()
+    channels = au_channels(DETAIL_PATTERN_AUS, model.au_condition_names)
+    conditioned = generator.au_dim > 0
+
+    def generate(z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return generator(z, c if conditioned else None)
+
+    latent = take[0].latent[:1].to(next(generator.parameters()).device)
+    base = torch.zeros(1, len(model.au_condition_names), device=latent.device)
+    cells = sweep_highpass_cells(generate, latent, channels, base_condition=base)
+    write_au_sweep_grid(cells, out / "sweep.png", patterns=list(channels),
+                        intensities=np.linspace(0, 1, cells.shape[1]).tolist())  # fmt: skip
+
+
+def evaluate_rows(args, out: Path, sets: dict[str, Path], models: dict, rows: list[str],
+                  encoders: Path) -> dict:  # fmt: skip
+    """``{set: {row: [metrics per seed]}}`` (cached in OUT/eval/<set>/<row>_seed_<k>.json)."""
+    picture_row = next((r for r in PICTURE_ROWS if r in models), None)
+    table: dict[str, dict[str, list[dict]]] = {}
+    for name, folder in sets.items():
+        table[name] = {}
+        runs = [("zero", 0, encoders, 0.0)] if "zero" in rows else []
+        runs += [(row, k, path, seconds) for row in rows if row in models
+                 for k, (path, seconds) in enumerate(models[row])]  # fmt: skip
+        for row, seed, checkpoint, seconds in runs:
+            cache = out / "eval" / name / f"{row}_seed_{seed}.json"
+            if not cache.is_file():
+                print(f"[eval] {name}: {row} seed {seed}", flush=True)
+                draw = out if (row == picture_row and seed == 0 and name == next(iter(sets))) else None
+                metrics = evaluate_model(args, checkpoint, folder, zero=row == "zero",
+                                         pictures=draw)  # fmt: skip
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps(metrics | {"checkpoint": str(checkpoint)}, indent=1))
+            metrics = json.loads(cache.read_text())
+            metrics.pop("checkpoint", None)
+            table[name].setdefault(row, []).append(metrics | ({"seconds": seconds} if seconds else {}))
+    return table
+
+
+def markdown(results: dict, header: str, sizes: Sizes) -> str:
+    """results.md: one table per held-out set (mean ± std over seeds), then per-pattern scores."""
+    lines = ["# Detail ablation", "", "```", header, "```", "",
+             f"Every trained row: {sizes.steps} generator steps, {sizes.seeds} seed(s).", ""]  # fmt: skip
+    for name, rows in results.items():
+        lines += [f"## {name}", "", *markdown_table(rows, COLUMNS), ""]
+        patterns = list(DETAIL_PATTERN_AUS)
+        columns = tuple((f"controllability/{p}", p, ".2f") for p in patterns)
+        controlled = {r: m for r, m in rows.items() if "controllability_mean" in m}
+        if controlled:
+            lines += ["AU controllability per pattern:", "", *markdown_table(controlled, columns), ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict, out: Path, models: dict) -> None:
+    """OUT/results.png: region displacement error per row, and the training curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    name = next(iter(results))
+    rows = list(results[name])
+    for ax, key, label in ((axes[0], "displacement_error_regions", "disp. error, AU regions (mm)"),
+                           (axes[1], "controllability_mean", "AU controllability")):  # fmt: skip
+        means = [results[name][r].get(key, np.nan) for r in rows]
+        stds = [results[name][r].get(f"{key}_std", 0.0) for r in rows]
+        ax.bar(np.arange(len(rows)), means, yerr=stds)
+        ax.set_xticks(np.arange(len(rows)), rows, rotation=35, ha="right")
+        ax.set_ylabel(label)
+    for row, runs in models.items():
+        for k, (path, _) in enumerate(runs):
+            log = path.parent / "losses.jsonl"
+            if not log.is_file():
+                continue
+            lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+            values = [x.get("D_critic", x.get("detail_photometric")) for x in lines]
+            axes[2].plot([v for v in values if v is not None], lw=0.8,
+                         label=row if k == 0 else None)  # fmt: skip
+    axes[2].set_xlabel("logged step")
+    axes[2].set_ylabel("critic loss (photometric for l1-only)")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "results.png", dpi=120)
+    plt.close(fig)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("out", type=Path, help="output folder")
+    parser.add_argument("--quick", action="store_true",
+                        help="rows zero, wgan-noau, wgan-full; fewer clips and steps")  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (ResNet-50, UV 256)")
+    parser.add_argument("--heldout", nargs="+", default=[], help="held-out clip folders")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="rows to run")
+    parser.add_argument("--seeds", type=int, help="training seeds of the detail rows")
+    parser.add_argument("--train-clips", type=int)
+    parser.add_argument("--heldout-clips", type=int)
+    parser.add_argument("--pretrain-steps", type=int)
+    parser.add_argument("--steps", type=int, help="generator steps of every detail row")
+    return finish_parsing(parser, argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+
+    def job() -> int:
+        header = banner("detail_ablation.py", argv)
+        print(header, flush=True)
+        if not args.device.startswith(("cpu", "cuda")):
+            raise UserError(f"--device {args.device}: use cpu or cuda")
+        given = {k: getattr(args, k) for k in Sizes._fields if getattr(args, k) is not None}
+        sizes = SIZES["quick" if args.quick else "full"]._replace(**given)
+        rows = args.rows or list(QUICK_ROWS if args.quick else ROWS)
+        out: Path = args.out
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        sets = make_data(args, out, sizes)
+        cfg = base_config(args, PRETRAIN | {"train.max_steps": sizes.pretrain_steps,
+                                            "train.checkpoint_every": 0})  # fmt: skip
+        encoders = train_once(cfg, out / "pretrain", [out / "data" / "train"], "pretrain")
+        models = train_rows(args, out, rows, sizes, encoders)
+        table = evaluate_rows(args, out, sets, models, rows, encoders)
+        results = summarise(table, rows)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        text = markdown(results, f"{header}\nwall: {time.perf_counter() - start:.0f} s", sizes)
+        (out / "results.md").write_text(text)
+        plot(results, out, models)
+        print(text)
+        print(f"-> {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
+        return 0
+
+    return run_main(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
