@@ -2,7 +2,8 @@
 
     python tools/video2mesh.py CLIP [CLIP ...] | --demo [--out DIR] [--checkpoint PATH]
         [--mode auto|network|fit] [--device cpu|cuda] [--detail] [--no-video] [--no-rig]
-        [--batch-size N] [--config FILE ...] [section.key=value ...]
+        [--faces largest|all|N] [--max-faces N] [--batch-size N] [--config FILE ...]
+        [section.key=value ...]
 
 A folder argument processes every video in it. `network` mode runs a trained checkpoint (a
 seqdeca model.pt, or DECA's deca_model.tar with face_model.* pointing at FLAME); `fit` mode
@@ -11,7 +12,11 @@ picks `network` when a checkpoint is given or configured, else `fit`.
 
 Writes DIR/<clip stem>/: meshes/NNNNNN.obj per frame with a face, codes.npz, landmarks.npz,
 overlay.mp4 (input | render | shape), rig.glb (an animated glTF rig, docs/rig.md) and
-summary.json, and DIR/summary.json for the run. A clip that cannot be processed gives one line
+summary.json, and DIR/summary.json for the run. `--faces all` (up to --max-faces, default 4) or
+`--faces N` reconstructs several faces, each followed with a stable identity (numbered by first
+appearance, left to right within a frame) into DIR/<clip stem>/face_0/, face_1/, ... (meshes,
+codes.npz, landmarks.npz, rig.glb, summary.json each), with one overlay.mp4 showing every face
+and the clip's summary.json next to them. A clip that cannot be processed gives one line
 on stderr; the others are still processed and the exit code is then 2. Under `accelerate launch
 --num_processes N` (or torchrun) the N processes share the clips, each on its own GPU
 (cuda:LOCAL_RANK); process 0 writes DIR/summary.json and its exit code covers every clip.
@@ -28,6 +33,7 @@ from seqdeca.cli import EXIT_USER_ERROR, run_main, split_overrides
 from seqdeca.config import given_keys, load_config
 from seqdeca.errors import UserError
 from seqdeca.inference.demo import make_demo_clip
+from seqdeca.inference.faces import face_selection
 from seqdeca.inference.pipeline import MODES, ClipResult, video2mesh
 from seqdeca.shards import current_shard
 
@@ -35,11 +41,13 @@ from seqdeca.shards import current_shard
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
 
 
-def report(res: ClipResult, tag: str = "") -> None:
-    """One line per clip: stdout when done, stderr when failed (``tag``: the process's)."""
+def report(res: ClipResult, tag: str = "", *, faces: bool = False) -> None:
+    """One line per clip: stdout when done, stderr when failed (``tag``: the process's;
+    ``faces``: say how many faces were found)."""
     if res.status == "done":
+        found = f"{res.faces} face{'s' if res.faces != 1 else ''}, " if faces else ""
         print(f"{tag}{res.source}: {res.frames} frames ({res.valid_frames} with a face), "
-              f"{res.frames_per_second:.1f} frames/s -> {res.out}", flush=True)  # fmt: skip
+              f"{found}{res.frames_per_second:.1f} frames/s -> {res.out}", flush=True)  # fmt: skip
     else:
         where = "" if res.source in res.reason else f"{res.source}: "
         print(f"{tag}error: {where}{res.reason}", file=sys.stderr, flush=True)
@@ -60,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detail", action="store_true", help="also write detail meshes")
     parser.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
     parser.add_argument("--no-rig", action="store_true", help="skip rig.glb (the glTF rig)")
+    parser.add_argument("--faces", help="largest (default: one face), all (up to --max-faces) "
+                        "or N: faces to reconstruct, one folder each (inference.faces)")  # fmt: skip
+    parser.add_argument("--max-faces", type=int,
+                        help="faces followed at most with --faces all (inference.max_faces, 4)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, help="windows per network forward")
     parser.add_argument("--config", action="append", default=None,
                         help=f"YAML config file(s) (default: {DEFAULT_CONFIG.name})")  # fmt: skip
@@ -87,9 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             cfg.run.device = args.device
         if args.batch_size is not None:
             cfg.inference.batch_size = max(1, args.batch_size)
+        if args.faces is not None:
+            cfg.inference.faces = args.faces
+        if args.max_faces is not None:
+            cfg.inference.max_faces = args.max_faces
+        separate = face_selection(cfg).separate  # a bad value stops here, before any clip
         results = video2mesh(clips, args.out, cfg, detail=args.detail,
                              video=not args.no_video, rig=not args.no_rig,
-                             report=partial(report, tag=shard.tag),
+                             report=partial(report, tag=shard.tag, faces=separate),
                              explicit=given_keys(files, items), shard=shard)  # fmt: skip
         if not shard.is_main:
             return 0  # process 0 holds every result; a failed exit here would stop it early

@@ -290,6 +290,10 @@ class InferenceConfig:
     window: int = 0
     batch_size: int = 8  # windows per network forward
     chunk_frames: int = 32  # frames decoded, tracked and predicted at a time (memory bound)
+    # faces per clip: "largest" (one, in <out>/<clip>/), "all" (up to max_faces) or a number N;
+    # several faces are tracked with stable ids into <out>/<clip>/face_K/ (inference/faces.py)
+    faces: str = "largest"
+    max_faces: int = 4  # faces followed at most with faces="all"
     fit: FitConfig = field(default_factory=FitConfig)
 
 

@@ -191,10 +191,36 @@ class FaceTracker:
         Returns:
             ((478, 3) float32 (x_px, y_px, z) in original pixels, NaN if no face; found flag).
         """
+        width, height = original_size or (frame.shape[1], frame.shape[0])
+        candidates = self._candidates(frame)
+        if not candidates:
+            return np.full((NUM_LANDMARKS, 3), np.nan, dtype=np.float32), False
+        chosen = self._choose(candidates)
+        self._last_centre = chosen[:, :2].mean(0)
+        # Normalised [0, 1] image coordinates -> original pixels; z is normalised like x.
+        return chosen * np.array([width, height, width], dtype=np.float32), True
+
+    def detect(
+        self, frame: np.ndarray, original_size: tuple[int, int] | None = None
+    ) -> list[np.ndarray]:
+        """Every face of one frame, in MediaPipe's order (not stable from frame to frame; see
+        :mod:`seqdeca.data.face_association` to follow several faces).
+
+        Args:
+            frame: (H, W, 3) uint8 RGB, possibly downscaled from the original video.
+            original_size: (width, height) the landmarks are expressed in; default the frame's.
+
+        Returns:
+            Up to ``max_num_faces`` arrays (478, 3) float32 (x_px, y_px, z) in original pixels.
+        """
+        width, height = original_size or (frame.shape[1], frame.shape[0])
+        scale = np.array([width, height, width], dtype=np.float32)
+        return [c * scale for c in self._candidates(frame)]
+
+    def _candidates(self, frame: np.ndarray) -> list[np.ndarray]:
+        """MediaPipe's faces of one frame, (478, 3) normalised [0, 1] coordinates each."""
         if self._graph is None:
             raise RuntimeError("FaceTracker.process outside its `with` block")
-        width, height = original_size or (frame.shape[1], frame.shape[0])
-        missing = np.full((NUM_LANDMARKS, 3), np.nan, dtype=np.float32)
         try:
             with warnings.catch_warnings():  # protobuf 4 deprecation noise inside mediapipe
                 warnings.filterwarnings("ignore", message=".*GetPrototype.*")
@@ -205,20 +231,12 @@ class FaceTracker:
                         result = self._graph.process(np.ascontiguousarray(frame))
                     self._started = True
         except (RuntimeError, ValueError):  # a frame MediaPipe rejects counts as "no face"
-            return missing, False
+            return []
         faces = result.multi_face_landmarks or []
         candidates = [
             np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32) for f in faces
         ]
-        candidates = [
-            c for c in candidates if c.shape == (NUM_LANDMARKS, 3) and np.isfinite(c).all()
-        ]
-        if not candidates:
-            return missing, False
-        chosen = self._choose(candidates)
-        self._last_centre = chosen[:, :2].mean(0)
-        # Normalised [0, 1] image coordinates -> original pixels; z is normalised like x.
-        return chosen * np.array([width, height, width], dtype=np.float32), True
+        return [c for c in candidates if c.shape == (NUM_LANDMARKS, 3) and np.isfinite(c).all()]
 
     def _choose(self, candidates: list[np.ndarray]) -> np.ndarray:
         """The face nearest the previous one, else the largest and most central one.

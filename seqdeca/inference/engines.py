@@ -8,7 +8,8 @@
 
 Both return, for the chunk's own frames, a :class:`ChunkResult`: codes (n, ...) for
 ``codes.npz``, vertices, model landmarks in normalised crop coordinates and (when asked)
-renders for the overlay.
+renders for the overlay. With several faces in a clip, the ``face=k`` argument keeps each
+face's state apart (fit mode: its own identity).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ class NetworkEngine:
         crops = torch.from_numpy(data.crops(self.cfg.crop.size)).to(self.device)
         return crops.permute(0, 3, 1, 2).float() / 255
 
-    def predict(self, data: ChunkFrames, *, render: bool) -> ChunkResult:
+    def predict(self, data: ChunkFrames, *, render: bool, face: int = 0) -> ChunkResult:
+        """The chunk's own frames of one face (``face``: unused, the network keeps no state)."""
         inf = self.cfg.inference
         own = np.arange(len(data.valid))[data.own]
         out = predict_frames(
@@ -179,29 +181,46 @@ class FitEngine:
         self.renderer = None
         if self.face_model.verts_uvs is not None:
             self.renderer = renderer_from_config(cfg.render, self.face_model).to(self.device)
-        self.fitter: ClipFitter | None = None
+        self._fitters: dict[int, ClipFitter] = {}
         self.description = f"fit to landmarks ({self.face_model.name})"
         self.shape_span = SHAPE_SPAN
 
     @property
     def shape(self) -> torch.Tensor | None:
-        return None if self.fitter is None else self.fitter.shape
+        """The identity of the clip's first face (None until fitted)."""
+        return self.face_shape(0)
+
+    def face_shape(self, face: int = 0) -> torch.Tensor | None:
+        """(S,) identity of face ``face`` of the clip, None until :meth:`fit_shape`."""
+        fitter = self._fitters.get(face)
+        return None if fitter is None else fitter.shape
 
     def start_clip(self) -> None:
-        """A new clip: a new identity is fitted."""
-        self.fitter = ClipFitter(self.face_model, self.assets, self.cfg.inference.fit,
-                                 window=self.cfg.inference.window)  # fmt: skip
+        """A new clip: a new identity is fitted for each of its faces (each face's fitter is
+        made when first used)."""
+        self._fitters = {}
 
-    def _targets(self, data: ChunkFrames) -> torch.Tensor:
-        return self.fitter.targets(data.landmarks, data.crop_from_frame, self.cfg.crop.size)
+    def _fitter(self, face: int) -> ClipFitter:
+        if face not in self._fitters:
+            self._fitters[face] = ClipFitter(self.face_model, self.assets,
+                                             self.cfg.inference.fit,
+                                             window=self.cfg.inference.window)  # fmt: skip
+        return self._fitters[face]
 
-    def fit_shape(self, data: ChunkFrames) -> None:
-        """Fit the clip's identity on the valid frames of ``data``'s own rows."""
+    def _targets(self, data: ChunkFrames, face: int) -> torch.Tensor:
+        return self._fitter(face).targets(data.landmarks, data.crop_from_frame,
+                                          self.cfg.crop.size)  # fmt: skip
+
+    def fit_shape(self, data: ChunkFrames, *, face: int = 0) -> None:
+        """Fit the identity of face ``face`` on the valid frames of ``data``'s own rows."""
         rows = np.arange(len(data.valid))[data.own]
-        self.fitter.fit_shape(self._targets(data)[rows].to(self.device), data.valid[rows])
+        targets = self._targets(data, face)[rows].to(self.device)
+        self._fitter(face).fit_shape(targets, data.valid[rows])
 
-    def predict(self, data: ChunkFrames, *, render: bool) -> ChunkResult:
-        res = self.fitter.fit_chunk(self._targets(data).to(self.device), data.valid, data.own)
+    def predict(self, data: ChunkFrames, *, render: bool, face: int = 0) -> ChunkResult:
+        """The chunk's own frames of face ``face`` (its identity fitted first)."""
+        res = self._fitter(face).fit_chunk(self._targets(data, face).to(self.device),
+                                           data.valid, data.own)  # fmt: skip
         n = len(res.cam)
         fm = self.face_model
         shape = res.shape.to(self.device).expand(n, -1)

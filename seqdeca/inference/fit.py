@@ -284,13 +284,15 @@ class ClipFitter:
 
         Returns:
             :class:`FitResult` with per-frame fields (len(own rows), ...); rows of invalid
-            frames hold meaningless values (their ``residual`` is NaN).
+            frames hold meaningless values (their ``residual`` is NaN). A window without any
+            frame with a face has no data term and would make the batched window solve
+            singular: such rows are solved with a valid row's window instead (and discarded).
         """
         f = self.fit_cfg
         n = len(valid)
         ok = np.asarray(valid, dtype=bool)
         own_rows = np.arange(n)[own]
-        if not ok.any():  # nothing to fit (maybe no identity yet): placeholders, never written
+        if not ok[own_rows].any():  # nothing to write (maybe no identity yet): placeholders
             return _placeholder(self.model, len(own_rows), targets)
         if self.shape is None:
             raise RuntimeError("fit_shape must run before fit_chunk")
@@ -298,11 +300,15 @@ class ClipFitter:
         offsets = np.arange(self.window) - (self.window - 1) // 2
         win = np.clip(own_rows[:, None] + offsets[None], 0, n - 1)  # (m, W): edges replicate
         win = np.where(ok[win], win, own_rows[:, None])  # frames without a face: the centre
-        return fit_windows(
+        empty = ~ok[win].any(axis=1)
+        win[empty] = win[np.flatnonzero(~empty)[0]]
+        res = fit_windows(
             self.model, safe, FIT_SET, shape=self.shape, windows=win, valid=ok,
             landmark_weights=self.point_weights, smoothness=f.smoothness, steps=refine_steps(f),
             expression_prior=f.expression_prior, jaw_prior=f.jaw_prior, iterations=f.iterations,
         )  # fmt: skip
+        res.residual[torch.from_numpy(empty).to(res.residual.device)] = float("nan")
+        return res
 
 
 def _placeholder(model: FaceModel, n: int, like: torch.Tensor) -> FitResult:

@@ -7,7 +7,10 @@ clips are still processed; ``summary.json`` next to the clip folders sums up the
 started by ``accelerate launch`` or ``torchrun`` share the clips (:mod:`seqdeca.shards`). See
 :mod:`seqdeca.inference.outputs` for the output layout and
 :mod:`seqdeca.inference.stream` for the chunking that keeps memory bounded and results
-independent of ``inference.chunk_frames``.
+independent of ``inference.chunk_frames``. ``inference.faces`` (:mod:`seqdeca.inference.faces`)
+chooses one face (the largest) or several, each tracked with a stable identity and sent through
+the same crop, engine and outputs as the one face (a per-face state in the engine, a
+:class:`~seqdeca.inference.outputs.FaceOutput` each, one overlay with every face).
 """
 
 from __future__ import annotations
@@ -26,16 +29,16 @@ import torch
 
 from seqdeca import __version__
 from seqdeca.config.schema import Config
-from seqdeca.data.crop import apply_transform, scale_matrix
+from seqdeca.data.crop import scale_matrix
 from seqdeca.errors import UserError
-from seqdeca.geometry.camera import ndc_to_pixels
 from seqdeca.inference.checkpoint import load_model
 from seqdeca.inference.engines import ChunkResult, FitEngine, NetworkEngine
-from seqdeca.inference.outputs import ClipWriter
+from seqdeca.inference.faces import FaceSelection, face_selection
+from seqdeca.inference.outputs import ClipOutputs
 from seqdeca.inference.settings import inference_config
 from seqdeca.inference.stream import ChunkFrames, ClipStream
 from seqdeca.shards import Shard
-from seqdeca.vis.overlay import overlay_frames, panel_size
+from seqdeca.vis.overlay import FaceLayer, OverlayPanels, panel_size
 
 __all__ = ["MODES", "VIDEO_EXTENSIONS", "ClipResult", "build_engine", "discover_clips",
            "process_clip", "resolve_mode", "run_summary", "video2mesh"]  # fmt: skip
@@ -61,7 +64,8 @@ class ClipResult:
         status: "done" or "failed".
         reason: one line for a failed clip.
         out: the clip's output folder (done only).
-        frames, valid_frames: frames read and frames with a face.
+        frames, valid_frames: frames read and frames with a face (any face).
+        faces: faces reconstructed (folders ``face_K`` with several faces; 1 for "largest").
         seconds: wall time of the clip.
         timings: seconds per stage (:data:`STAGES`).
     """
@@ -72,6 +76,7 @@ class ClipResult:
     out: Path | None = None
     frames: int = 0
     valid_frames: int = 0
+    faces: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -152,152 +157,166 @@ def _render_matrices(data: ChunkFrames, crop_size: int, render_size: int) -> np.
     return to_render @ data.crop_from_frame @ np.linalg.inv(data.decoded_from_original)
 
 
-def _nan_invalid(array: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    out = np.asarray(array, dtype=np.float32).copy()
-    out[~valid] = np.nan
-    return out
-
-
-def _write_chunk(writer: ClipWriter, data: ChunkFrames, res: ChunkResult, cfg: Config, *,
-                 video: bool) -> None:  # fmt: skip
-    """Append a chunk's own frames to every output of the clip."""
+def _layer(data: ChunkFrames, res: ChunkResult, crop_size: int) -> FaceLayer | None:
+    """One face's overlay renders for the chunk's own frames (None: nothing rendered)."""
+    if res.render is None or res.alpha is None or res.shape_image is None:
+        return None
     own = data.own
-    frames = data.indices[own]
-    valid = data.valid[own]
-    codes = {k: _nan_invalid(v, valid) for k, v in res.codes.items()}
-    crop_from_frame = data.crop_from_frame[own].astype(np.float32)
-    writer.codes.append(frame=frames, valid=valid, interpolated=data.interpolated[own],
-                        crop_from_frame=crop_from_frame, **codes)  # fmt: skip
-    crop_px = ndc_to_pixels(res.landmarks.float().cpu(), cfg.crop.size).numpy()
-    frame_from_crop = np.linalg.inv(np.where(valid[:, None, None], data.crop_from_frame[own],
-                                             np.eye(3)))  # fmt: skip
-    model_lmk = _nan_invalid(apply_transform(crop_px, frame_from_crop), valid)
-    writer.landmarks.append(frame=frames, valid=valid, interpolated=data.interpolated[own],
-                            landmarks=data.landmarks[own][..., :2].astype(np.float32),
-                            model_landmarks=model_lmk)  # fmt: skip
-    vertices = res.vertices.detach().float().cpu().numpy()
-    textures = None if res.textures is None else res.textures.detach().float().cpu().numpy()
-    detail = None
-    if res.detail_vertices is not None:
-        detail = res.detail_vertices.detach().float().cpu().numpy()
-    for i in np.flatnonzero(valid):
-        tex = None if textures is None else textures[i].clip(0, 1)
-        writer.mesh(int(frames[i]), vertices[i], texture=tex)
-        if detail is not None:
-            writer.mesh(int(frames[i]), detail[i], suffix="_detail")
-
-
-def _overlay_chunk(writer: ClipWriter, data: ChunkFrames, res: ChunkResult, cfg: Config) -> None:
-    own = data.own
-    n = len(data.valid[own])
-    size = cfg.render.image_size
-    render = res.render if res.render is not None else torch.zeros(n, 3, size, size)
-    alpha = res.alpha if res.alpha is not None else torch.zeros(n, 1, size, size)
-    shape = res.shape_image if res.shape_image is not None else torch.zeros(n, 3, size, size)
-    mats = _render_matrices(data, cfg.crop.size, render.shape[-1])[own]
-    valid = data.valid[own] & (res.render is not None)
-    writer.video.write(overlay_frames(data.frames[own], mats, valid, render.cpu(), alpha.cpu(),
-                                      shape.cpu()))  # fmt: skip
+    mats = _render_matrices(data, crop_size, res.render.shape[-1])[own]
+    return FaceLayer(mats, data.valid[own], res.render.cpu(), res.alpha.cpu(),
+                     res.shape_image.cpu())  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------- clips
 
 
-def _run_chunks(stream: ClipStream, engine, writer: ClipWriter, cfg: Config, timings: dict,
+def _ensure_shape(stream: ClipStream, engine, data: ChunkFrames, face: int) -> None:
+    """Fit mode: fit the face's identity at its first frame with a face (once)."""
+    if not engine.needs_shape or engine.face_shape(face) is not None or not data.valid.any():
+        return
+    first = data.start + int(np.flatnonzero(data.valid)[0])  # the face's first frame
+    stream.ensure(first + engine.shape_span + stream.margin)
+    engine.fit_shape(stream.prepare(first, first + engine.shape_span, face=face), face=face)
+
+
+def _run_face(
+    stream: ClipStream, engine, outputs: ClipOutputs, face: int, a: int, b: int, timings: dict,
+    *, video: bool, crop_size: int,
+) -> tuple[ChunkFrames, FaceLayer | None]:  # fmt: skip
+    """Frames ``[a, b)`` of one face: crop, predict, write; returns its chunk and overlay layer."""
+    tic = time.perf_counter()
+    data = stream.prepare(a, b, face=face)
+    _ensure_shape(stream, engine, data, face)
+    timings["crop"] += time.perf_counter() - tic
+    if not data.valid[data.own].any():  # not in these frames: no prediction
+        outputs.faces[face].empty(b)
+        return data, None
+    tic = time.perf_counter()
+    res = engine.predict(data, render=video, face=face)
+    timings["predict"] += time.perf_counter() - tic
+    tic = time.perf_counter()
+    outputs.faces[face].write(data, res)
+    timings["write"] += time.perf_counter() - tic
+    return data, _layer(data, res, crop_size) if video else None
+
+
+def _run_chunks(stream: ClipStream, engine, outputs: ClipOutputs, cfg: Config, timings: dict,
                 *, video: bool, on_frames: Callable[[int], None]) -> int:  # fmt: skip
-    """Process every chunk of the stream; returns the number of frames with a face."""
+    """Process every chunk of the stream, face by face; returns the number of frames with a
+    face (any face)."""
     valid_frames = 0
     for a, b in stream.chunks():
-        tic = time.perf_counter()
-        data = stream.prepare(a, b)
-        if engine.needs_shape and engine.shape is None and data.valid.any():
-            first = data.start + int(np.flatnonzero(data.valid)[0])  # the clip's first face
-            stream.ensure(first + engine.shape_span + stream.margin)
-            engine.fit_shape(stream.prepare(first, first + engine.shape_span))
-        timings["crop"] += time.perf_counter() - tic
-        tic = time.perf_counter()
-        res = engine.predict(data, render=video)
-        timings["predict"] += time.perf_counter() - tic
-        tic = time.perf_counter()
-        _write_chunk(writer, data, res, cfg, video=video)
-        timings["write"] += time.perf_counter() - tic
-        if video:
+        seen = np.zeros(b - a, dtype=bool)
+        panels = None
+        for face in range(stream.slots):
+            data, layer = _run_face(stream, engine, outputs, face, a, b, timings, video=video,
+                                    crop_size=cfg.crop.size)  # fmt: skip
+            seen |= data.valid[data.own]
             tic = time.perf_counter()
-            _overlay_chunk(writer, data, res, cfg)
+            if outputs.video is not None and panels is None:
+                panels = OverlayPanels(data.frames[data.own])
+            if panels is not None and layer is not None:
+                panels.add(layer)  # the face's renders are freed with the next face
             timings["render"] += time.perf_counter() - tic
-        valid_frames += int(data.valid[data.own].sum())
+        if panels is not None:
+            tic = time.perf_counter()
+            outputs.video.write(panels.image())
+            timings["render"] += time.perf_counter() - tic
+        valid_frames += int(seen.sum())
         on_frames(b - a)
     return valid_frames
 
 
 def process_clip(path: str | Path, out_dir: str | Path, name: str, cfg: Config,
                  engine: NetworkEngine | FitEngine, *, video: bool = True, rig: bool = True,
-                 progress: bool = True) -> ClipResult:  # fmt: skip
+                 progress: bool = True, faces: FaceSelection | None = None) -> ClipResult:  # fmt: skip
     """Run video2mesh on one clip into ``out_dir / name`` (see the module docstring); ``rig``:
-    also write ``rig.glb`` (:mod:`seqdeca.io.gltf_rig`) from the clip's codes at its end.
+    also write ``rig.glb`` (:mod:`seqdeca.io.gltf_rig`) from the clip's codes at its end;
+    ``faces``: which faces (default: ``inference.faces`` of ``cfg``).
 
     Returns:
         A :class:`ClipResult`, "done" or "failed" (one-line reason; nothing left on disk).
         Errors that are not the input's fault (bugs) propagate.
     """
-    from tqdm import tqdm
-
     start = time.perf_counter()
     result = ClipResult(source=str(path), status="failed")
     timings = dict.fromkeys(STAGES, 0.0)
-    writer = None
+    outputs = None
     try:
-        with ClipStream(path, cfg, window=cfg.inference.window) as stream:
-            reader = stream.reader
-            overlay = None
-            if video:
-                pw, ph = panel_size(reader.decode_size)
-                overlay = (reader.fps, (3 * pw, ph))
-            fm = engine.face_model
-            writer = ClipWriter(
-                out_dir, name, faces=fm.faces.cpu().numpy(), overlay=overlay,
-                verts_uvs=None if fm.verts_uvs is None else fm.verts_uvs.cpu().numpy(),
-                faces_uvs=None if fm.faces_uvs is None else fm.faces_uvs.cpu().numpy(),
-            )  # fmt: skip
-            engine.start_clip()
-            if isinstance(engine, FitEngine) and (tex := engine.shared_texture()) is not None:
-                writer.shared_texture(tex)
-            bar = tqdm(total=reader.num_frames, desc=name, unit="frame", leave=False,
-                       disable=None if progress else True)  # fmt: skip
-            with bar:
-                valid = _run_chunks(stream, engine, writer, cfg, timings, video=video,
-                                    on_frames=bar.update)  # fmt: skip
-            timings["decode"], timings["track"] = stream.timings["decode"], stream.timings["track"]
-            frames = stream.end or 0
-            if valid == 0:
-                raise NoFaceError(f"no face found in any of the {frames} frames of {path}")
-            if rig:
-                tic = time.perf_counter()
-                writer.rig(engine.face_model, fps=reader.fps)
-                timings["write"] += time.perf_counter() - tic
-            result.frames, result.valid_frames = frames, valid
+        faces = faces or face_selection(cfg)
+        with ClipStream(path, cfg, window=cfg.inference.window, faces=faces) as stream:
+            outputs = _clip_outputs(stream, engine, out_dir, name, cfg, video=video,
+                                    separate=faces.separate)  # fmt: skip
+            _process(stream, engine, outputs, result, cfg, timings, video=video, rig=rig,
+                     progress=progress, name=name)  # fmt: skip
             result.seconds = time.perf_counter() - start
-            result.timings = timings
-            summary = _summary(path, name, cfg, engine, result, reader, writer, video=video,
-                               rig=rig)  # fmt: skip
-            result.out = writer.finish(summary)
+            summary, per_face = _summaries(path, name, cfg, engine, result, stream, outputs,
+                                           video=video, rig=rig, faces=faces)  # fmt: skip
+            result.out = outputs.finish(summary, per_face)
             result.status = "done"
     except UserError as exc:
         result.reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     finally:
-        if writer is not None and result.status != "done":
-            writer.abort()
+        if outputs is not None and result.status != "done":
+            outputs.abort()
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _summary(path, name: str, cfg: Config, engine, result: ClipResult, reader, writer: ClipWriter,
-             *, video: bool, rig: bool) -> dict:  # fmt: skip
+def _clip_outputs(stream: ClipStream, engine, out_dir, name: str, cfg: Config, *, video: bool,
+                  separate: bool) -> ClipOutputs:  # fmt: skip
+    reader, fm = stream.reader, engine.face_model
+    overlay = None
+    if video:
+        pw, ph = panel_size(reader.decode_size)
+        overlay = (reader.fps, (3 * pw, ph))
+    texture = engine.shared_texture() if isinstance(engine, FitEngine) else None
+    return ClipOutputs(
+        out_dir, name, slots=stream.slots, separate=separate, faces=fm.faces.cpu().numpy(),
+        verts_uvs=None if fm.verts_uvs is None else fm.verts_uvs.cpu().numpy(),
+        faces_uvs=None if fm.faces_uvs is None else fm.faces_uvs.cpu().numpy(),
+        overlay=overlay, texture=texture, crop_size=cfg.crop.size,
+        block=max(1, cfg.inference.chunk_frames),
+    )  # fmt: skip
+
+
+def _process(stream: ClipStream, engine, outputs: ClipOutputs, result: ClipResult, cfg: Config,
+             timings: dict, *, video: bool, rig: bool, progress: bool, name: str) -> None:  # fmt: skip
+    """Every chunk, then the rigs; fills ``result`` (frames, valid_frames, faces, timings)."""
+    from tqdm import tqdm
+
+    reader = stream.reader
+    engine.start_clip()
+    bar = tqdm(total=reader.num_frames, desc=name, unit="frame", leave=False,
+               disable=None if progress else True)  # fmt: skip
+    with bar:
+        valid = _run_chunks(stream, engine, outputs, cfg, timings, video=video,
+                            on_frames=bar.update)  # fmt: skip
+    timings["decode"], timings["track"] = stream.timings["decode"], stream.timings["track"]
+    frames = stream.end or 0
+    if valid == 0:
+        raise NoFaceError(f"no face found in any of the {frames} frames of {result.source}")
+    if rig:
+        tic = time.perf_counter()
+        for face in outputs.found:
+            face.writer.rig(engine.face_model, fps=reader.fps)
+        timings["write"] += time.perf_counter() - tic
+    result.frames, result.valid_frames = frames, valid
+    result.faces = len(outputs.found)
+    result.timings = timings
+
+
+def _summaries(path, name: str, cfg: Config, engine, result: ClipResult, stream: ClipStream,
+               outputs: ClipOutputs, *, video: bool, rig: bool,
+               faces: FaceSelection) -> tuple[dict, list[dict]]:  # fmt: skip
+    """The clip's ``summary.json`` and, with several faces, each face's."""
     seconds = result.seconds
-    inf = cfg.inference
-    return {
+    inf, reader = cfg.inference, stream.reader
+    found = outputs.found
+    summary = {
         "clip": name, "source": str(Path(path).resolve()), "frames": result.frames,
-        "frames_with_face": result.valid_frames, "meshes": writer.meshes,
+        "frames_with_face": result.valid_frames, "faces": len(found),
+        "meshes": sum(f.writer.meshes for f in found),
         "mode": engine.mode, "model": engine.description,
         "face_model": engine.face_model.name, "fps": reader.fps,
         "source_size": list(reader.size), "decode_size": list(reader.decode_size),
@@ -309,6 +328,17 @@ def _summary(path, name: str, cfg: Config, engine, result: ClipResult, reader, w
         "frames_per_second": round(result.frames / seconds, 3) if seconds > 0 else None,
         "seqdeca_version": __version__,
     }  # fmt: skip
+    if not faces.separate:
+        return summary, []
+    per_face = [{"face": f.writer.final.name, "first_frame": f.first_frame,
+                 "frames_with_face": f.frames_with_face, "meshes": f.writer.meshes}
+                for f in found]  # fmt: skip
+    summary.update(faces_requested=faces.request, max_faces=faces.limit,
+                   face_order="first appearance, left to right within a frame",
+                   detections_left_out=stream.unassigned, face_folders=per_face)  # fmt: skip
+    common = {k: summary[k] for k in ("clip", "source", "frames", "mode", "model", "face_model",
+                                      "fps", "crop_size", "window", "seqdeca_version")}  # fmt: skip
+    return summary, [{**common, **face} for face in per_face]
 
 
 @contextlib.contextmanager
@@ -339,7 +369,8 @@ def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *
         inputs: video files and/or folders (every video inside is processed).
         out_dir: output root; clip ``x.mp4`` goes to ``out_dir/x/``.
         cfg: the config (``inference``, ``face_model``, ``render``, ``crop``, ``track``,
-            ``run.device`` are read).
+            ``run.device`` are read; ``inference.faces``: which faces, see
+            :mod:`seqdeca.inference.faces`).
         detail: network mode: also write detail meshes.
         video: write overlay.mp4.
         rig: write rig.glb, the clip's animated glTF rig (docs/rig.md).
@@ -364,6 +395,7 @@ def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *
     shard = shard or Shard()
     if (device := shard.device(cfg.run.device)) != cfg.run.device:
         cfg = replace(cfg, run=replace(cfg.run, device=device))
+    faces = face_selection(cfg)
     engine = build_engine(cfg, detail=detail, explicit=explicit)
     cfg = engine.cfg  # the window and crop the engine runs with
     clips = discover_clips(inputs)
@@ -375,7 +407,7 @@ def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *
     for clip, name in shard.take(list(zip(clips, names))):
         with torch.no_grad(), _torch_threads(engine.threads):
             res = process_clip(clip, out_dir, name, cfg, engine, video=video, rig=rig,
-                               progress=progress and shard.is_main)  # fmt: skip
+                               progress=progress and shard.is_main, faces=faces)  # fmt: skip
         results.append(res)
         if report is not None:
             report(res)
@@ -405,6 +437,7 @@ def run_summary(results: Sequence[ClipResult], names: Sequence[str], *, seconds:
     return {
         "clips": len(results), "done": len(done), "failed": len(results) - len(done),
         "frames": frames, "frames_with_face": sum(r.valid_frames for r in done),
+        "faces": sum(r.faces for r in done),
         "seconds": round(seconds, 3),
         "frames_per_second": round(frames / seconds, 3) if seconds > 0 else None,
         "processes": processes,
@@ -412,6 +445,7 @@ def run_summary(results: Sequence[ClipResult], names: Sequence[str], *, seconds:
                      if r.status != "done"],
         "outcomes": [{"clip": name, "source": r.source, "status": r.status, "reason": r.reason,
                       "frames": r.frames, "frames_with_face": r.valid_frames,
+                      "faces": r.faces,
                       "seconds": round(r.seconds, 3), "process": i % processes}
                      for i, (r, name) in enumerate(zip(results, names))],
         "seqdeca_version": __version__,

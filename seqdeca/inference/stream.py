@@ -14,6 +14,11 @@ the chunk size: :class:`ClipStream` keeps only that sliding buffer in memory.
 Differences from :func:`seqdeca.data.crop.crop_transforms` on a whole clip: frames without a
 face (after gap filling) get NaN crop matrices instead of the box of the nearest valid frame
 (that could be arbitrarily far away); they get no mesh anyway.
+
+Several faces (``inference.faces`` other than "largest", :mod:`seqdeca.inference.faces`): every
+frame's faces are associated into slots as they are tracked
+(:class:`~seqdeca.data.face_association.FaceAssociator`, causal, so it streams), and each slot
+is gap-filled and cropped exactly like the one face: ``prepare(a, b, face=k)``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 
 from seqdeca.config.schema import Config
 from seqdeca.data.crop import crop_transforms, scale_matrix, warp_to_crop
+from seqdeca.data.face_association import FaceAssociator
 from seqdeca.data.tracking import (
     NUM_LANDMARKS,
     FaceTracker,
@@ -33,10 +39,11 @@ from seqdeca.data.tracking import (
     native_stderr_silenced,
 )
 from seqdeca.data.video import VideoError, VideoReader
+from seqdeca.inference.faces import LARGEST, FaceSelection
 
 __all__ = ["ChunkFrames", "ClipStream", "stream_margin"]
 
-_TRACK_FACES = 3  # faces MediaPipe looks for; the tracker follows one
+_TRACK_FACES = 3  # faces MediaPipe looks for at least; "largest" follows one
 
 
 def stream_margin(cfg: Config, window: int) -> int:
@@ -46,7 +53,7 @@ def stream_margin(cfg: Config, window: int) -> int:
 
 @dataclass
 class ChunkFrames:
-    """Frames ``[start, start + n)`` of a clip with their final landmarks and crops.
+    """Frames ``[start, start + n)`` of a clip with one face's final landmarks and crops.
 
     The rows ``own`` (relative) are the chunk's own frames; the others are context for the
     windows of its edge frames.
@@ -96,17 +103,20 @@ class ClipStream:
         cfg: reads ``track`` (max_side, max_gap, min_detection_confidence), ``crop``
             (size, scale, smooth_frames) and ``inference.chunk_frames``.
         window: W of the centred windows the chunks must serve.
+        faces: which faces (:mod:`seqdeca.inference.faces`); default the largest one.
 
     Attributes:
         reader: the :class:`VideoReader` (original ``size``, ``fps``, ``num_frames``).
         timings: seconds spent in "decode" and "track".
         end: number of frames of the clip once the decoder is exhausted, else None.
+        slots: faces followed (1 for "largest"); ``prepare(..., face=k)`` for k < slots.
 
     Raises:
         VideoError: the file cannot be opened as a video.
     """
 
-    def __init__(self, path, cfg: Config, *, window: int) -> None:
+    def __init__(self, path, cfg: Config, *, window: int,
+                 faces: FaceSelection = LARGEST) -> None:  # fmt: skip
         self.cfg = cfg
         self.window = int(window)
         self.margin = stream_margin(cfg, window)
@@ -118,13 +128,18 @@ class ClipStream:
         self.timings = {"decode": 0.0, "track": 0.0}
         self.end: int | None = None
         self._chunks = self.reader.chunks(max(1, cfg.inference.chunk_frames))
-        self._tracker = FaceTracker(max_num_faces=_TRACK_FACES,
+        self.slots = faces.limit if faces.separate else 1
+        self._tracker = FaceTracker(max_num_faces=max(_TRACK_FACES, self.slots),
                                     min_detection_confidence=cfg.track.min_detection_confidence)  # fmt: skip
+        self._associator = None
+        if faces.separate:
+            self._associator = FaceAssociator(max_faces=self.slots, max_gap=cfg.track.max_gap)
         self._tracking = False
         self._buf_start = 0
         self._frames: list[np.ndarray] = []
-        self._points: list[np.ndarray] = []
-        self._found: list[bool] = []
+        self._points: list[np.ndarray] = []  # (slots, 478, 3) per frame
+        self._found: list[np.ndarray] = []  # (slots,) bool per frame
+        self._stacked: tuple[int, int, np.ndarray] | None = None  # frames shared by the faces
 
     # -- buffer ---------------------------------------------------------------------------------
 
@@ -132,6 +147,12 @@ class ClipStream:
     def decoded(self) -> int:
         """Frames decoded and tracked so far."""
         return self._buf_start + len(self._found)
+
+    @property
+    def unassigned(self) -> int:
+        """Detections left out so far: faces (once per frame) that matched no followed face
+        while every slot was taken."""
+        return 0 if self._associator is None else self._associator.unassigned
 
     def __enter__(self) -> ClipStream:  # noqa: PYI034 - Self needs Python 3.11
         return self
@@ -165,11 +186,22 @@ class ClipStream:
                 if not self._tracking:
                     self._tracker.__enter__()
                     self._tracking = True
-                points, found = self._tracker.track_frames(frames, self.reader.size)
+                points, found = self._track(frames)
             self.timings["track"] += time.perf_counter() - tic
             self._frames.extend(frames)
             self._points.extend(points)
-            self._found.extend(found.tolist())
+            self._found.extend(found)
+
+    def _track(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, slots, 478, 3) landmarks and (n, slots) found flags of the next frames."""
+        if self._associator is None:  # the one face FaceTracker follows
+            points, found = self._tracker.track_frames(frames, self.reader.size)
+            return points[:, None], found[:, None]
+        rows = [self._associator.update(self._tracker.detect(frame, self.reader.size))
+                for frame in frames]  # fmt: skip
+        if not rows:
+            return np.zeros((0, self.slots, NUM_LANDMARKS, 3)), np.zeros((0, self.slots), bool)
+        return np.stack([p for p, _ in rows]), np.stack([f for _, f in rows])
 
     def _finish(self) -> None:
         self.end = self.decoded
@@ -186,30 +218,43 @@ class ClipStream:
         k = min(max(0, index - self._buf_start), len(self._found))
         del self._frames[:k], self._points[:k], self._found[:k]
         self._buf_start += k
+        self._stacked = None
 
-    def first_valid(self, start: int, stop: int) -> int | None:
-        """First absolute frame in [start, stop) with a tracked face (buffered frames only)."""
+    def first_valid(self, start: int, stop: int, *, face: int = 0) -> int | None:
+        """First absolute frame in [start, stop) where face ``face`` was tracked (buffered
+        frames only)."""
         lo = max(start - self._buf_start, 0)
         hi = max(min(stop, self.decoded) - self._buf_start, 0)
-        hits = [i for i in range(lo, hi) if self._found[i]]
+        hits = [i for i in range(lo, hi) if self._found[i][face]]
         return None if not hits else self._buf_start + hits[0]
+
+    def _frames_between(self, lo: int, hi: int) -> np.ndarray:
+        """(hi - lo, h, w, 3) buffered frames, stacked once for every face of a chunk."""
+        if self._stacked is None or self._stacked[:2] != (lo, hi):
+            frames = np.stack(self._frames[lo - self._buf_start : hi - self._buf_start])
+            self._stacked = (lo, hi, frames)
+        return self._stacked[2]
 
     # -- chunks ---------------------------------------------------------------------------------
 
-    def prepare(self, a: int, b: int) -> ChunkFrames:
-        """The frames ``[a, b)`` with context rows ``[a - W//2 .. b + W//2)``.
+    def prepare(self, a: int, b: int, *, face: int = 0) -> ChunkFrames:
+        """The frames ``[a, b)`` of face ``face`` with context rows ``[a - W//2 .. b + W//2)``.
 
         ``ensure(b + margin)`` must have been called; frames before ``a - margin`` may have
-        been dropped.
+        been dropped. The faces of one range share the ``frames`` array (do not modify it).
         """
+        if not 0 <= face < self.slots:
+            raise IndexError(f"face {face} of a stream that follows {self.slots}")
         end = self.end if self.end is not None else self.decoded
         b = min(b, end)
         lo, hi = max(0, a - self.margin), min(end, b + self.margin)
         if lo < self._buf_start or hi > self.decoded:
             raise RuntimeError(f"frames [{lo}, {hi}) are not buffered")
         rows = slice(lo - self._buf_start, hi - self._buf_start)
-        raw = np.stack(self._points[rows]) if hi > lo else np.zeros((0, NUM_LANDMARKS, 3))
-        found = np.asarray(self._found[rows], dtype=bool)
+        raw = np.zeros((0, NUM_LANDMARKS, 3), np.float32)
+        if hi > lo:
+            raw = np.stack([p[face] for p in self._points[rows]])
+        found = np.asarray([f[face] for f in self._found[rows]], dtype=bool)
         points, valid, interp = interpolate_gaps(raw, found, self.cfg.track.max_gap)
         mats = np.full((hi - lo, 3, 3), np.nan)
         if valid.any():
@@ -220,7 +265,7 @@ class ClipStream:
         wh = self.window // 2
         c_lo, c_hi = max(0, a - wh), min(end, b + wh)
         keep = slice(c_lo - lo, c_hi - lo)
-        frames = np.stack(self._frames[c_lo - self._buf_start : c_hi - self._buf_start])
+        frames = self._frames_between(c_lo, c_hi)
         return ChunkFrames(
             start=c_lo, own=slice(a - c_lo, b - c_lo), frames=frames, landmarks=points[keep],
             valid=valid[keep], interpolated=interp[keep], crop_from_frame=mats[keep],

@@ -7,13 +7,17 @@ overlay is for looking, not measuring), which keeps encoding fast on CPUs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from seqdeca.data.crop import scale_matrix
 from seqdeca.render.paste import paste_into_frame
 
-__all__ = ["OVERLAY_HEIGHT", "overlay_frames", "panel_size"]
+__all__ = ["OVERLAY_HEIGHT", "FaceLayer", "OverlayPanels", "overlay_frames", "overlay_layers",
+           "panel_size"]  # fmt: skip
 
 #: Default panel height in pixels (frames smaller than this keep their size).
 OVERLAY_HEIGHT = 360
@@ -36,6 +40,26 @@ def _to_panel(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class FaceLayer:
+    """One face's renders for :func:`overlay_layers` (n frames).
+
+    Attributes:
+        crop_from_frame: (n, 3, 3) matrices from the frames' pixels to render pixels (rows of
+            invalid frames are ignored).
+        valid: (n,) bool, frames that have a render.
+        render: (n, 3, h, w) textured renders in [0, 1].
+        alpha: (n, 1, h, w) render coverage.
+        shape_image: (n, 3, h, w) grey shape renders (black background).
+    """
+
+    crop_from_frame: np.ndarray
+    valid: np.ndarray
+    render: torch.Tensor
+    alpha: torch.Tensor
+    shape_image: torch.Tensor
+
+
 def overlay_frames(
     frames: np.ndarray,
     crop_from_frame: np.ndarray,
@@ -46,41 +70,88 @@ def overlay_frames(
     *,
     height: int = OVERLAY_HEIGHT,
 ) -> np.ndarray:
-    """Compose overlay frames.
+    """Compose overlay frames of one face.
 
     Args:
         frames: (n, H, W, 3) uint8 RGB frames.
-        crop_from_frame: (n, 3, 3) matrices from THESE frames' pixels to render pixels (rows of
-            invalid frames are ignored).
-        valid: (n,) bool, frames that have a render.
-        render: (n, 3, h, w) textured renders in [0, 1].
-        alpha: (n, 1, h, w) render coverage.
-        shape_image: (n, 3, h, w) grey shape renders (black background).
+        crop_from_frame, valid, render, alpha, shape_image: see :class:`FaceLayer`.
         height: panel height in pixels (see :func:`panel_size`).
 
     Returns:
         (n, Ph, 3 * Pw, 3) uint8: input | render over the input | shape on black.
     """
-    fh, fw = frames.shape[1:3]
-    pw, ph = panel_size((fw, fh), height)
-    panels = _to_panel(frames, (pw, ph))
-    over = panels.copy()
-    shape = np.zeros_like(panels)
-    rows = np.flatnonzero(valid)
-    if rows.size:
-        mats = crop_from_frame[rows] @ np.linalg.inv(scale_matrix(pw / fw, ph / fh))
-        x0, y0, x1, y1 = _union_box(mats, render.shape[-1], (pw, ph))
-        if x1 > x0 and y1 > y0:  # paste only where the crops are (much less work)
-            shift = np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])
-            mats_t = torch.from_numpy(mats @ shift).float()
-            base = torch.from_numpy(panels[rows, y0:y1, x0:x1]).permute(0, 3, 1, 2).float() / 255
-            r, a, s = render[rows].float(), alpha[rows].float(), shape_image[rows].float()
-            pasted = paste_into_frame(r.clamp(0, 1), a, base, mats_t)
-            shape_alpha = (s.amax(dim=1, keepdim=True) > 0).float()
-            shaped = paste_into_frame(s.clamp(0, 1), shape_alpha, torch.zeros_like(base), mats_t)
-            over[rows, y0:y1, x0:x1] = _uint8(pasted)
-            shape[rows, y0:y1, x0:x1] = _uint8(shaped)
-    return np.concatenate([panels, over, shape], axis=2)
+    layer = FaceLayer(crop_from_frame, valid, render, alpha, shape_image)
+    return overlay_layers(frames, [layer], height=height)
+
+
+def overlay_layers(
+    frames: np.ndarray, layers: Sequence[FaceLayer], *, height: int = OVERLAY_HEIGHT
+) -> np.ndarray:
+    """Compose overlay frames with every face's renders (see :class:`OverlayPanels`).
+
+    Args:
+        frames: (n, H, W, 3) uint8 RGB frames.
+        layers: one :class:`FaceLayer` per face, pasted in this order.
+        height: panel height in pixels (see :func:`panel_size`).
+
+    Returns:
+        (n, Ph, 3 * Pw, 3) uint8: input | renders over the input | shapes on black.
+    """
+    panels = OverlayPanels(frames, height=height)
+    for layer in layers:
+        panels.add(layer)
+    return panels.image()
+
+
+class OverlayPanels:
+    """The three overlay panels of n frames, built one face at a time (a face's renders can be
+    freed once added); a later face covers an earlier one where they overlap.
+
+    Args:
+        frames: (n, H, W, 3) uint8 RGB frames.
+        height: panel height in pixels (see :func:`panel_size`).
+    """
+
+    def __init__(self, frames: np.ndarray, *, height: int = OVERLAY_HEIGHT) -> None:
+        fh, fw = frames.shape[1:3]
+        pw, ph = panel_size((fw, fh), height)
+        self.panel_from_frame = scale_matrix(pw / fw, ph / fh)
+        self.input = _to_panel(frames, (pw, ph))
+        self.over = self.input.copy()
+        self.shape = np.zeros_like(self.input)
+
+    def add(self, layer: FaceLayer) -> None:
+        """Paste one face's renders into the render and shape panels."""
+        _paste_layer(self.over, self.shape, layer, self.panel_from_frame)
+
+    def image(self) -> np.ndarray:
+        """(n, Ph, 3 * Pw, 3) uint8: input | renders over the input | shapes on black."""
+        return np.concatenate([self.input, self.over, self.shape], axis=2)
+
+
+def _paste_layer(over: np.ndarray, shape: np.ndarray, layer: FaceLayer,
+                 panel_from_frame: np.ndarray) -> None:  # fmt: skip
+    """Paste one face's renders into the ``over`` and ``shape`` panels (in place)."""
+    rows = np.flatnonzero(layer.valid)
+    if not rows.size:
+        return
+    ph, pw = over.shape[1:3]
+    mats = layer.crop_from_frame[rows] @ np.linalg.inv(panel_from_frame)
+    x0, y0, x1, y1 = _union_box(mats, layer.render.shape[-1], (pw, ph))
+    if x1 <= x0 or y1 <= y0:
+        return
+    # paste only where the crops are (much less work)
+    shift = np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])
+    mats_t = torch.from_numpy(mats @ shift).float()
+    base = torch.from_numpy(over[rows, y0:y1, x0:x1]).permute(0, 3, 1, 2).float() / 255
+    dark = torch.from_numpy(shape[rows, y0:y1, x0:x1]).permute(0, 3, 1, 2).float() / 255
+    r, a = layer.render[rows].float(), layer.alpha[rows].float()
+    s = layer.shape_image[rows].float()
+    pasted = paste_into_frame(r.clamp(0, 1), a, base, mats_t)
+    shape_alpha = (s.amax(dim=1, keepdim=True) > 0).float()
+    shaped = paste_into_frame(s.clamp(0, 1), shape_alpha, dark, mats_t)
+    over[rows, y0:y1, x0:x1] = _uint8(pasted)
+    shape[rows, y0:y1, x0:x1] = _uint8(shaped)
 
 
 def _union_box(crop_from_panel: np.ndarray, size: int, panel: tuple[int, int]) -> tuple[int, ...]:
