@@ -86,8 +86,11 @@ from seqdeca.models.detail_sources import DetailSources
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CONFIG = ROOT / "configs" / "experiments" / "detail.yaml"
 MODEL_CONFIGS = {"cpu": ROOT / "configs" / "small_cpu.yaml", "cuda": ROOT / "configs" / "base.yaml"}
-#: The CPU's smaller detail maps and critic (same blocks and layers as DECA's / GANimation's).
-CPU_SIZES = {"model.detail_uv_size": 64, "model.critic_width": 16, "render.uv_size": 64}
+#: The CPU's smaller detail maps and critic (same blocks and layers as DECA's / GANimation's),
+#: and learning rates 5x DECA's and GANimation's 1e-4 for a budget of hundreds of steps, not
+#: hundreds of thousands (not tuned).
+CPU_SIZES = {"model.detail_uv_size": 64, "model.critic_width": 16, "render.uv_size": 64,
+             "train.lr": 5e-4, "train.critic_lr": 5e-4}  # fmt: skip
 
 #: Settings of every run: the true pose and camera would not follow a geometric augmentation,
 #: and the true albedo and light not a colour jitter.
@@ -127,6 +130,8 @@ PICTURE_ROWS = ("wgan-full", "wgan-full-gtau", "wgan-film")
 #: Frames per held-out set kept for the controllability sweep and the pictures.
 SWEEP_FRAMES = 8
 PICTURE_FRAMES = 4
+#: detail.png: the detail's shading over a flat face's, shown from 1 - this (black) to 1 + this.
+SHADING_RANGE = 0.25
 #: Columns of results.md (metric key, header, format).
 COLUMNS = (
     ("displacement_error_regions", "disp. err. AU regions (mm)", ".4f"),
@@ -252,10 +257,13 @@ def evaluate_model(args, checkpoint: Path, folder: Path, *, zero: bool = False,
 def draw_pictures(model, kept: list, out: Path) -> None:
     """OUT/detail.png and OUT/sweep.png from the kept held-out frames."""
     take = [k for k in kept][:PICTURE_FRAMES]
+    def shown(ratio: torch.Tensor) -> torch.Tensor:  # shading ratio 1 -/+ 0.25 -> grey [0, 1]
+        return ((ratio - 1) / (2 * SHADING_RANGE) + 0.5).clamp(0, 1).expand(-1, 3, -1, -1)
+
     write_detail_comparison(
         torch.cat([k.input_uv[:1] for k in take]),
-        torch.cat([k.predicted_shading[:1] for k in take]).clamp(0, 1),
-        torch.cat([k.true_shading[:1] for k in take]).clamp(0, 1),
+        shown(torch.cat([k.predicted_shading[:1] for k in take])),
+        shown(torch.cat([k.true_shading[:1] for k in take])),
         out / "detail.png",
         titles=("input (UV)", "predicted detail shading", "true detail shading"),
     )  # fmt: skip
@@ -268,7 +276,9 @@ def draw_pictures(model, kept: list, out: Path) -> None:
 
     latent = take[0].latent[:1].to(next(generator.parameters()).device)
     base = torch.zeros(1, len(model.au_condition_names), device=latent.device)
-    cells = sweep_highpass_cells(generate, latent, channels, base_condition=base)
+    face = model.uv_detail_mask(latent)
+    face = torch.nn.functional.interpolate(face[None, None], size=generator.uv_size)[0, 0].cpu()
+    cells = sweep_highpass_cells(generate, latent, channels, base_condition=base) * face
     write_au_sweep_grid(cells, out / "sweep.png", patterns=list(channels),
                         intensities=np.linspace(0, 1, cells.shape[1]).tolist())  # fmt: skip
 

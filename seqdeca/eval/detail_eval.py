@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from seqdeca.data.synthetic_detail import DETAIL_KEYS, detail_ground_truth, detail_region_masks
 from seqdeca.eval.clips import PreparedClip
@@ -41,7 +40,12 @@ from seqdeca.models.detail import detail_latent
 from seqdeca.models.detail_sources import DetailSources
 from seqdeca.models.seqdeca_model import SeqDECA
 
-__all__ = ["DetailFrames", "controllability", "detail_clip_series", "has_detail_truth"]
+__all__ = ["DetailFrames", "controllability", "detail_clip_series", "has_detail_truth", "pooled"]
+
+#: ITU-R BT.601 luma weights (R, G, B), as (1, 3, 1, 1).
+_LUMA = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+#: Lowest grey level a shading ratio divides by (dark texels would turn noise into ratios).
+_RATIO_FLOOR = 0.05
 
 
 def has_detail_truth(clip: PreparedClip) -> bool:
@@ -58,8 +62,10 @@ class DetailFrames:
         latent: (F, D) the generator's latent codes of those frames.
         condition: (F, K) their AU conditions.
         input_uv: (F, 3, H, W) the input unwrapped into UV, [0, 1].
-        predicted_shading: (F, 3, H, W) SH shading of the predicted detail normals.
-        true_shading: (F, 3, H, W) that of the true detail normals (same coarse mesh, light).
+        predicted_shading: (F, 1, H, W) grey SH shading of the predicted detail normals over
+            that of a zero displacement (same path, mesh and light): 1 where the detail changes
+            nothing, the wrinkles' shading around it.
+        true_shading: (F, 1, H, W) the same for the true displacement.
     """
 
     frames: torch.Tensor
@@ -142,10 +148,13 @@ def _kept(model: SeqDECA, out: dict, pred: torch.Tensor, true: torch.Tensor, row
 
     light = out["light"][:, 0][chosen]
     vertices = out["vertices"][:, 0][chosen]
-    shading = []
-    for disp in (pred[chosen], true[chosen]):
+
+    def grey_shading(disp: torch.Tensor) -> torch.Tensor:  # (F, H, W) -> (F, 1, H, W)
         normals = model.renderer.detail_normal_map(disp[:, None], vertices, face, fixed)
-        shading.append(sh_shading(normals, light).cpu())
+        return (sh_shading(normals, light) * _LUMA.to(light)).sum(1, keepdim=True)
+
+    flat = grey_shading(torch.zeros_like(pred[chosen])).clamp_min(_RATIO_FLOOR)
+    shading = [(grey_shading(d) / flat).cpu() for d in (pred[chosen], true[chosen])]
     latent = detail_latent(out["jaw_pose"][:, 0], out["expression"][:, 0], out["detail_code"][:, 0])
     return {
         "frames": rows[chosen].cpu(),
@@ -179,14 +188,6 @@ def controllability(
 
     return au_controllability(generate, latent.to(device), regions, channels, au_dim=len(names),
                               steps=steps, shuffles=shuffles, seed=seed)  # fmt: skip
-
-
-def resize_maps(maps: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, C, H, W) maps resized to ``size`` (area average when smaller)."""
-    if maps.shape[-1] == size:
-        return maps
-    mode = "area" if maps.shape[-1] > size else "bilinear"
-    return F.interpolate(maps, size=(size, size), mode=mode)
 
 
 def pooled(series: list[dict[str, torch.Tensor]]) -> dict[str, float]:
