@@ -303,3 +303,15 @@ def test_determinism_across_processes(roots):
     single.set_epoch(2)
     expected = [single[i]["images"].sum().item() for i in range(len(single))]
     assert shards[0] == expected[0::2] and shards[1] == expected[1::2]
+
+
+@pytest.mark.parametrize("damage", [b"not a numpy file", None])
+def test_damaged_valid_flags_are_a_one_line_error(tmp_path, damage):
+    clip = make_prepared_clip(tmp_path / "src", "c0", [1] * 6)
+    if damage is None:
+        np.save(clip / "valid.npy", np.ones((6, 2), dtype=bool))  # a wrong shape
+    else:
+        (clip / "valid.npy").write_bytes(damage)
+    with pytest.raises(UserError, match="valid.npy") as err:
+        SequenceDataset(sources=[tmp_path / "src"], window=3)
+    assert "\n" not in str(err.value) and "prepare the clip again" in str(err.value)

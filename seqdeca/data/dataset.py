@@ -170,9 +170,22 @@ def index_source(source: DataSourceConfig, number: int, window: int) -> list[Cli
         clips = [by_id[c] for c in wanted]
     return [
         ClipIndex(path=p, clip_id=p.name, source=number,
-                  starts=window_starts(np.load(p / "valid.npy"), window))
+                  starts=window_starts(_read_valid(p), window))
         for p in clips
     ]  # fmt: skip
+
+
+def _read_valid(clip: Path) -> np.ndarray:
+    """The clip's (T,) valid flags; one-line error for a damaged file."""
+    path = clip / "valid.npy"
+    try:
+        valid = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"{path} is unreadable ({type(exc).__name__}): prepare the clip again "
+                        "or remove it from the source") from None  # fmt: skip
+    if valid.ndim != 1:
+        raise UserError(f"{path} holds shape {valid.shape}, not (T,): prepare the clip again")
+    return valid
 
 
 class SequenceDataset(torch.utils.data.Dataset):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -241,10 +242,36 @@ def temporary_checkpoint_dir(run_dir: str | Path, step: int) -> tuple[Path, Path
 
 def publish_checkpoint(tmp: Path, final: Path) -> Path:
     """Rename a complete temporary checkpoint folder to its final name (replacing one there)."""
+    _sync_tree(tmp)  # the files are on disk before the name says the checkpoint is complete
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
+    _sync_dir(final.parent)
     return final
+
+
+def _sync_dir(folder: Path) -> None:
+    """fsync a folder (its entries: a rename inside it survives a power loss)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # e.g. a platform without directory file descriptors
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(folder: Path) -> None:
+    """fsync every file under ``folder``, then the folders themselves."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb+") as handle:
+                os.fsync(handle.fileno())
+    for path in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
+        _sync_dir(path)
 
 
 def export_inference_checkpoint(
