@@ -141,7 +141,11 @@ class Sizes(NamedTuple):
     frames: int  # frames of the longest clip (0: the config's 50-150)
 
 
-SIZES = {"quick": Sizes(32, 6, 1000, 200, 200, 1, 40), "full": Sizes(128, 16, 4000, 1500, 600, 3, 0)}
+#: The full run on 2 cores: data about 13 min (2 workers), pretraining about 20 min; a row's
+#: step costs about its window's frames x 0.17 s (the frozen encoders run on every frame of
+#: the 4 windows of a batch: w1 0.17 s, w3 0.5, conv and w5 0.8-1.5, w9 1.5), so 200 steps x
+#: 3 seeds of the eight trained rows take about an hour.
+SIZES = {"quick": Sizes(32, 6, 1000, 200, 200, 1, 40), "full": Sizes(128, 16, 4000, 1500, 200, 3, 0)}
 #: Frames per pretraining clip: many short clips, since identity diversity matters more to a
 #: per-frame encoder than frames of one face.
 PRETRAIN_FRAMES = 2
