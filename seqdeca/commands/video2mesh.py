@@ -2,13 +2,16 @@
 
     python tools/video2mesh.py CLIP [CLIP ...] | --demo [--out DIR] [--checkpoint PATH]
         [--mode auto|network|fit] [--device cpu|cuda] [--detail] [--no-video] [--no-rig]
-        [--faces largest|all|N] [--max-faces N] [--batch-size N] [--config FILE ...]
+        [--faces largest|all|N] [--max-faces N] [--texture model|extract|mean]
+        [--batch-size N] [--config FILE ...]
         [section.key=value ...]
 
 A folder argument processes every video in it. `network` mode runs a trained checkpoint (a
 seqdeca model.pt, or DECA's deca_model.tar with face_model.* pointing at FLAME); `fit` mode
-needs no trained weights and fits the face model to the tracked landmarks; `auto` (default)
-picks `network` when a checkpoint is given or configured, else `fit`.
+needs no trained weights and fits the face model to the tracked landmarks, then estimates its
+texture coefficients and every frame's light from the frames (`--texture extract`: also a UV
+texture map unwrapped from them); `auto` (default) picks `network` when a checkpoint is given
+or configured, else `fit`.
 
 Writes DIR/<clip stem>/: meshes/NNNNNN.obj per frame with a face, codes.npz, landmarks.npz,
 overlay.mp4 (input | render | shape), rig.glb (an animated glTF rig, docs/rig.md) and
@@ -32,6 +35,7 @@ from pathlib import Path
 from seqdeca.cli import EXIT_USER_ERROR, run_main, split_overrides
 from seqdeca.config import given_keys, load_config
 from seqdeca.errors import UserError
+from seqdeca.inference.clip_appearance import TEXTURE_MODES
 from seqdeca.inference.demo import make_demo_clip
 from seqdeca.inference.faces import face_selection
 from seqdeca.inference.pipeline import MODES, ClipResult, video2mesh
@@ -72,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
                         "or N: faces to reconstruct, one folder each (inference.faces)")  # fmt: skip
     parser.add_argument("--max-faces", type=int,
                         help="faces followed at most with --faces all (inference.max_faces, 4)")  # fmt: skip
+    parser.add_argument("--texture", choices=TEXTURE_MODES,
+                        help="fit mode's appearance (inference.fit.texture): model (default: "
+                        "texture coefficients and per-frame light estimated), extract (also a "
+                        "UV texture map unwrapped from the frames) or mean (mean albedo, fixed "
+                        "light)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, help="windows per network forward")
     parser.add_argument("--config", action="append", default=None,
                         help=f"YAML config file(s) (default: {DEFAULT_CONFIG.name})")  # fmt: skip
@@ -99,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg.run.device = args.device
         if args.batch_size is not None:
             cfg.inference.batch_size = max(1, args.batch_size)
+        if args.texture is not None:
+            cfg.inference.fit.texture = args.texture
         if args.faces is not None:
             cfg.inference.faces = args.faces
         if args.max_faces is not None:

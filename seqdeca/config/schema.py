@@ -277,6 +277,14 @@ class FitConfig:
     # smoothness > 0 (else 0); fit_clip (one problem per clip) 200 Adam steps when smoothness > 0
     refine_steps: int = -1
     contour_weight: float = 2.0  # weight of the fitted iBUG-68 jaw points 0-16 (other points: 1)
+    # appearance: "model" (texture coefficients per face + SH light per frame, least squares),
+    # "extract" (also a UV texture map unwrapped from the frames) or "mean" (mean albedo, fixed
+    # light, no estimation); inference/clip_appearance.py
+    texture: str = "model"
+    # weight of |texture coefficients|^2 against the sum over frames of each frame's mean
+    # squared RGB residual; 1e-4 = 0.05^2 / 25: a frame counts like 25 independent face
+    # regions fitted to RMS 0.05, against the coefficients' unit-variance prior
+    texture_prior: float = 1e-4
 
 
 @dataclass

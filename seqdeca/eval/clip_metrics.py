@@ -40,6 +40,7 @@ __all__ = [
     "ExpressionMeshes",
     "clip_series",
     "mediapipe_targets",
+    "photometric_series",
     "reference_series",
 ]
 
@@ -48,6 +49,7 @@ SERIES_UNITS: dict[str, str] = {
     "nme_mp": "% IOD",
     "l1": "[0,1]",
     "psnr": "dB",
+    "psnr_covered": "dB",
     "ssim": "",
     "accel_vertices": "mm/frame^2",
     "jerk_vertices": "mm/frame^3",
@@ -80,6 +82,8 @@ class ClipPrediction:
         render: (T, 3, H, W) rendered face in [0, 1], or None (fit mode).
         au_probabilities: (T, 12) Aff-Wild2 AU probabilities, or None.
         seconds: wall time spent predicting the clip.
+        render_alpha: (T, 1, H, W) the render's coverage (1 where the mesh covers the pixel),
+            or None (then no ``psnr_covered``).
     """
 
     landmarks68: torch.Tensor | None
@@ -91,6 +95,7 @@ class ClipPrediction:
     render: torch.Tensor | None
     au_probabilities: torch.Tensor | None
     seconds: float
+    render_alpha: torch.Tensor | None = None
 
 
 @dataclass
@@ -148,8 +153,21 @@ def mediapipe_targets(
     return landmarks478[:, mediapipe_ids.long()], corners
 
 
-def _photometric(render: torch.Tensor, clip: PreparedClip) -> dict[str, torch.Tensor]:
-    """Masked L1 / PSNR / SSIM of the render against the crop resized to the render size."""
+def photometric_series(pred: ClipPrediction, clip: PreparedClip) -> dict[str, torch.Tensor]:
+    """Only the photometric series (l1, psnr, ssim, psnr_covered) of a prediction with a render
+    (NaN rows of the render give NaN), e.g. for a row that differs from another only in its
+    renders."""
+    if pred.render is None:
+        return {}
+    return {k: v.float() for k, v in _photometric(pred.render, clip, pred.render_alpha).items()}
+
+
+def _photometric(render: torch.Tensor, clip: PreparedClip,
+                 alpha: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Masked L1 / PSNR / SSIM of the render against the crop resized to the render size
+    (mask: classes 1 and 2 of the 3-class mask); with the render's coverage ``alpha`` also
+    ``psnr_covered``, the PSNR over the mask pixels the mesh covers (a face model with holes at
+    the eye openings and the mouth renders black there, which the plain PSNR counts)."""
     size = render.shape[-2:]
     image = clip.frames
     if tuple(image.shape[-2:]) != tuple(size):
@@ -165,6 +183,8 @@ def _photometric(render: torch.Tensor, clip: PreparedClip) -> dict[str, torch.Te
         "psnr": M.masked_psnr(render, image, mask),
         "ssim": M.masked_ssim(render, image, mask),
     }
+    if alpha is not None:
+        out["psnr_covered"] = M.masked_psnr(render, image, mask * (alpha > 0.5).float())
     return {k: torch.where(clip.valid, v.float(), invalid) for k, v in out.items()}
 
 
@@ -250,7 +270,7 @@ def clip_series(
     series = _temporal(head, valid, 1000.0)
     out["accel_vertices"], out["jerk_vertices"] = series["accel"], series["jerk"]
     if pred.render is not None:
-        out |= _photometric(pred.render, clip)
+        out |= _photometric(pred.render, clip, pred.render_alpha)
     out |= _ground_truth(pred, clip, gt_vertices, expression_meshes)
     return {k: v.float() for k, v in out.items()}
 

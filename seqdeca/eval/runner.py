@@ -8,8 +8,10 @@ Methods (table rows), in order:
 * with ``per_frame``, the same checkpoint again with the temporal model off (T = 1), named
   ``<name>+per-frame``, so the gain of temporal fusion sits next to it;
 * with mode "fit", the face model fitted to the tracked landmarks exactly as video2mesh's fit
-  mode does it (:class:`~seqdeca.inference.engines.FitEngine`: identity once, then every frame
-  with its centred window; mean albedo, fixed light) (``fit``);
+  mode does it (:class:`~seqdeca.inference.engines.FitEngine`: identity and texture
+  coefficients once, then every frame with its centred window and its own SH light) (``fit``);
+  with ``inference.fit.texture`` extract also ``fit+extract``: the photometric metrics of the
+  ODD frames rendered with a UV texture map extracted from the EVEN frames only;
 * ``input``: the temporal metrics of the tracked input landmarks (and of the ground-truth mesh
   of synthetic clips), the reference the smoothness numbers are read against;
 * ``mean-face`` (clips with ground truth only): the true identity and head pose with a neutral
@@ -24,7 +26,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ from seqdeca.eval.clip_metrics import (
     ClipPrediction,
     ExpressionMeshes,
     clip_series,
+    photometric_series,
     reference_series,
 )
 from seqdeca.eval.clips import PreparedClip, find_eval_clips, load_clip
@@ -101,7 +104,7 @@ class EvalOptions:
 
 
 #: Row names of the fit and reference rows, never given to a checkpoint.
-RESERVED_NAMES = frozenset({"fit", "input", "mean-face"})
+RESERVED_NAMES = frozenset({"fit", "fit+extract", "input", "mean-face"})
 
 
 def method_name(checkpoint: Path, taken: set[str]) -> str:
@@ -206,27 +209,37 @@ def predict_network(
 
 
 def _chunk(clip: PreparedClip, rows: slice) -> ChunkFrames:
-    """Rows of a prepared clip as video2mesh's chunk (landmarks already in crop pixels)."""
+    """Rows of a prepared clip as video2mesh's chunk (frames and landmarks are the crops')."""
     valid = clip.valid[rows].numpy()
     n = len(valid)
     eye = np.repeat(np.eye(3)[None], n, 0)
+    frames = (clip.frames[rows] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return ChunkFrames(
-        start=rows.start or 0, own=slice(0, n), frames=np.zeros((n, 0, 0, 3), np.uint8),
+        start=rows.start or 0, own=slice(0, n), frames=frames,
         landmarks=clip.landmarks[rows].numpy(), valid=valid, interpolated=np.zeros(n, bool),
         crop_from_frame=eye, decoded_from_original=np.eye(3), is_last=True,
     )  # fmt: skip
 
 
-def predict_fit(engine: FitEngine, clip: PreparedClip) -> ClipPrediction:
+def predict_fit(engine: FitEngine, clip: PreparedClip, *, extract: bool = False
+                ) -> tuple[ClipPrediction, torch.Tensor | None]:  # fmt: skip
     """Fit mode exactly as video2mesh runs it (:class:`~seqdeca.inference.engines.FitEngine`):
-    identity from the first ``SHAPE_SPAN`` frames after the first face, then every frame with
-    its centred window; rendered with the mean albedo under the fixed fit-mode light."""
+    identity and texture coefficients from the first ``SHAPE_SPAN`` frames after the first
+    face, then every frame with its centred window and its own light; rendered with the model
+    albedo (``inference.fit.texture`` model; mean: the mean albedo under the fixed light).
+
+    ``extract``: also render every ODD frame with a texture map extracted from the EVEN frames
+    only (:meth:`~seqdeca.inference.engines.FitEngine.extracted_renders`), so that the map is
+    scored on frames it was not built from; returned second ((T, 3, R, R), NaN on even and
+    invalid frames), else None.
+    """
     first = int(torch.nonzero(clip.valid)[0])
     engine.cfg.crop.size = clip.size  # the engine's own config copy: this clip's crop size
     start = time.perf_counter()
     engine.start_clip()
     engine.fit_shape(_chunk(clip, slice(first, first + engine.shape_span)))
-    result = engine.predict(_chunk(clip, slice(0, clip.num_frames)), render=True)
+    chunk = _chunk(clip, slice(0, clip.num_frames))
+    result = engine.predict(chunk, render=True)
     codes = {k: torch.from_numpy(result.codes[k]).to(engine.device)
              for k in ("shape", "expression", "global_pose", "jaw_pose", "cam")}  # fmt: skip
     with torch.no_grad():
@@ -246,12 +259,21 @@ def predict_fit(engine: FitEngine, clip: PreparedClip) -> ClipPrediction:
         x[invalid] = float("nan")
         return x
 
-    return ClipPrediction(
+    pred = ClipPrediction(
         landmarks68=masked(mesh.landmarks68, True), landmarks_mp=masked(mesh.landmarks_mp, True),
         vertices=masked(result.vertices), global_pose=masked(codes["global_pose"]),
         jaw_pose=masked(codes["jaw_pose"]), expression=masked(codes["expression"]),
         render=masked(result.render), au_probabilities=None, seconds=seconds,
+        render_alpha=masked(result.alpha),
     )  # fmt: skip
+    if not extract:
+        return pred, None
+    even = np.arange(clip.num_frames) % 2 == 0
+    with torch.no_grad():
+        renders = engine.extracted_renders(chunk, result.vertices, codes["cam"], build=even)
+    renders = masked(renders)
+    renders[torch.from_numpy(even)] = float("nan")
+    return pred, renders
 
 
 class _GroundTruth:
@@ -445,23 +467,25 @@ def _network_rows(
     return results
 
 
-def _fit_row(
+def _fit_rows(
     opts: EvalOptions, paths: list[Path], gt: _GroundTruth, references: _References
-) -> MethodResult:
-    """The fit-mode row (face model of ``opts.config``); fills ``references`` if empty."""
+) -> list[MethodResult]:
+    """The fit-mode row (face model of ``opts.config``) and, with ``inference.fit.texture``
+    extract, the ``fit+extract`` row (photometric metrics of the odd frames rendered with a map
+    extracted from the even ones); fills ``references`` if empty."""
     cfg = copy.deepcopy(opts.config)
     cfg.inference.window = _requested_window(opts)
-    engine = FitEngine(cfg, device=opts.device)
     fit = cfg.inference.fit
-    settings = (f"window {engine.cfg.inference.window}, shape_prior={fit.shape_prior:g}, "
-                f"expression_prior={fit.expression_prior:g}, jaw_prior={fit.jaw_prior:g}, "
-                f"smoothness={fit.smoothness:g}, iterations={fit.iterations}, "
-                f"refine_steps={fit.refine_steps}, contour_weight={fit.contour_weight:g}")  # fmt: skip
-    row = MethodResult(
-        name="fit", kind="fit",
-        description=f"face model '{engine.face_model.name}' fitted to the tracked landmarks as "
-                    f"in video2mesh ({settings}); rendered with the mean albedo under the fixed "
-                    "fit-mode light",
+    extract = fit.texture == "extract"
+    if extract:
+        fit.texture = "model"  # the fit row renders the model albedo; the map is its own row
+    engine = FitEngine(cfg, device=opts.device)
+    row = MethodResult(name="fit", kind="fit", description=_fit_description(engine))
+    extracted = MethodResult(
+        name="fit+extract", kind="fit",
+        description="the fit row's meshes and lights rendered with a UV texture map extracted "
+                    "from the EVEN frames only (holes: the model albedo); photometric metrics "
+                    "of the ODD frames",
     )  # fmt: skip
     ids = engine.face_model.mediapipe_ids
     ids = None if ids is None else ids.cpu()
@@ -473,15 +497,37 @@ def _fit_row(
         for clip in tqdm(_load_clips(paths), total=len(paths), desc="fit", unit="clip",
                          disable=not opts.progress):  # fmt: skip
             gt_vertices = gt.vertices(clip)
-            pred = predict_fit(engine, clip)
+            start = time.perf_counter()
+            pred, renders = predict_fit(engine, clip, extract=extract)
             series = clip_series(pred, clip, mediapipe_ids=ids, gt_vertices=gt_vertices,
                                  expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
             row.clips[clip.name] = _clip_result(pred, clip, series)
+            if renders is not None:
+                pred = replace(pred, render=renders, seconds=time.perf_counter() - start)
+                series = photometric_series(pred, clip)
+                extracted.clips[clip.name] = _clip_result(pred, clip, series)
             if fill_reference:
                 references.add(clip, ids, gt_vertices)
     finally:
         torch.set_num_threads(threads)
-    return row
+    return [row, extracted] if extract else [row]
+
+
+def _fit_description(engine: FitEngine) -> str:
+    """One line: the fit settings and how the row renders."""
+    fit = engine.cfg.inference.fit
+    settings = (f"window {engine.cfg.inference.window}, shape_prior={fit.shape_prior:g}, "
+                f"expression_prior={fit.expression_prior:g}, jaw_prior={fit.jaw_prior:g}, "
+                f"smoothness={fit.smoothness:g}, iterations={fit.iterations}, "
+                f"refine_steps={fit.refine_steps}, contour_weight={fit.contour_weight:g}")  # fmt: skip
+    if fit.texture == "mean":
+        render = "rendered with the mean albedo under the fixed fit-mode light"
+    else:
+        render = ("rendered with the model albedo of texture coefficients estimated per clip "
+                  f"(texture_prior={fit.texture_prior:g}) under an SH light estimated per "
+                  "frame")  # fmt: skip
+    return (f"face model '{engine.face_model.name}' fitted to the tracked landmarks as in "
+            f"video2mesh ({settings}); {render}")  # fmt: skip
 
 
 def _requested_window(opts: EvalOptions) -> int:
@@ -521,7 +567,7 @@ def evaluate(opts: EvalOptions) -> dict:
     taken = set(RESERVED_NAMES)
     results = _network_rows(opts, paths, gt, taken, references)
     if opts.mode == "fit":
-        results.append(_fit_row(opts, paths, gt, references))
+        results += _fit_rows(opts, paths, gt, references)
     results += references.rows()
     inference = opts.config.inference
     settings = {

@@ -3,8 +3,8 @@
 * :class:`NetworkEngine` (``network`` mode): a trained :class:`~seqdeca.models.SeqDECA` on the
   face crops, every frame predicted with its centred window (:func:`predict_frames`).
 * :class:`FitEngine` (``fit`` mode, no trained weights): the face model fitted to the tracked
-  landmarks (:class:`~seqdeca.inference.fit.ClipFitter`), rendered with the model's mean albedo
-  under a fixed soft light.
+  landmarks (:class:`~seqdeca.inference.fit.ClipFitter`), its texture coefficients and every
+  frame's SH light estimated from the frames (:mod:`seqdeca.inference.clip_appearance`).
 
 Both return, for the chunk's own frames, a :class:`ChunkResult`: codes (n, ...) for
 ``codes.npz``, vertices, model landmarks in normalised crop coordinates and (when asked)
@@ -14,17 +14,26 @@ face's state apart (fit mode: its own identity).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from seqdeca.config.schema import Config
+from seqdeca.errors import UserError
 from seqdeca.face_model.from_config import face_model_assets_from_config, face_model_from_config
 from seqdeca.face_model.layer import FaceModel
 from seqdeca.geometry.camera import project_weak_perspective
 from seqdeca.geometry.mesh import vertex_normals
 from seqdeca.inference.checkpoint import LoadedModel
+from seqdeca.inference.clip_appearance import (
+    ClipAppearance,
+    check_texture_mode,
+    fit_light,
+    frame_inputs,
+    light_size,
+    textured,
+)
 from seqdeca.inference.fit import SHAPE_SPAN, ClipFitter
 from seqdeca.inference.settings import inference_config
 from seqdeca.inference.stream import ChunkFrames
@@ -45,14 +54,6 @@ NETWORK_CODES = (
 RENDER_BATCH = 16
 
 
-def fit_light(dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(9, 3) SH light of fit-mode renders: ambient 0.7 plus 0.3 from the camera side."""
-    light = torch.zeros(9, 3, dtype=dtype)
-    light[0] = 0.7 * (4 * np.pi) ** 0.5  # constant term / its SH constant
-    light[3] = 0.3 / ((2 * np.pi / 3) * (3 / (4 * np.pi)) ** 0.5)  # z term / its constant
-    return light
-
-
 @dataclass
 class ChunkResult:
     """Outputs for the n own frames of a chunk (rows of invalid frames are meaningless).
@@ -63,6 +64,9 @@ class ChunkResult:
         landmarks: (n, L, 2) model landmarks, normalised crop coordinates (y down).
         render, alpha, shape_image: (n, 3|1, R, R) overlay renders (None when not asked).
         textures: (n, 3, Ht, Wt) per-frame albedo for the OBJ textures, or None.
+        texture_map: (Ht, Wt, 3) in [0, 1], the face's texture for every mesh of the clip so far
+            (fit mode: the model albedo of its texture coefficients, or the extracted map), or
+            None.
         detail_vertices: (n, V, 3) coarse vertices moved along their normals by the detail
             displacement (detail stage only), or None.
     """
@@ -75,6 +79,7 @@ class ChunkResult:
     shape_image: torch.Tensor | None = None
     textures: torch.Tensor | None = None
     detail_vertices: torch.Tensor | None = None
+    texture_map: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -161,12 +166,16 @@ def detail_vertices(model, vertices: torch.Tensor, displacement: torch.Tensor) -
 
 
 class FitEngine:
-    """``fit`` mode: the configured face model fitted to the tracked landmarks.
+    """``fit`` mode: the configured face model fitted to the tracked landmarks, its appearance
+    estimated from the frames (``inference.fit.texture``, :mod:`~seqdeca.inference.clip_appearance`).
 
     Args:
         cfg: reads ``face_model``, ``render``, ``crop.size`` and ``inference`` (window, fit;
             window 0 = :data:`~seqdeca.inference.settings.FIT_WINDOW`).
         device: torch device for the face model, fitting and rendering.
+
+    Raises:
+        UserError: ``inference.fit.texture`` or ``texture_prior`` is not valid.
     """
 
     mode = "fit"
@@ -175,14 +184,21 @@ class FitEngine:
 
     def __init__(self, cfg: Config, *, device: str = "cpu") -> None:
         self.cfg = cfg = inference_config(cfg, None)
+        fit = cfg.inference.fit
+        self.texture_mode = check_texture_mode(fit.texture)
+        if not fit.texture_prior > 0:
+            raise UserError(f"inference.fit.texture_prior must be > 0, got {fit.texture_prior}")
         self.device = torch.device(device)
         self.assets = face_model_assets_from_config(cfg.face_model)
         self.face_model = face_model_from_config(cfg.face_model).to(self.device)
-        self.renderer = None
+        self.renderer = self.light_renderer = None
         if self.face_model.verts_uvs is not None:
             self.renderer = renderer_from_config(cfg.render, self.face_model).to(self.device)
+            small = replace(cfg.render, image_size=light_size(cfg.render.image_size))
+            self.light_renderer = renderer_from_config(small, self.face_model).to(self.device)
         self._fitters: dict[int, ClipFitter] = {}
-        self.description = f"fit to landmarks ({self.face_model.name})"
+        self._appearances: dict[int, ClipAppearance] = {}
+        self.description = f"fit to landmarks ({self.face_model.name}), texture {fit.texture}"
         self.shape_span = SHAPE_SPAN
 
     @property
@@ -196,9 +212,9 @@ class FitEngine:
         return None if fitter is None else fitter.shape
 
     def start_clip(self) -> None:
-        """A new clip: a new identity is fitted for each of its faces (each face's fitter is
-        made when first used)."""
-        self._fitters = {}
+        """A new clip: a new identity and appearance are estimated for each of its faces (each
+        face's state is made when first used)."""
+        self._fitters, self._appearances = {}, {}
 
     def _fitter(self, face: int) -> ClipFitter:
         if face not in self._fitters:
@@ -207,15 +223,53 @@ class FitEngine:
                                              window=self.cfg.inference.window)  # fmt: skip
         return self._fitters[face]
 
+    def appearance(self, face: int = 0) -> ClipAppearance | None:
+        """The appearance state of face ``face`` (None for a model without UVs: no renders)."""
+        if self.renderer is None:
+            return None
+        if face not in self._appearances:
+            fit = self.cfg.inference.fit
+            self._appearances[face] = ClipAppearance(
+                self.face_model, self.renderer, self.light_renderer, mode=fit.texture,
+                prior=fit.texture_prior,
+            )  # fmt: skip
+        return self._appearances[face]
+
     def _targets(self, data: ChunkFrames, face: int) -> torch.Tensor:
         return self._fitter(face).targets(data.landmarks, data.crop_from_frame,
                                           self.cfg.crop.size)  # fmt: skip
 
+    def _inputs(self, data: ChunkFrames, rows: np.ndarray, *,
+                small: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """:func:`frame_inputs` of chunk rows on the engine's device, at the render size or,
+        ``small``, at the lights' size; rows without a face get black images and empty masks
+        (no samples)."""
+        size = self.cfg.render.image_size
+        size = light_size(size) if small else size
+        images = torch.zeros(len(rows), 3, size, size)
+        classes = torch.zeros(len(rows), size, size, dtype=torch.uint8)
+        ok = np.flatnonzero(data.valid[rows])
+        if ok.size:
+            images[ok], classes[ok] = frame_inputs(data, rows[ok], crop_size=self.cfg.crop.size,
+                                                   size=size)  # fmt: skip
+        return images.to(self.device), classes.to(self.device)
+
     def fit_shape(self, data: ChunkFrames, *, face: int = 0) -> None:
-        """Fit the identity of face ``face`` on the valid frames of ``data``'s own rows."""
+        """Fit the identity of face ``face`` on the valid frames of ``data``'s own rows, and
+        estimate its texture coefficients on the same frames."""
         rows = np.arange(len(data.valid))[data.own]
         targets = self._targets(data, face)[rows].to(self.device)
-        self._fitter(face).fit_shape(targets, data.valid[rows])
+        fitter = self._fitter(face)
+        fitter.fit_shape(targets, data.valid[rows])
+        app = self.appearance(face)
+        if app is None or not app.estimates:
+            return
+        res, picked = fitter.shape_fit, rows[fitter.shape_rows]
+        with torch.no_grad():
+            vertices = self.face_model(shape=res.shape.expand(len(picked), -1),
+                                       expression=res.expression, global_pose=res.global_pose,
+                                       jaw_pose=res.jaw_pose).vertices  # fmt: skip
+            app.estimate(vertices, res.cam, *self._inputs(data, picked, small=True))
 
     def predict(self, data: ChunkFrames, *, render: bool, face: int = 0) -> ChunkResult:
         """The chunk's own frames of face ``face`` (its identity fitted first)."""
@@ -229,35 +283,94 @@ class FitEngine:
                       jaw_pose=res.jaw_pose)  # fmt: skip
             points = mesh.landmarks_mp if mesh.landmarks_mp is not None else mesh.landmarks68
             landmarks = project_weak_perspective(points, res.cam)[..., :2]
-        light = fit_light().to(self.device).expand(n, -1, -1)
+            app = self.appearance(face)
+            light = fit_light().to(self.device).expand(n, -1, -1)
+            texture = res.cam.new_zeros(n, fm.num_texture)
+            renders = None
+            if app is not None:
+                rows = np.arange(len(data.valid))[data.own]
+                light, renders = self._frames(data, rows, mesh.vertices, res.cam, app,
+                                              render=render)  # fmt: skip
+                texture = app.texture.to(res.cam).expand(n, -1)
         codes = {
             "shape": shape, "expression": res.expression, "global_pose": res.global_pose,
             "jaw_pose": res.jaw_pose, "pose": torch.cat([res.global_pose, res.jaw_pose], -1),
-            "cam": res.cam, "light": light, "texture": res.cam.new_zeros(n, fm.num_texture),
-            "fit_residual": res.residual,
+            "cam": res.cam, "light": light, "texture": texture, "fit_residual": res.residual,
         }  # fmt: skip
         result = ChunkResult(codes={k: _numpy(v) for k, v in codes.items()},
                              vertices=mesh.vertices, landmarks=landmarks)  # fmt: skip
-        if render and self.renderer is not None:
-            result.render, result.alpha, result.shape_image = self._render(mesh.vertices, res.cam,
-                                                                           light)  # fmt: skip
+        if app is not None and (fm.texture_mean is not None or app.extracts):
+            result.texture_map = _numpy(app.texture_map()).transpose(1, 2, 0)
+        if renders is not None:
+            result.render, result.alpha, result.shape_image = renders
         return result
 
-    @torch.no_grad()
-    def _render(self, vertices: torch.Tensor, cam: torch.Tensor, light: torch.Tensor):
-        """Textured renders, coverage and shape renders, RENDER_BATCH frames at a time (the
-        rasterizer's memory grows with the batch)."""
-        fm, parts = self.face_model, []
-        for i in range(0, len(vertices), RENDER_BATCH):
-            v, c, li = (x[i : i + RENDER_BATCH] for x in (vertices, cam, light))
-            albedo = None
-            if fm.texture_mean is not None:
-                albedo = fm.texture_mean.expand(len(v), -1, -1, -1)
-            out = self.renderer(v, c, light=li, albedo=albedo)
-            parts.append((out.image, out.alpha, self.renderer.render_shape(v, c)))
-        return tuple(torch.cat([p[k] for p in parts]) for k in range(3))
+    def _frames(self, data: ChunkFrames, rows: np.ndarray, vertices: torch.Tensor,
+                cam: torch.Tensor, app: ClipAppearance, *,
+                render: bool) -> tuple[torch.Tensor, tuple | None]:  # fmt: skip
+        """Lights of the chunk rows ``rows`` (meshes ``vertices``, ``cam``), their texture-map
+        contribution (``extract``) and, when asked, their renders, RENDER_BATCH frames at a time
+        (the rasterizer's memory grows with the batch).
 
-    def shared_texture(self) -> np.ndarray | None:
-        """(H, W, 3) mean albedo in [0, 1] for every mesh of the clip, or None."""
-        tex = self.face_model.texture_mean
-        return None if tex is None else _numpy(tex.clamp(0, 1)).transpose(1, 2, 0)
+        Returns:
+            light (n, 9, 3) and (image, alpha, shape image) (n, 3|1|3, R, R) or None.
+        """
+        n = len(rows)
+        light = fit_light().to(self.device).expand(n, -1, -1).clone()
+        valid = torch.from_numpy(data.valid[rows]).to(self.device)
+        parts = []
+        for i in range(0, n, RENDER_BATCH):
+            batch = slice(i, min(i + RENDER_BATCH, n))
+            v, c = vertices[batch], cam[batch]
+            if app.estimates:
+                light[batch] = app.lights(v, c, *self._inputs(data, rows[batch], small=True))
+            if not (render or app.extracts):
+                continue
+            out = app.untextured(v, c)
+            if app.extracts:
+                app.accumulate(out, *self._inputs(data, rows[batch]), light[batch],
+                               keep=valid[batch])  # fmt: skip
+            if render:
+                image = textured(out, app.texture_map(), light[batch])
+                parts.append((image, out.alpha, self.renderer.shape_from(out)))
+        if not render:
+            return light, None
+        return light, tuple(torch.cat([p[k] for p in parts]) for k in range(3))
+
+    def extracted_renders(self, data: ChunkFrames, vertices: torch.Tensor, cam: torch.Tensor, *,
+                          build: np.ndarray, face: int = 0) -> torch.Tensor:  # fmt: skip
+        """Renders of a predicted chunk's own rows with a texture map extracted from the rows
+        ``build`` only (evaluation scores a map on frames it was not built from).
+
+        Each frame's light is solved again exactly as :meth:`predict` solves it; the map starts
+        from the face's model albedo (:meth:`fit_shape` first).
+
+        Args:
+            data: the chunk :meth:`predict` was given.
+            vertices: (n, V, 3) its own rows' meshes; cam: (n, 3) their cameras.
+            build: (n,) bool, own rows the map is built from.
+            face: the face.
+
+        Returns:
+            (n, 3, R, R) RGB renders (not clamped; black off the face).
+        """
+        app = self.appearance(face)
+        if app is None or not app.estimates:
+            raise ValueError("extracted_renders needs a face model with UVs and texture "
+                             "estimation on (inference.fit.texture model or extract)")  # fmt: skip
+        rows = np.arange(len(data.valid))[data.own]
+        keep = torch.from_numpy(np.asarray(build, bool) & data.valid[rows]).to(self.device)
+        accumulator, lights = app.new_accumulator(), []
+        for i in range(0, len(rows), RENDER_BATCH):
+            batch = slice(i, min(i + RENDER_BATCH, len(rows)))
+            v, c = vertices[batch], cam[batch]
+            lights.append(app.lights(v, c, *self._inputs(data, rows[batch], small=True)))
+            app.accumulate(app.untextured(v, c), *self._inputs(data, rows[batch]), lights[-1],
+                           keep=keep[batch], accumulator=accumulator)  # fmt: skip
+        texture, light = accumulator.texture().clamp(0, 1), torch.cat(lights)
+        parts = []
+        for i in range(0, len(rows), RENDER_BATCH):
+            batch = slice(i, min(i + RENDER_BATCH, len(rows)))
+            out = app.untextured(vertices[batch], cam[batch])
+            parts.append(textured(out, texture, light[batch]))
+        return torch.cat(parts)

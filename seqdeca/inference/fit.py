@@ -244,6 +244,8 @@ class ClipFitter:
         self.fit_cfg = fit_cfg
         self.window = max(1, int(window))
         self.shape: torch.Tensor | None = None
+        self.shape_rows: np.ndarray | None = None
+        self.shape_fit: FitResult | None = None
 
     def targets(
         self, landmarks: np.ndarray, crop_from_frame: np.ndarray, crop_size: int
@@ -259,7 +261,12 @@ class ClipFitter:
         return pixels_to_ndc(torch.from_numpy(points).float(), crop_size)
 
     def fit_shape(self, targets: torch.Tensor, valid: np.ndarray) -> torch.Tensor:
-        """Fit and keep the clip's identity from up to SHAPE_FRAMES evenly spread valid rows."""
+        """Fit and keep the clip's identity from up to SHAPE_FRAMES evenly spread valid rows.
+
+        The rows used and their per-frame fits (fitted with the identity, no temporal term) are
+        kept as ``shape_rows`` (m,) and ``shape_fit`` (:class:`FitResult` of m frames): fit mode
+        estimates the face's texture on those frames.
+        """
         rows = np.flatnonzero(valid)
         if rows.size == 0:
             raise ValueError("fit_shape: no valid frame")
@@ -272,6 +279,7 @@ class ClipFitter:
         res = fit_clip(self.model, targets[pick], np.ones(len(pick), bool), spread,
                        landmark_name=FIT_SET, landmark_weights=self.point_weights)  # fmt: skip
         self.shape = res.shape.detach()
+        self.shape_rows, self.shape_fit = pick, res
         return self.shape
 
     def fit_chunk(self, targets: torch.Tensor, valid: np.ndarray, own: slice) -> FitResult:

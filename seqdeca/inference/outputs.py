@@ -122,13 +122,22 @@ class ClipWriter:
             self._codes_closed = True
         return self.codes.path
 
-    def rig(self, face_model: FaceModel, *, fps: float) -> Path:
+    def rig(self, face_model: FaceModel, *, fps: float, texture: np.ndarray | None = None) -> Path:
         """Write ``rig.glb`` from the clip's codes; closes ``codes.npz`` (call after the last
-        chunk). Only the rig's per-frame codes are read back (O(T) small arrays)."""
+        chunk). Only the rig's per-frame codes are read back (O(T) small arrays).
+
+        Args:
+            face_model: the model of the codes.
+            fps: frames per second of the animation.
+            texture: (H, W, 3) in [0, 1] the rig's texture; None = the model albedo of the
+                clip's mean texture code.
+        """
         with np.load(self._close_codes()) as z:
             codes = {k: z[k] for k in RIG_CODES if k in z.files}
-        return write_rig(self.tmp / RIG_FILE, face_model, codes, fps=fps,
-                         texture=clip_texture(face_model, codes), name=self.final.name)  # fmt: skip
+        if texture is None:
+            texture = clip_texture(face_model, codes)
+        return write_rig(self.tmp / RIG_FILE, face_model, codes, fps=fps, texture=texture,
+                         name=self.final.name)  # fmt: skip
 
     def finish(self, summary: dict) -> Path:
         """Close every stream, write ``summary.json`` and publish the folder; returns it."""
@@ -188,6 +197,8 @@ class FaceOutput:
         self.crop_size, self.block = int(crop_size), max(int(block), 1)
         self.first_frame: int | None = None
         self.frames_with_face = 0
+        self.texture: np.ndarray | None = None  # the face's latest shared texture
+        self._texture_written: np.ndarray | None = None
         self._codes: dict[str, tuple[int, ...]] = {}
         self._points = (0, 0)  # tracked, model landmarks per frame
 
@@ -221,6 +232,10 @@ class FaceOutput:
             self._points = (data.landmarks.shape[1], res.landmarks.shape[1])
         self.empty(int(frames[0]))
         writer = self.writer
+        if res.texture_map is not None:
+            self.texture = res.texture_map
+            if self._texture_written is None:  # meshes refer to it from now on
+                self.flush_texture()
         codes = {k: _nan_invalid(v, valid) for k, v in res.codes.items()}
         crop_from_frame = data.crop_from_frame[own].astype(np.float32)
         writer.codes.append(frame=frames, valid=valid, interpolated=data.interpolated[own],
@@ -236,6 +251,16 @@ class FaceOutput:
         if self.first_frame is None and valid.any():
             self.first_frame = int(frames[np.flatnonzero(valid)[0]])
         self.frames_with_face += int(valid.sum())
+
+    def flush_texture(self) -> None:
+        """(Re)write the shared texture of the face's meshes when it changed since last written
+        (fit mode's extracted map grows with every chunk: written at the first and the last)."""
+        if self.writer is None or self.texture is None:
+            return
+        if self._texture_written is None or not np.array_equal(self.texture,
+                                                               self._texture_written):  # fmt: skip
+            self.writer.shared_texture(self.texture)
+            self._texture_written = self.texture
 
     def _meshes(self, frames: np.ndarray, valid: np.ndarray, res: ChunkResult) -> None:
         vertices = res.vertices.detach().float().cpu().numpy()
@@ -312,6 +337,7 @@ class ClipOutputs:
         """
         for face in self.found:
             face.empty(int(summary["frames"]))
+            face.flush_texture()
         if self._clip is not None:
             return self._clip.finish(summary)
         for face, extra in zip(self.found, face_summaries or [], strict=True):

@@ -270,12 +270,11 @@ def _clip_outputs(stream: ClipStream, engine, out_dir, name: str, cfg: Config, *
     if video:
         pw, ph = panel_size(reader.decode_size)
         overlay = (reader.fps, (3 * pw, ph))
-    texture = engine.shared_texture() if isinstance(engine, FitEngine) else None
     return ClipOutputs(
         out_dir, name, slots=stream.slots, separate=separate, faces=fm.faces.cpu().numpy(),
         verts_uvs=None if fm.verts_uvs is None else fm.verts_uvs.cpu().numpy(),
         faces_uvs=None if fm.faces_uvs is None else fm.faces_uvs.cpu().numpy(),
-        overlay=overlay, texture=texture, crop_size=cfg.crop.size,
+        overlay=overlay, texture=None, crop_size=cfg.crop.size,
         block=max(1, cfg.inference.chunk_frames),
     )  # fmt: skip
 
@@ -299,7 +298,7 @@ def _process(stream: ClipStream, engine, outputs: ClipOutputs, result: ClipResul
     if rig:
         tic = time.perf_counter()
         for face in outputs.found:
-            face.writer.rig(engine.face_model, fps=reader.fps)
+            face.writer.rig(engine.face_model, fps=reader.fps, texture=face.texture)
         timings["write"] += time.perf_counter() - tic
     result.frames, result.valid_frames = frames, valid
     result.faces = len(outputs.found)

@@ -287,6 +287,30 @@ class Renderer(nn.Module):
             alpha = alpha * (facing < SHAPE_FACING_THRESHOLD).to(alpha.dtype)
             return _composite((SHAPE_GREY * shading).clamp(0, 1), alpha, background)
 
+    def shape_from(
+        self, out: RenderOutput, *, background: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`render_shape` of the meshes of an existing render, without rasterizing again.
+
+        Args:
+            out: a :meth:`forward` / :meth:`shade` output rendered WITHOUT detail normals (its
+                normal image then holds the coarse normals that decide which pixels face the
+                camera).
+            background: (N, 3, H, W) image to draw over, or None for black.
+
+        Returns:
+            (N, 3, H, W) in [0, 1], equal to ``render_shape`` of the same vertices and camera.
+        """
+        with torch.no_grad():
+            normal_image = out.normal_image
+            directions, intensities = shape_lights(
+                normal_image.shape[0], device=normal_image.device, dtype=normal_image.dtype
+            )
+            shading = directional_shading(normal_image, directions, intensities)
+            facing = -normal_image[:, 2:3]  # the screen-space normal z (see _interpolate)
+            alpha = out.alpha * (facing < SHAPE_FACING_THRESHOLD).to(out.alpha.dtype)
+            return _composite((SHAPE_GREY * shading).clamp(0, 1), alpha, background)
+
     def detail_normal_map(
         self,
         uv_z: torch.Tensor,
