@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -359,8 +360,10 @@ def _run_steps(
     summary = TrainSummary(run_dir=Path(cfg.run.output_dir), steps=state.step, skipped_steps=0,
                            saved_step=state.step if state.step else -1,
                            main_process=accelerator.is_main_process)  # fmt: skip
+    # TQDM_DISABLE is read here: tqdm applies it only when ``disable`` is not passed
+    quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
     bar = tqdm(total=cfg.train.max_steps, initial=state.step, desc="train",
-               disable=not accelerator.is_main_process)  # fmt: skip
+               disable=quiet or not accelerator.is_main_process)  # fmt: skip
     start, windows, skips = time.perf_counter(), [0], SkipLog()
     identity_net = build_identity_loss(cfg.loss) if gan is None else None  # frozen, not prepared
     if identity_net is not None:
