@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from seqdeca.data.clip_files import GROUND_TRUTH_KEYS
 from seqdeca.data.synthetic_detail import DETAIL_KEYS, detail_ground_truth, detail_region_masks
 from seqdeca.eval.clips import PreparedClip
 from seqdeca.eval.detail_metrics import (
@@ -84,8 +85,9 @@ def _uv_masks(model: SeqDECA, size: int, device: torch.device) -> tuple[torch.Te
 
 
 def _gt_batch(clip: PreparedClip, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """(B, 1, ...) gt.npz arrays of the frames ``rows``: one frame per window."""
-    return {k: v[rows][:, None] for k, v in clip.gt.items() if v.ndim >= 1 and len(v) == len(clip.valid)}
+    """(B, 1, ...) per-frame gt.npz arrays of the frames ``rows`` (one frame per window), those
+    a training batch carries."""
+    return {k: clip.gt[k][rows][:, None] for k in GROUND_TRUTH_KEYS if k in clip.gt}
 
 
 def detail_clip_series(
