@@ -31,7 +31,7 @@ the mesh and the critic still wins easily: train the detail stage from a trained
 (``train.init_from`` or DECA weights).
 
 Both samples are conditioned on the same AU condition (the frozen AU head's intensities of the
-frame, or the ground truth: ``train.detail_condition``, :mod:`seqdeca.train.detail_setup`;
+frame, or the ground truth: ``train.detail_condition``, :mod:`seqdeca.models.detail_sources`;
 ``au_condition``), so GANimation's AU regression trains the critic's AU head on real samples and
 pushes generated samples towards the condition. With ``model.critic_au: false`` the critic sees
 no AU (no heatmap channels, no AU head) and both ``au_regression`` terms are skipped, whatever

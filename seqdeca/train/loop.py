@@ -18,7 +18,7 @@ generator update (:func:`_detail_epoch`, :mod:`seqdeca.train.gan_steps`). With
 ``loss.adversarial: 0`` there is no critic: one step is one generator update, and checkpoints
 hold the model and its optimizer only, as in the temporal stage. The detail stage's coarse codes
 and AU condition may come from the synthetic ground truth
-(:mod:`seqdeca.train.detail_setup`).
+(:mod:`seqdeca.models.detail_sources`).
 
 Non-finite losses: the step's gradients are discarded (on every process alike) and the step is
 logged as skipped; ``train.max_bad_steps`` such steps in a row stop training with a
