@@ -76,3 +76,9 @@ def test_toy_run_writes_every_row(tmp_path):
         assert (out / row / "model.pt").is_file()
     logged = [json.loads(x) for x in (out / "l1-only" / "seed_0" / "losses.jsonl").read_text().splitlines()]
     assert not any(k.startswith("D_") for k in logged[-1])  # no critic in DECA's detail training
+    check = subprocess.run([*cmd, "--photometric-check"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300, check=False)  # fmt: skip
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    scores = json.loads((out / "photometric_check.json").read_text())
+    assert set(scores) == {"zero", "true", "2 x true", "-true"}
+    assert scores["true"] != scores["zero"]  # the true wrinkles change the shading
