@@ -37,8 +37,8 @@ detail.
 
 Every stage is skipped when its output exists, so an interrupted run continues where it stopped.
 Prints the command, date and machine. On the CPU the model uses configs/small_cpu.yaml
-(ResNet-18 encoders on 64 px crops), a 64 x 64 UV map (``model.detail_uv_size=64``: the DECA
-generator's five blocks from a 2 x 2 start) and a critic of width 16; ``--device cuda`` uses
+(ResNet-18 encoders on 64 px crops), a 128 x 128 UV map (``model.detail_uv_size=128``: the
+DECA generator's five blocks from a 4 x 4 start) and a critic of width 16; ``--device cuda`` uses
 configs/base.yaml (ResNet-50, DECA's 256 UV generator, the default critic).
 """
 
@@ -88,8 +88,9 @@ DATA_CONFIG = ROOT / "configs" / "experiments" / "detail.yaml"
 MODEL_CONFIGS = {"cpu": ROOT / "configs" / "small_cpu.yaml", "cuda": ROOT / "configs" / "base.yaml"}
 #: The CPU's smaller detail maps and critic (same blocks and layers as DECA's / GANimation's),
 #: and learning rates 5x DECA's and GANimation's 1e-4 for a budget of hundreds of steps, not
-#: hundreds of thousands (not tuned).
-CPU_SIZES = {"model.detail_uv_size": 64, "model.critic_width": 16, "render.uv_size": 64,
+#: hundreds of thousands (not tuned). 128, not 64: at 64 the photometric term is not lowest at
+#: the true displacement (--photometric-check, docs/detail_evidence.md).
+CPU_SIZES = {"model.detail_uv_size": 128, "model.critic_width": 16, "render.uv_size": 128,
              "train.lr": 5e-4, "train.critic_lr": 5e-4}  # fmt: skip
 
 #: Settings of every run: the true pose and camera would not follow a geometric augmentation,
