@@ -71,6 +71,7 @@ from seqdeca.eval.clips import find_eval_clips, load_clip
 from seqdeca.eval.detail_eval import (
     controllability,
     detail_clip_series,
+    generator_function,
     has_detail_truth,
     pooled,
 )
@@ -257,7 +258,7 @@ def evaluate_model(args, checkpoint: Path, folder: Path, *, zero: bool = False,
 
 def draw_pictures(model, kept: list, out: Path) -> None:
     """OUT/detail.png and OUT/sweep.png from the kept held-out frames."""
-    take = [k for k in kept][:PICTURE_FRAMES]
+    take = kept[:PICTURE_FRAMES]
     def shown(ratio: torch.Tensor) -> torch.Tensor:  # shading ratio 1 -/+ 0.25 -> grey [0, 1]
         return ((ratio - 1) / (2 * SHADING_RANGE) + 0.5).clamp(0, 1).expand(-1, 3, -1, -1)
 
@@ -270,16 +271,11 @@ def draw_pictures(model, kept: list, out: Path) -> None:
     )  # fmt: skip
     generator = model.detail_generator.eval()
     channels = au_channels(DETAIL_PATTERN_AUS, model.au_condition_names)
-    conditioned = generator.au_dim > 0
-
-    def generate(z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return generator(z, c if conditioned else None)
-
     latent = take[0].latent[:1].to(next(generator.parameters()).device)
     base = torch.zeros(1, len(model.au_condition_names), device=latent.device)
     face = model.uv_detail_mask(latent)
     face = torch.nn.functional.interpolate(face[None, None], size=generator.uv_size)[0, 0].cpu()
-    cells = sweep_highpass_cells(generate, latent, channels, base_condition=base) * face
+    cells = sweep_highpass_cells(generator_function(model), latent, channels, base_condition=base) * face
     write_au_sweep_grid(cells, out / "sweep.png", patterns=list(channels),
                         intensities=np.linspace(0, 1, cells.shape[1]).tolist())  # fmt: skip
 

@@ -31,6 +31,7 @@ from seqdeca.eval.clips import PreparedClip
 from seqdeca.eval.detail_metrics import (
     DETAIL_PATTERN_AUS,
     AUControllability,
+    Generate,
     au_channels,
     au_controllability,
     coarse_uv_geometry,
@@ -40,8 +41,10 @@ from seqdeca.eval.detail_metrics import (
 from seqdeca.models.detail import detail_latent
 from seqdeca.models.detail_sources import DetailSources
 from seqdeca.models.seqdeca_model import SeqDECA
+from seqdeca.render.shading import sh_shading
 
-__all__ = ["DetailFrames", "controllability", "detail_clip_series", "has_detail_truth", "pooled"]
+__all__ = ["DetailFrames", "controllability", "detail_clip_series", "generator_function",
+           "has_detail_truth", "pooled"]
 
 #: ITU-R BT.601 luma weights (R, G, B), as (1, 3, 1, 1).
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
@@ -146,8 +149,6 @@ def detail_clip_series(
 def _kept(model: SeqDECA, out: dict, pred: torch.Tensor, true: torch.Tensor, rows: torch.Tensor,
           chosen: torch.Tensor, fixed: torch.Tensor | None, face: torch.Tensor) -> dict:  # fmt: skip
     """The :class:`DetailFrames` fields of the ``chosen`` frames of one batch."""
-    from seqdeca.render.shading import sh_shading
-
     light = out["light"][:, 0][chosen]
     vertices = out["vertices"][:, 0][chosen]
 
@@ -168,6 +169,18 @@ def _kept(model: SeqDECA, out: dict, pred: torch.Tensor, true: torch.Tensor, row
     }
 
 
+def generator_function(model: SeqDECA) -> Generate:
+    """The model's detail generator (eval mode) as ``generate(latent, condition)``; an
+    unconditioned generator ignores the condition."""
+    generator = model.detail_generator.eval()
+    conditioned = generator.au_dim > 0
+
+    def generate(z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return generator(z, c if conditioned else None)
+
+    return generate
+
+
 def controllability(
     model: SeqDECA, latent: torch.Tensor, *, steps: int = 5, shuffles: int = 2, seed: int = 0
 ) -> AUControllability | None:
@@ -183,12 +196,7 @@ def controllability(
     device = next(generator.parameters()).device
     regions = {k: torch.from_numpy(v).to(device)
                for k, v in detail_region_masks(model.face_model, size).items()}  # fmt: skip
-    conditioned = generator.au_dim > 0
-
-    def generate(z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return generator(z, c if conditioned else None)
-
-    return au_controllability(generate, latent.to(device), regions, channels, au_dim=len(names),
+    return au_controllability(generator_function(model), latent.to(device), regions, channels, au_dim=len(names),
                               steps=steps, shuffles=shuffles, seed=seed)  # fmt: skip
 
 
