@@ -121,6 +121,7 @@ COLUMNS = (
     ("expression_vertex_error", "exp vertex (mm)", ".3f"),
     ("jaw_error", "jaw (deg)", ".2f"),
     ("expression_error", "exp code", ".3f"),
+    ("expression_jaw_accel_error", "exp+jaw accel err (mm/f^2)", ".4f"),
     ("accel_error", "accel err (mm/f^2)", ".4f"),
     ("accel_vertices", "accel (mm/f^2)", ".4f"),
     ("nme_mp", "NME-MP (%)", ".2f"),
@@ -145,7 +146,7 @@ class Sizes(NamedTuple):
 #: step costs about its window's frames x 0.17 s (the frozen encoders run on every frame of
 #: the 4 windows of a batch: w1 0.17 s, w3 0.5, conv and w5 0.8-1.5, w9 1.5), so 200 steps x
 #: 3 seeds of the eight trained rows take about an hour.
-SIZES = {"quick": Sizes(32, 6, 1000, 200, 200, 1, 40), "full": Sizes(128, 16, 4000, 1500, 200, 3, 0)}
+SIZES = {"quick": Sizes(32, 6, 1000, 200, 200, 1, 40), "full": Sizes(128, 16, 12000, 1500, 200, 3, 0)}
 #: Frames per pretraining clip: many short clips, since identity diversity matters more to a
 #: per-frame encoder than frames of one face.
 PRETRAIN_FRAMES = 2

@@ -54,7 +54,8 @@ def test_the_truth_scores_zero_and_the_mean_face_does_not(clip_and_gt):
     truth = clip.gt
     exact = _series(clip, gt, _prediction(clip, gt.vertices(clip), truth["expression"],
                                           truth["jaw_pose"]))  # fmt: skip
-    for key in ("expression_vertex_error", "expression_jaw_vertex_error", "accel_error"):
+    for key in ("expression_vertex_error", "expression_jaw_vertex_error", "accel_error",
+                "expression_jaw_accel_error"):
         values = exact[key][torch.isfinite(exact[key])]
         assert len(values) > 0 and float(values.abs().max()) < 1e-3, key
     zero = torch.zeros_like(truth["expression"])
@@ -80,6 +81,25 @@ def test_a_motionless_prediction_pays_the_truths_acceleration(clip_and_gt):
     assert float(series["accel_error"].nanmean()) > 0.0  # ...but an acceleration error
     torch.testing.assert_close(series["accel_error"].nanmean(), truth["accel_vertices"].nanmean(),
                                rtol=1e-3, atol=1e-4)  # fmt: skip
+
+
+def test_identity_jitter_counts_in_accel_error_only(clip_and_gt):
+    """A prediction with the true expression and jaw on a jittering head: the whole-mesh
+    acceleration error sees the jitter; the expression + jaw one (true identity) does not; and
+    jitter in the expression is seen by both."""
+    clip, gt = clip_and_gt
+    truth = clip.gt
+    vertices = gt.vertices(clip)
+    wobble = torch.zeros(clip.num_frames, 1, 1)
+    wobble[::2] = 0.01  # +-1 % scale every other frame
+    jittering = vertices * (1.0 + wobble)
+    series = _series(clip, gt, _prediction(clip, jittering, truth["expression"],
+                                           truth["jaw_pose"]))  # fmt: skip
+    assert float(series["accel_error"].nanmean()) > 0.1
+    assert float(series["expression_jaw_accel_error"].nanmean()) < 1e-3
+    noisy = truth["expression"] + 0.5 * wobble[:, :, 0] / 0.01 * torch.ones_like(truth["expression"])
+    series = _series(clip, gt, _prediction(clip, vertices, noisy, truth["jaw_pose"]))
+    assert float(series["expression_jaw_accel_error"].nanmean()) > 0.01
 
 
 def test_mean_face_row_is_the_neutral_truth(clip_and_gt, tmp_path):

@@ -16,7 +16,10 @@ What the temporal stage predicts, scored on synthetic clips with the ground-trut
 head pose (:class:`ExpressionMeshes`): ``expression_vertex_error`` (expression alone, jaw closed
 on both sides) and ``expression_jaw_vertex_error`` (expression and jaw), in mm; and
 ``accel_error``, the distance between the acceleration of the pose-removed predicted mesh and
-that of the ground truth (mm/frame^2): jitter and over-smoothing both raise it.
+that of the ground truth (mm/frame^2): jitter and over-smoothing both raise it. It includes the
+predicted identity's frame-to-frame jitter, which no temporal stage of expression and jaw can
+remove; ``expression_jaw_accel_error`` is the same distance on the expression + jaw meshes of the
+true identity, the part the temporal stage is responsible for.
 ``expression_jaw_vertex_error_gap`` is the same score on the frames whose crop comes from gap
 interpolation (``gt.npz`` ``tracked`` false: tracking lost, e.g. under an occluder), where time
 should help most.
@@ -63,6 +66,7 @@ SERIES_UNITS: dict[str, str] = {
     "expression_jaw_vertex_error": "mm",
     "expression_jaw_vertex_error_gap": "mm",
     "accel_error": "mm/frame^2",
+    "expression_jaw_accel_error": "mm/frame^2",
 }
 
 _MEDIAPIPE_EYE_CORNERS = (33, 263)  # seqdeca.data.landmark_sets.OUTER_EYE_CORNERS
@@ -217,6 +221,8 @@ def _ground_truth(
         out["expression_vertex_error"] = M.vertex_error_mm(m.pred_expression, m.true_expression)
         out["expression_jaw_vertex_error"] = M.vertex_error_mm(m.pred_expression_jaw,
                                                                m.true_expression_jaw)  # fmt: skip
+        accel = M.acceleration_error(m.pred_expression_jaw, m.true_expression_jaw, clip.valid)
+        out["expression_jaw_accel_error"] = _centred(accel * 1000.0, 1, clip.num_frames)
         if "tracked" in gt:  # frames whose crop and landmarks come from gap interpolation
             gap = ~gt["tracked"].bool()
             out["expression_jaw_vertex_error_gap"] = torch.where(

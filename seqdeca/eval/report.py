@@ -42,6 +42,7 @@ ACCURACY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 TEMPORAL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("accel_vertices", "accel verts (mm/f^2)", ".3f"),
     ("accel_error", "accel err (mm/f^2)", ".3f"),
+    ("expression_jaw_accel_error", "exp+jaw accel err (mm/f^2)", ".4f"),
     ("jerk_vertices", "jerk verts (mm/f^3)", ".3f"),
     ("accel_landmarks", "accel lmk (%IOD/f^2)", ".3f"),
     ("jerk_landmarks", "jerk lmk (%IOD/f^3)", ".3f"),
