@@ -12,6 +12,7 @@ import datetime
 import logging
 import os
 import platform
+import re
 import shlex
 import time
 from pathlib import Path
@@ -33,6 +34,10 @@ def banner(script: str, argv: list[str]) -> str:
     return f"command: {command}\ndate: {now}\nmachine: {machine}"
 
 
+#: A ``section.key=value`` config override.
+_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
+
+
 def finish_parsing(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """Add the options every experiment has (``--workers``, ``--no-progress``), parse ``argv``
     (``args.overrides``: the ``a.b=value`` items) and apply ``--no-progress`` and the log level."""
@@ -40,6 +45,12 @@ def finish_parsing(parser: argparse.ArgumentParser, argv: list[str]) -> argparse
                         help="processes writing synthetic clips (default: the CPU count)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args, rest = parser.parse_known_args(argv)
+    # ``--heldout A B x.y=1`` takes the override as a folder (nargs="+"): give it back
+    folders = getattr(args, "heldout", None) or []
+    taken = [f for f in folders if _OVERRIDE.match(f)]
+    if taken:
+        args.heldout = [f for f in folders if not _OVERRIDE.match(f)]
+        rest = sorted(rest + taken, key=argv.index)  # in command-line order
     args.overrides = split_overrides(rest)
     if not args.progress:
         os.environ["TQDM_DISABLE"] = "1"  # the training loop's bar too

@@ -60,7 +60,7 @@ from seqdeca.config import load_config
 from seqdeca.config.schema import Config, DataConfig
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.errors import UserError
-from seqdeca.models.weights import read_checkpoint
+from seqdeca.models.export import load_export
 from seqdeca.train.state import CHECKPOINT_DIR, STATE_FILE, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -327,16 +327,14 @@ def compare_models(reference: Path, killed: Path) -> list[str]:
     """Problems: the exported weights (or step) of two ``model.pt`` differ."""
     if not killed.exists():
         return [f"{killed} was not written"]
-    a = read_checkpoint(reference, "the reference model.pt")
-    b = read_checkpoint(killed, "the killed run's model.pt")
-    problems = (
-        [f"model.pt step {b['step']}, reference {a['step']}"] if a["step"] != b["step"] else []
-    )
-    if set(a["model"]) != set(b["model"]):
+    a = load_export(reference, what="reference model.pt")
+    b = load_export(killed, what="killed run's model.pt")
+    problems = [f"model.pt step {b.step}, reference {a.step}"] if a.step != b.step else []
+    if set(a.weights) != set(b.weights):
         return problems + ["model.pt holds other weight names than the reference"]
-    for key, value in a["model"].items():
-        if not torch.equal(value, b["model"][key]):
-            diff = (value.double() - b["model"][key].double()).abs().max().item()
+    for key, value in a.weights.items():
+        if not torch.equal(value, b.weights[key]):
+            diff = (value.double() - b.weights[key].double()).abs().max().item()
             problems.append(f"model.pt weight {key} differs (max abs difference {diff:.3g})")
     return problems
 

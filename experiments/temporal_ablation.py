@@ -15,14 +15,17 @@ SPECTRE-style temporal convolution, on synthetic clips with ground truth?
    OUT/data/pretrain: many clips of two frames (identity diversity matters more than frames).
 3. Rows, every one from the same frozen pretrained encoders (``train.init_modules``), with the
    same steps, data and self-supervised losses (tracked landmarks, photometric, regularisers,
-   temporal smoothness, and consistency with the frozen encoder on clean crops while the input
-   is corrupted on the fly: ``loss.clean_consistency``), OUT/<row>/model.pt: ``per-frame``
+   temporal smoothness, and consistency with the frozen encoder's codes of the clean crops,
+   averaged 1-2-1 over time, while the input is corrupted on the fly:
+   ``loss.clean_consistency``), the transformer rows with code mixing
+   (``model.fusion_code_mixing``), OUT/<row>/model.pt: ``per-frame``
    (the encoders alone, T = 1),
    ``bivit-w1`` (the transformer trained like the temporal rows but on single frames: what the
    self-supervised training does without time),
    ``per-frame+filter`` (its codes smoothed by the filter that scores best on OUT/data/tune),
    ``spectre-conv`` (``model.temporal=conv``), ``bivit-w3``, ``bivit-w5``, ``bivit-w9``,
-   ``bivit-w3-noau`` (no AU tokens), ``bivit-w3-nosmooth`` (``loss.temporal=0``),
+   ``bivit-w3-noau`` (no AU tokens), ``bivit-w3-nomix`` (no code mixing),
+   ``bivit-w3-nosmooth`` (``loss.temporal=0``),
    ``bivit-w3-gt`` (ground-truth codes instead: an upper bound) and ``fit`` (landmark fitting).
    ``--quick``: ``per-frame``, ``bivit-w3`` and ``spectre-conv``, fewer clips and steps.
 4. Evaluation of every row on every held-out set with ``tools/evaluate.py``'s code, each row at
@@ -87,11 +90,15 @@ PRETRAIN = {
 #: clean-consistency term on inputs corrupted on the fly (the fused expression and jaw of a
 #: corrupted window against the frozen per-frame encoder on the clean crops). Without it, the
 #: landmark loss pulls every trained row away from the pretrained encoder (measured on the
-#: tuning clips: docs/temporal_evidence.md).
+#: tuning clips: docs/temporal_evidence.md). The consistency target is the clean codes averaged
+#: 1-2-1 over neighbouring frames (faces move smoothly; the per-frame teacher jitters), and the
+#: transformer rows mix their neighbours' codes directly (model.fusion_code_mixing): without
+#: that path the transformer did not learn to smooth in 1000 steps (docs/temporal_evidence.md).
 TEMPORAL = {
     "loss.landmark": 1.0, "loss.landmark_mediapipe": 1.0, "loss.photometric": 1.0,
     "loss.eye_closure": 0.0, "loss.lip_closure": 0.0, "loss.au_label": 0.0,
     "loss.temporal": 0.1, "loss.clean_consistency": 1.0, "data.augmentation.corruption": 1.0,
+    "loss.clean_consistency_smooth": True, "model.fusion_code_mixing": True,
     "model.freeze_coarse": True, "model.freeze_au_net": True,
     "train.init_modules": "[coarse_encoder,au_net]", "train.lr": 3e-4,
 }  # fmt: skip
@@ -105,6 +112,7 @@ ROWS: dict[str, dict | None] = {
     "bivit-w5": {"data.window": 5},
     "bivit-w9": {"data.window": 9},
     "bivit-w3-noau": {"data.window": 3, "model.fusion_au_tokens": False},
+    "bivit-w3-nomix": {"data.window": 3, "model.fusion_code_mixing": False},
     "bivit-w3-nosmooth": {"data.window": 3, "loss.temporal": 0.0},
     "bivit-w3-gt": {"data.window": 3, "loss.code_supervision": 1.0, "loss.landmark": 0.0,
                     "loss.landmark_mediapipe": 0.0, "loss.photometric": 0.0},

@@ -3,7 +3,8 @@
 
 These modules are written independently of ``seqdeca.models`` (torchvision trunk instead of timm,
 DECA's forward written out step by step) so that an import test compares two implementations.
-Their state-dict keys follow DECA's released checkpoint (DESIGN.md section 5):
+Their state-dict keys follow DECA's released checkpoint (docs/design.md, "DECA and OpenGraphAU
+compatibility"):
 
 * encoders: ``encoder.conv1.weight``, ``encoder.bn1.*``, ``encoder.layer1.0.conv1.weight`` ...,
   no ``encoder.fc``; head ``layers.0.*`` (Linear 2048->1024) and ``layers.2.*`` (Linear 1024->out);

@@ -72,3 +72,18 @@ def test_toy_run_writes_every_row_on_every_set(tmp_path):
     assert "[train " not in third.stdout and "[eval]" in third.stdout  # other rows: evaluated again
     rows = json.loads((out / "results.json").read_text())["heldout_clean"]
     assert list(rows) == ["per-frame", "bivit-w3", "mean-face"]
+
+
+def test_overrides_after_heldout_folders_stay_overrides():
+    """``--heldout DIR x.y=v`` (nargs="+") must not take the override for a folder."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        spec = importlib.util.spec_from_file_location("temporal_ablation_cli", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        args = module.parse(["OUT", "--heldout", "a", "b/c", "loss.temporal=5.0", "--seeds", "1",
+                             "model.fusion_code_mixing=false"])  # fmt: skip
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    assert args.heldout == ["a", "b/c"]
+    assert args.overrides == ["loss.temporal=5.0", "model.fusion_code_mixing=false"]

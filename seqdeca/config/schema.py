@@ -196,6 +196,9 @@ class ModelConfig:
     fusion_depth: int = 4
     fusion_heads: int = 8
     fusion_au_tokens: bool = True  # transformer: attend to the AU tokens (False: ablation)
+    # transformer: also pull each frame's codes towards its neighbours' with weights and a gate
+    # read from the transformer's outputs (seqdeca/models/code_mixing.py)
+    fusion_code_mixing: bool = False
     conv_kernel: int = 5  # conv: temporal kernel size (odd; SPECTRE: 5)
     max_frames: int = 32  # longest window the temporal fusion accepts
     n_detail: int = 128  # detail code size (DECA: 128)

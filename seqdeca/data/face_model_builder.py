@@ -1,4 +1,4 @@
-"""Build seqdeca's bundled FLAME-format face model from tracked video (DESIGN.md section 7).
+"""Build seqdeca's bundled FLAME-format face model from tracked video.
 
 This module holds the settings (:class:`BuildConfig`), the orchestration
 (:func:`geometry_assets`, :func:`build_face_model`) and the held-out check

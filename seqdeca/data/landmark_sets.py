@@ -20,7 +20,7 @@ __all__ = [
     "mediapipe_to_ibug68",
 ]
 
-# iBUG-68 point i is MediaPipe vertex IBUG68_FROM_MEDIAPIPE[i] (DESIGN.md section 6). MediaPipe's
+# iBUG-68 point i is MediaPipe vertex IBUG68_FROM_MEDIAPIPE[i] (a widely used mapping). MediaPipe's
 # jaw points are surface points, not the silhouette contour that iBUG annotates.
 IBUG68_FROM_MEDIAPIPE = np.array(
     [

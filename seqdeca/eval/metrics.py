@@ -1,4 +1,4 @@
-"""Evaluation metrics of DESIGN.md section 8: pure functions on tensors, no model or file I/O.
+"""Evaluation metrics (docs/design.md, "Metrics"): pure functions on tensors, no model or file I/O.
 
 Every function takes any leading batch shape ``(...)`` unless its docstring says the first
 dimension is time ``T``. Invalid frames are marked by NaN: a metric touched by a NaN input is NaN,

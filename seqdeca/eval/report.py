@@ -30,6 +30,7 @@ ACCURACY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("nme_mp", "NME-MP (%)", ".2f"),
     ("l1", "L1", ".4f"),
     ("psnr", "PSNR (dB)", ".2f"),
+    ("psnr_covered", "PSNR covered (dB)", ".2f"),
     ("ssim", "SSIM", ".3f"),
     ("expression_error", "exp err", ".3f"),
     ("pose_error", "pose err (deg)", ".2f"),

@@ -1,8 +1,8 @@
 """The bundled default face model (seqdeca's own FLAME-format model on the MediaPipe mesh).
 
 FLAME cannot be shipped, so seqdeca ships a model it builds itself from video with
-``tools/build_face_model.py`` (DESIGN section 7). It is an ordinary seqdeca face-model ``.npz``
-and goes through exactly the same layer as a real FLAME file.
+``tools/build_face_model.py``. It is an ordinary seqdeca face-model ``.npz`` and goes through
+exactly the same layer as a real FLAME file.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class _Problem:
 
     def __init__(self, model: FaceModel, target: torch.Tensor, valid: torch.Tensor, name: str, *,
                  n_shape: int, n_expression: int, weights: torch.Tensor, priors: dict, fit_jaw: bool,
-                 independent: bool = False, group: int = 0) -> None:  # fmt: skip
+                 independent: bool = False) -> None:  # fmt: skip
         t = target.shape[0]
         self.model, self.name, self.priors = model, name, priors
         self.target, self.valid = target, valid
@@ -86,8 +86,8 @@ class _Problem:
         self.shape = target.new_zeros(n_shape)
         self.fixed_shape: torch.Tensor | None = None  # (S,) identity kept fixed (not optimised)
         # independent: every frame is its own problem (own scale normalisation and priors, no
-        # shared term); group > 0: smoothness only inside consecutive groups of that many rows.
-        self.independent, self.group = independent, group
+        # shared term).
+        self.independent = independent
         if independent:
             centred = target - target.mean(1, keepdim=True)
             radius2 = (centred**2).sum(-1).mean(-1)
@@ -144,10 +144,6 @@ class _Problem:
         smooth = self.priors["smoothness"]
         if smooth > 0 and x.shape[0] > 1:
             seq = torch.cat([x[:, : self.e + 6], self.cam(x)], dim=-1)
-            if self.group > 1:  # windows of `group` rows, each its own smoothness term
-                seq = seq.reshape(-1, self.group, seq.shape[-1])
-                step = ((seq[:, 1:] - seq[:, :-1]) ** 2).sum(-1).mean(-1).sum()
-                return (data + (self.prior_x * x**2).sum()) / self.group + smooth * step
             prior = prior + smooth * ((seq[1:] - seq[:-1]) ** 2).sum(-1).mean()
         return data + prior
 
@@ -376,7 +372,7 @@ def fit_to_landmarks(
             per-frame scale normalisation (``r`` of each frame), per-frame priors and per-frame
             LM damping and stopping, so that a frame's result does not depend on which other
             frames are fitted with it (video chunks). Needs ``smoothness == 0`` (use
-            :func:`refine_windows` for temporal smoothing).
+            :func:`fit_windows` for temporal smoothing).
 
     Returns:
         :class:`FitResult`.

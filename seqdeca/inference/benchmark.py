@@ -26,8 +26,8 @@ from seqdeca.inference.checkpoint import load_model
 from seqdeca.inference.pipeline import video2mesh
 from seqdeca.inference.settings import network_window
 from seqdeca.inference.windows import predict_frames
+from seqdeca.models.export import ModelExport, save_export
 from seqdeca.models.from_config import build_model
-from seqdeca.train.state import export_inference_checkpoint
 
 __all__ = ["BenchRow", "bench_fit", "bench_network", "bench_peak_memory", "loop_video"]
 
@@ -64,10 +64,9 @@ def bench_fit(clips: list[Path], cfg: Config, out: Path, *, video: bool = True) 
 def _export_random(cfg: Config, folder: Path) -> Path:
     torch.manual_seed(0)
     model = build_model(cfg, load_checkpoints=False)
-    return export_inference_checkpoint(folder / "model.pt", state_dict=model.state_dict(),
-                                       config_yaml=config_to_yaml(cfg),
-                                       face_model=model.face_model.name, stage="temporal",
-                                       step=0)  # fmt: skip
+    record = ModelExport(weights=model.state_dict(), config_yaml=config_to_yaml(cfg),
+                         face_model=model.face_model.name, stage="temporal", step=0)  # fmt: skip
+    return save_export(folder / "model.pt", record)
 
 
 @torch.no_grad()

@@ -1,9 +1,9 @@
 """Load a trained network for inference: a seqdeca ``model.pt`` export or DECA's ``deca_model.tar``.
 
-A seqdeca export (:func:`seqdeca.train.state.export_inference_checkpoint`) holds the weights, the
-resolved config YAML of the run and the face model's name. The model is rebuilt from that YAML
-(the face-model files may be replaced by the caller's config, e.g. the same FLAME on another
-machine) and the weights are loaded strictly; a face model of another name is refused.
+A seqdeca export (:mod:`seqdeca.models.export`) holds the weights, the resolved config YAML of
+the run and the face model's name. The model is rebuilt from that YAML (the face-model files may
+be replaced by the caller's config, e.g. the same FLAME on another machine) and the weights are
+loaded strictly; a face model of another name is refused.
 
 A DECA ``deca_model.tar`` holds only network weights: the caller's config names the face model
 (FLAME with DECA's 100/50/50 layout) and the model is built as the per-frame baseline
@@ -19,27 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from seqdeca.config.schema import Config
 from seqdeca.errors import UserError
+from seqdeca.models.export import (
+    ExportError,
+    check_face_model,
+    export_config,
+    export_from_payload,
+    is_export_payload,
+)
 from seqdeca.models.from_config import build_model
 from seqdeca.models.seqdeca_model import SeqDECA
 from seqdeca.models.weights import load_weights, read_checkpoint
 
-__all__ = ["CheckpointKindError", "LoadedModel", "load_model"]
+__all__ = ["LoadedModel", "load_model"]
 
 log = logging.getLogger(__name__)
 
-#: Keys of a seqdeca ``model.pt`` payload.
-EXPORT_KEYS = ("model", "config_yaml", "face_model", "stage", "step")
 #: Top-level keys by which a DECA checkpoint is recognised (at least one must be present).
 DECA_KEYS = ("E_flame", "E_detail", "D_detail")
-
-
-class CheckpointKindError(UserError):
-    """A file is neither a seqdeca export nor a DECA checkpoint, or it does not fit (one line)."""
 
 
 @dataclass
@@ -59,19 +58,6 @@ class LoadedModel:
     path: Path
 
 
-def _config_from_yaml(text: str, path: Path) -> Config:
-    """The typed Config saved inside an export (unknown keys of older runs are an error)."""
-    try:
-        node = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(text))
-        return OmegaConf.to_object(node)  # type: ignore[return-value]
-    except (OmegaConfBaseException, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointKindError(
-            f"{path}: the config saved in the checkpoint does not fit this seqdeca ({first}); "
-            "re-export it with this version"
-        ) from None
-
-
 def _build(cfg: Config, path: Path, *, load_checkpoints: bool) -> SeqDECA:
     """:func:`build_model` with its ValueErrors (bad sizes, unknown backbone) as one line."""
     try:
@@ -79,29 +65,21 @@ def _build(cfg: Config, path: Path, *, load_checkpoints: bool) -> SeqDECA:
     except UserError:
         raise
     except ValueError as exc:
-        raise CheckpointKindError(f"cannot build the model of {path}: {exc}") from None
+        raise UserError(f"cannot build the model of {path}: {exc}") from None
 
 
 def _load_export(payload: dict, path: Path, config: Config | None) -> tuple[SeqDECA, Config]:
-    missing = [k for k in EXPORT_KEYS if k not in payload]
-    if missing:
-        raise CheckpointKindError(
-            f"{path} is an incomplete seqdeca checkpoint (missing {', '.join(missing)}); "
-            "use the model.pt written by tools/train_seq.py"
-        )
-    cfg = _config_from_yaml(str(payload["config_yaml"]), path)
+    """The model of a seqdeca export (its saved config; the caller's face-model files if given)."""
+    record = export_from_payload(payload, path)
+    cfg = export_config(record, path)
     if config is not None and config.face_model.path:
         cfg.face_model = copy.deepcopy(config.face_model)  # the caller's copies of the files
     cfg.model.deca_checkpoint = cfg.model.au_checkpoint = ""  # the export holds every weight
     model = _build(cfg, path, load_checkpoints=False)
-    want = str(payload["face_model"])
-    if model.face_model.name != want:
-        raise CheckpointKindError(
-            f"{path} was trained with face model '{want}' but the configured face model is "
-            f"'{model.face_model.name}': set face_model.path to the model it was trained with"
-        )
-    report = load_weights(model, payload["model"], source=str(path))
-    log.info("loaded %s (stage %s, step %s): %s", path, payload["stage"], payload["step"],
+    check_face_model(record, model.face_model.name, source=str(path),
+                     fix="set face_model.path to the model it was trained with")  # fmt: skip
+    report = load_weights(model, record.weights, source=str(path))
+    log.info("loaded %s (stage %s, step %s): %s", path, record.stage, record.step,
              report.summary())  # fmt: skip
     return model, cfg
 
@@ -133,12 +111,16 @@ def load_model(
         :class:`LoadedModel` (model in eval mode on ``device``).
 
     Raises:
-        UserError: one line for a missing, corrupt or unrecognised file, weights that do not
-            fit, or a face model other than the one the export was trained with.
+        WeightsError: the file is missing or unreadable, or its weights do not fit (one line).
+        ExportError: a file of neither kind, a damaged seqdeca export, a saved config that does
+            not fit this version, or a face model other than the one the export was trained
+            with (one line).
+        UserError: a model that cannot be built, a bad device.
     """
     path = Path(path)
+    # The kind is known only once the file is read: read it once, then parse it as that kind.
     payload = read_checkpoint(path, "model checkpoint (seqdeca model.pt or DECA deca_model.tar)")
-    if "config_yaml" in payload or "face_model" in payload:
+    if is_export_payload(payload):
         model, cfg = _load_export(payload, path, config)
         kind = "seqdeca"
     elif any(k in payload for k in DECA_KEYS):
@@ -146,7 +128,7 @@ def load_model(
         kind = "deca"
     else:
         keys = ", ".join(sorted(map(str, payload))[:5]) or "none"
-        raise CheckpointKindError(
+        raise ExportError(
             f"{path} is neither a seqdeca model.pt nor a DECA deca_model.tar (top-level keys: "
             f"{keys})"
         )

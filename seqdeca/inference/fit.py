@@ -217,7 +217,7 @@ class ClipFitter:
     Per frame: Levenberg-Marquardt with the clip's identity fixed, every frame its own problem
     (``independent_frames``), so results do not depend on how the clip is chunked. Then, when
     ``fit.smoothness > 0`` and refinement steps are on, each frame's centred window of
-    ``window`` frames is refined jointly (:func:`~seqdeca.face_model.fitting.refine_windows`)
+    ``window`` frames is refined jointly (:func:`~seqdeca.face_model.fitting.fit_windows`)
     and its centre kept.
 
     Args:

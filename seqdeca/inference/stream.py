@@ -220,14 +220,6 @@ class ClipStream:
         self._buf_start += k
         self._stacked = None
 
-    def first_valid(self, start: int, stop: int, *, face: int = 0) -> int | None:
-        """First absolute frame in [start, stop) where face ``face`` was tracked (buffered
-        frames only)."""
-        lo = max(start - self._buf_start, 0)
-        hi = max(min(stop, self.decoded) - self._buf_start, 0)
-        hits = [i for i in range(lo, hi) if self._found[i][face]]
-        return None if not hits else self._buf_start + hits[0]
-
     def _frames_between(self, lo: int, hi: int) -> np.ndarray:
         """(hi - lo, h, w, 3) buffered frames, stacked once for every face of a chunk."""
         if self._stacked is None or self._stacked[:2] != (lo, hi):

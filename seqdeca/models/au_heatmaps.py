@@ -2,7 +2,7 @@
 
 Every AU with a facial region gets Gaussian blobs at fixed UV positions; a frame's condition is
 these maps weighted by its AU intensities, (N, K, H, W). The positions are the JAA-Net/EAC-Net AU
-centres of DESIGN.md section 6, placed on the face model's template and mapped to UV:
+centres (docs/design.md, "AU regions"), placed on the face model's template and mapped to UV:
 
 * A centre is an iBUG-68 landmark, optionally shifted vertically by a multiple of
   r = |landmark 39 - landmark 42| (inner eye corners) on the template. "Up" in the image is +y in
@@ -16,8 +16,8 @@ centres of DESIGN.md section 6, placed on the face model's template and mapped t
   frontal part of the face, where this is the surface point seen straight from the front. If no
   face contains it, the nearest template vertex (3D) gives the UV (one of its UV copies).
 
-Which AUs: the 15 of the 27 main AUs that DESIGN.md gives a centre (AU1, 2, 4, 6, 7, 9, 10, 12,
-14, 15, 17, 23, 24, 25, 26), each with M = 2 points (left/right, or upper/lower lip for 23-25).
+Which AUs: the 15 of the 27 main AUs that have a centre (AU1, 2, 4, 6, 7, 9, 10, 12, 14, 15,
+17, 23, 24, 25, 26), each with M = 2 points (left/right, or upper/lower lip for 23-25).
 The other 12 (AU5, 11, 13, 16, 18, 19, 20, 22, 27, 32, 38, 39) keep their channel with an
 all-zero map, so the channel index of every map is the AU's index among the 27 and the AU head's
 output can be passed as it is.

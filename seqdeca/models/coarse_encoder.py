@@ -1,6 +1,7 @@
 """The per-frame coarse encoder (legacy DECA ``E_flame``), also the body of the detail encoder.
 
-Structure (DESIGN.md section 5, kept so that DECA's ``deca_model.tar`` imports by identity):
+Structure (docs/design.md, "DECA and OpenGraphAU compatibility"), kept so that DECA's
+``deca_model.tar`` imports by identity:
 
 * ``encoder``: a ResNet-50 trunk without ``fc`` (timm, torchvision key names ``conv1``, ``bn1``,
   ``layer1`` ... ``layer4``), followed by a FIXED 7x7 average pool -- which is why the input must

@@ -1,11 +1,12 @@
 """Import DECA's released ``deca_model.tar`` into seqdeca's modules, strictly.
 
 The file is a ``torch.save`` dict whose parts ``E_flame``, ``E_detail`` and ``D_detail`` are the
-state dicts of the coarse encoder, detail encoder and detail generator (DESIGN.md section 5). Our
-modules keep DECA's attribute names, so the mapping is the identity up to a possible ``module.``
-prefix (checkpoints saved from a DataParallel wrapper). Every key must match: the only module keys
-a DECA checkpoint may leave unset are the detail generator's FiLM layers (``film.*``), which stay
-at their zero initialisation so that the generator reproduces DECA's output exactly.
+state dicts of the coarse encoder, detail encoder and detail generator (docs/design.md, "DECA and
+OpenGraphAU compatibility"). Our modules keep DECA's attribute names, so the mapping is the
+identity up to a possible ``module.`` prefix (checkpoints saved from a DataParallel wrapper). Every
+key must match: the only module keys a DECA checkpoint may leave unset are the detail generator's
+FiLM layers (``film.*``), which stay at their zero initialisation so that the generator
+reproduces DECA's output exactly.
 
 Legacy part names to seqdeca modules:
 

@@ -1,8 +1,8 @@
 """The detail stage networks: detail encoder (legacy ``E_detail``) and AU-conditioned detail
 generator (legacy ``D_detail`` / ``Generator3``).
 
-The generator keeps DECA's layout exactly (DESIGN.md section 5) so that DECA's weights import by
-identity (keys ``l1.0.*`` and ``conv_blocks.<i>.*``):
+The generator keeps DECA's layout exactly (docs/design.md, "DECA and OpenGraphAU compatibility")
+so that DECA's weights import by identity (keys ``l1.0.*`` and ``conv_blocks.<i>.*``):
 
 * ``l1 = Sequential(Linear(latent_dim, 128 * 8 * 8))``, reshaped to ``(128, 8, 8)``;
 * ``conv_blocks``: ``BatchNorm2d(128)``, then five blocks of [bilinear Upsample x2, Conv3x3,

@@ -85,7 +85,8 @@ def temporal_model(m: ModelConfig, n_expression: int) -> TemporalFusion | Tempor
     common = {"n_expression": n_expression, "feature_dim": FEATURE_DIM, "au_dim": AU_CHANNELS,
               "dim": m.fusion_dim, "depth": m.fusion_depth, "max_frames": m.max_frames}  # fmt: skip
     if m.temporal == "transformer":
-        return TemporalFusion(**common, heads=m.fusion_heads, use_au_tokens=m.fusion_au_tokens)
+        return TemporalFusion(**common, heads=m.fusion_heads, use_au_tokens=m.fusion_au_tokens,
+                              code_mixing=m.fusion_code_mixing)  # fmt: skip
     if m.temporal == "conv":
         return TemporalConv(**common, kernel=m.conv_kernel)
     raise ValueError(f"unknown model.temporal {m.temporal!r}: use 'transformer' or 'conv'")

@@ -1,6 +1,6 @@
 """The composed SeqDECA model: encoders, temporal fusion, AU head, detail stage, face model, renderer.
 
-Data flow for B windows of T frames (DESIGN.md section 9; N = B * T frames)::
+Data flow for B windows of T frames (docs/design.md, "The model"; N = B * T frames)::
 
     images (B,T,3,224,224) --coarse encoder--> codes (B,T,D) split by CodeLayout, features (B,T,2048)
                            --AU net---------> AU tokens (B,T,27,C), AU probabilities (B,T,41)
@@ -28,7 +28,6 @@ such a combination with one line.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -214,11 +213,6 @@ class SeqDECA(nn.Module):
             if name not in trainable:
                 module.eval()
         return self
-
-    def frozen_modules(self) -> Iterator[tuple[str, nn.Module]]:
-        """``(name, module)`` of the children frozen in the current stage."""
-        trainable = self.trainable_modules(self.stage)
-        return ((n, m) for n, m in self.named_children() if n not in trainable)
 
     # ----------------------------------------------------------------------------- encode
 

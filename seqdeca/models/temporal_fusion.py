@@ -14,6 +14,9 @@ jaw pose and light (as SPECTRE does for expression and jaw). The last linear lay
 initialised, so an untrained model returns exactly the per-frame codes and training starts from
 the per-frame answer. The AU-token outputs (B, T, K, dim) feed :class:`seqdeca.models.au_head.AUHead`.
 
+With ``code_mixing=True`` the per-frame outputs also steer a direct pull of each frame's codes
+towards its neighbours' (:class:`~seqdeca.models.code_mixing.CodeMixing`), added to the residual.
+
 With ``use_au_tokens=False`` (the ablation without AU tokens) a frame has only its global and code
 tokens (P = 2); the AU head then reads the frame's own projected AU tokens, unfused.
 
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange, repeat
 from torch import nn
+
+from seqdeca.models.code_mixing import CodeMixing
 
 LIGHT_SHAPE = (9, 3)  # 9 SH coefficients x RGB
 JAW_DIM = 3  # jaw axis-angle; DECA's pose code (6) = global 3 + jaw 3
@@ -74,6 +79,8 @@ class TemporalFusion(nn.Module):
         dropout: dropout inside the transformer layers.
         use_au_tokens: feed the AU tokens to the transformer (False: global and code tokens
             only; the AU head gets the per-frame projected AU tokens).
+        code_mixing: add :class:`~seqdeca.models.code_mixing.CodeMixing` (the other frames'
+            codes, weighted by the transformer) to the residual.
     """
 
     def __init__(
@@ -91,6 +98,7 @@ class TemporalFusion(nn.Module):
         max_frames: int = 32,
         dropout: float = 0.0,
         use_au_tokens: bool = True,
+        code_mixing: bool = False,
     ) -> None:
         super().__init__()
         expected = n_expression + JAW_DIM + LIGHT_SHAPE[0] * LIGHT_SHAPE[1]
@@ -128,6 +136,7 @@ class TemporalFusion(nn.Module):
         self.residual_head = nn.Linear(dim, expected)
         nn.init.zeros_(self.residual_head.weight)  # untrained model = per-frame codes
         nn.init.zeros_(self.residual_head.bias)
+        self.code_mixing = CodeMixing(dim, max_frames) if code_mixing else None
 
     @property
     def au_token_dim(self) -> int:
@@ -176,7 +185,10 @@ class TemporalFusion(nn.Module):
         out = rearrange(flat, "b (t p) d -> b t p d", t=t)
 
         keep = valid[..., None]  # (B, T, 1)
-        residual = torch.where(keep, self.residual_head(out[:, :, 0]), 0.0)
+        residual = self.residual_head(out[:, :, 0])
+        if self.code_mixing is not None:
+            residual = residual + self.code_mixing(out[:, :, 0], per_frame, valid)
+        residual = torch.where(keep, residual, 0.0)
         fused = per_frame + residual
         e = self.n_expression
         jaw = fused[..., e : e + JAW_DIM]

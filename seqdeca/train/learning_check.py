@@ -53,9 +53,10 @@ from seqdeca.eval.metrics import (
     landmark_nme,
     vertex_error_mm,
 )
+from seqdeca.models.export import load_export
 from seqdeca.models.from_config import build_model
 from seqdeca.models.seqdeca_model import SeqDECA
-from seqdeca.models.weights import load_weights, read_checkpoint
+from seqdeca.models.weights import load_weights
 
 __all__ = [
     "SYNTHETIC_PRESETS",
@@ -257,9 +258,9 @@ def load_trained_model(model_path: str | Path, cfg: Config) -> SeqDECA:
         model_path: ``run_dir/model.pt`` of a run of ``cfg``.
         cfg: the run's config (builds the same model; no checkpoint is loaded from it).
     """
-    payload = read_checkpoint(model_path, "seqdeca model.pt")  # weights_only: runs nothing
+    record = load_export(model_path)  # weights_only: runs nothing
     model = build_model(cfg, load_checkpoints=False)
-    load_weights(model, payload["model"], source=str(model_path))
+    load_weights(model, record.weights, source=str(model_path))
     return model
 
 

@@ -6,7 +6,7 @@ A run directory holds::
     run_dir/losses.jsonl                one JSON line per optimizer step (losses, lr, skipped)
     run_dir/tb/                         TensorBoard event files
     run_dir/checkpoints/step_NNNNNN/    Accelerate ``save_state`` folders (+ train_state.json)
-    run_dir/model.pt                    exported weights + resolved config + face-model name
+    run_dir/model.pt                    the export (:mod:`seqdeca.models.export`)
     run_dir/val.jsonl, images/, exports/  validation metrics, image grids, exports on request
 
 A checkpoint folder is written under a temporary name and renamed when complete, so a folder
@@ -40,8 +40,9 @@ from seqdeca.io.safe_pickle import (
     refusal_error,
     refused_global,
 )
+from seqdeca.models.export import ModelExport, check_face_model, load_export, save_export
 from seqdeca.models.from_config import build_model
-from seqdeca.models.weights import load_weights, read_checkpoint
+from seqdeca.models.weights import load_weights
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "train_state.json"
@@ -283,7 +284,9 @@ def export_inference_checkpoint(
     stage: str,
     step: int,
 ) -> Path:
-    """Write ``model.pt`` atomically: weights, the resolved config YAML and the face-model name.
+    """:func:`~seqdeca.models.export.save_export` of a :class:`ModelExport` given by its parts.
+
+    Kept under this name for callers that hold a bare state_dict (tests, benchmarks).
 
     Args:
         path: target file.
@@ -293,27 +296,19 @@ def export_inference_checkpoint(
         stage: the stage that was trained.
         step: optimizer steps done.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "model": {k: v.detach().cpu() for k, v in state_dict.items()},
-        "config_yaml": config_yaml,
-        "face_model": face_model,
-        "stage": stage,
-        "step": int(step),
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    record = ModelExport(weights=state_dict, config_yaml=config_yaml, face_model=face_model,
+                         stage=stage, step=int(step))  # fmt: skip
+    return save_export(path, record)
 
 
 def export_model(model: nn.Module, cfg: Config, path: str | Path, *, step: int) -> Path:
-    """:func:`export_inference_checkpoint` of an unwrapped :class:`SeqDECA` trained with ``cfg``."""
-    return export_inference_checkpoint(
-        path, state_dict=model.state_dict(), config_yaml=config_to_yaml(cfg),
-        face_model=model.face_model.name, stage=cfg.train.stage, step=step,
+    """Write ``model.pt`` (:func:`~seqdeca.models.export.save_export`) of an unwrapped
+    :class:`SeqDECA` trained with ``cfg``: weights, resolved config, face-model name, stage, step."""
+    record = ModelExport(
+        weights=model.state_dict(), config_yaml=config_to_yaml(cfg),
+        face_model=model.face_model.name, stage=cfg.train.stage, step=int(step),
     )  # fmt: skip
+    return save_export(path, record)
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -392,19 +387,15 @@ def load_initial_weights(
             the others keep their initialisation. Empty: every weight.
 
     Raises:
-        UserError: the file is missing or unreadable, was trained with another face model, an
-            unknown module is named, or its weights do not fit (one line).
+        ExportError: the file is missing, not a seqdeca export, damaged, or was trained with
+            another face model (one line).
+        UserError: an unknown module is named, or its weights do not fit (one line).
     """
-    payload = read_checkpoint(path, "train.init_from model.pt")
-    if "model" not in payload or "face_model" not in payload:
-        raise UserError(f"train.init_from {path} is not a seqdeca model.pt (no model / face_model)")
-    if str(payload["face_model"]) != model.face_model.name:
-        raise UserError(
-            f"train.init_from {path} was trained with face model '{payload['face_model']}', this "
-            f"run uses '{model.face_model.name}': use the same face_model settings"
-        )
+    record = load_export(path, what="train.init_from model.pt")
+    check_face_model(record, model.face_model.name, source=f"train.init_from {path}",
+                     fix="use the same face_model settings")  # fmt: skip
     if not modules:
-        load_weights(model, payload["model"], source=f"train.init_from {path}")
+        load_weights(model, record.weights, source=f"train.init_from {path}")
         return
     children = dict(model.named_children())
     for name in modules:
@@ -412,5 +403,5 @@ def load_initial_weights(
             raise UserError(f"train.init_modules names {name!r}, not a module of the model "
                             f"({', '.join(children)})")  # fmt: skip
         prefix = f"{name}."
-        part = {k[len(prefix) :]: v for k, v in payload["model"].items() if k.startswith(prefix)}
+        part = {k[len(prefix) :]: v for k, v in record.weights.items() if k.startswith(prefix)}
         load_weights(children[name], part, source=f"train.init_from {path} ({name})")

@@ -1,10 +1,11 @@
-"""Validation during training: the DESIGN.md section 8 metrics on fixed held-out windows.
+"""Validation during training: the evaluation metrics on fixed held-out windows.
 
 :func:`make_validation_set` indexes ``data.val_sources`` in evaluation order (no augmentation)
 and keeps ``train.val_windows`` windows evenly spread over them, so every validation of a run
 (and of a resumed run) sees the same windows. :func:`validate` runs the unwrapped model on them
 in eval mode under ``no_grad`` and returns NaN-free means over the valid frames, computed with
-:mod:`seqdeca.eval.metrics` (the evaluation's functions, with the evaluation's units):
+:mod:`seqdeca.eval.metrics` (the evaluation's functions, with the evaluation's units;
+docs/design.md, "Metrics"):
 
 | key | what | unit |
 | --- | --- | --- |
