@@ -64,7 +64,7 @@ from seqdeca.config.schema import Config
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.data.synthetic_corrupt import REALISTIC_MIX
 from seqdeca.errors import UserError
-from seqdeca.eval.runner import RESERVED_NAMES, EvalOptions, evaluate, method_name
+from seqdeca.evaluation.runner import RESERVED_NAMES, EvalOptions, evaluate, method_name
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CONFIG = ROOT / "configs" / "experiments" / "temporal.yaml"

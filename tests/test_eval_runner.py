@@ -13,7 +13,7 @@ import torch
 from seqdeca.config import load_config
 from seqdeca.config.loader import config_to_yaml
 from seqdeca.data.synthetic import make_synthetic_dataset
-from seqdeca.eval.runner import EvalOptions, describe_config, evaluate, method_name
+from seqdeca.evaluation.runner import EvalOptions, describe_config, evaluate, method_name
 from seqdeca.inference.checkpoint import LoadedModel
 from seqdeca.models.from_config import build_model
 from seqdeca.train.state import export_inference_checkpoint

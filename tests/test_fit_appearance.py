@@ -20,7 +20,7 @@ from seqdeca.data.masks import FACE
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.errors import UserError
 from seqdeca.eval.clips import load_clip
-from seqdeca.eval.runner import EvalOptions, evaluate
+from seqdeca.evaluation.runner import EvalOptions, evaluate
 from seqdeca.face_model.layer import FlameParams
 from seqdeca.inference.appearance import (
     estimate_texture,

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from seqdeca.face_model import FaceModel, FlameParams, load_default_assets, load_flame
-from seqdeca.io.gltf_rig import clip_motion, clip_texture, write_rig
+from seqdeca.face_model.gltf_rig import clip_motion, clip_texture, write_rig
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 25.0

@@ -79,7 +79,7 @@ def test_evaluation_adds_filtered_per_frame_rows(tmp_path):
 
     from seqdeca.config import config_to_yaml, load_config
     from seqdeca.data.synthetic import make_synthetic_dataset
-    from seqdeca.eval.runner import EvalOptions, evaluate
+    from seqdeca.evaluation.runner import EvalOptions, evaluate
     from seqdeca.models.from_config import build_model
     from seqdeca.train.state import export_inference_checkpoint
 

@@ -13,7 +13,7 @@ from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.eval import metrics as M
 from seqdeca.eval.clip_metrics import ClipPrediction, clip_series
 from seqdeca.eval.clips import load_clip
-from seqdeca.eval.runner import _GroundTruth
+from seqdeca.evaluation.runner import _GroundTruth
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml"
 
@@ -104,7 +104,7 @@ def test_identity_jitter_counts_in_accel_error_only(clip_and_gt):
 
 def test_mean_face_row_is_the_neutral_truth(clip_and_gt, tmp_path):
     """The evaluation's ``mean-face`` reference: true identity and pose, neutral expression."""
-    from seqdeca.eval.runner import _References
+    from seqdeca.evaluation.runner import _References
 
     clip, gt = clip_and_gt
     pred = gt.mean_face(clip)

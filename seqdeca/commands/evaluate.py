@@ -22,7 +22,7 @@ from pathlib import Path
 
 from seqdeca.cli import run_main, split_overrides
 from seqdeca.config import load_config
-from seqdeca.eval.runner import EvalOptions, evaluate
+from seqdeca.evaluation.runner import EvalOptions, evaluate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 The caller renders the images (these functions only lay them out), except
 :func:`sweep_highpass_cells`, which runs a detail generator over an AU sweep. Like
-:mod:`seqdeca.eval.plots`, drawing uses matplotlib's object API (``Figure`` + Agg canvas, no
+:mod:`seqdeca.evaluation.plots`, drawing uses matplotlib's object API (``Figure`` + Agg canvas, no
 global backend switched); without matplotlib nothing is written and a warning says so.
 
 Images are tensors or arrays, ``(F, H, W)``, ``(F, H, W, 3)``, ``(F, 1, H, W)`` or

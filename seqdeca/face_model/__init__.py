@@ -1,4 +1,5 @@
-"""FLAME-format face model: the asset container, loaders, LBS layer and landmarks.
+"""FLAME-format face model: the asset container, loaders, LBS layer and landmarks; the animated
+glTF rig of a clip is :mod:`seqdeca.face_model.gltf_rig` (import it directly: it needs pygltflib).
 
 Typical use::
 

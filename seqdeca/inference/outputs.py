@@ -38,12 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from seqdeca.data.crop import apply_transform
+from seqdeca.face_model.gltf_rig import RIG_CODES, clip_texture, write_rig
 from seqdeca.face_model.layer import FaceModel
 from seqdeca.geometry.camera import ndc_to_pixels
 from seqdeca.inference.engines import ChunkResult
 from seqdeca.inference.faces import face_folder
 from seqdeca.inference.stream import ChunkFrames
-from seqdeca.io.gltf_rig import RIG_CODES, clip_texture, write_rig
 from seqdeca.io.npz import NpzStreamWriter
 from seqdeca.io.obj import write_obj
 from seqdeca.io.video import VideoWriter

@@ -231,7 +231,7 @@ def process_clip(path: str | Path, out_dir: str | Path, name: str, cfg: Config,
                  engine: NetworkEngine | FitEngine, *, video: bool = True, rig: bool = True,
                  progress: bool = True, faces: FaceSelection | None = None) -> ClipResult:  # fmt: skip
     """Run video2mesh on one clip into ``out_dir / name`` (see the module docstring); ``rig``:
-    also write ``rig.glb`` (:mod:`seqdeca.io.gltf_rig`) from the clip's codes at its end;
+    also write ``rig.glb`` (:mod:`seqdeca.face_model.gltf_rig`) from the clip's codes at its end;
     ``faces``: which faces (default: ``inference.faces`` of ``cfg``).
 
     Returns:

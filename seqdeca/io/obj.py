@@ -41,7 +41,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _texture_to_uint8(texture: np.ndarray) -> np.ndarray:
+def texture_to_uint8(texture: np.ndarray) -> np.ndarray:
     """(H, W, 3) or (3, H, W) float in [0, 1] or uint8 -> (H, W, 3) uint8."""
     tex = np.asarray(texture)
     if tex.ndim == 3 and tex.shape[0] in (1, 3) and tex.shape[-1] not in (1, 3):
@@ -88,7 +88,7 @@ def write_obj(
     if texture is not None:
         if not has_uv:
             raise ValueError("write_obj: a texture needs verts_uvs and faces_uvs")
-        Image.fromarray(_texture_to_uint8(texture)).save(path.with_suffix(".png.tmp"), format="PNG")
+        Image.fromarray(texture_to_uint8(texture)).save(path.with_suffix(".png.tmp"), format="PNG")
         path.with_suffix(".png.tmp").replace(path.with_suffix(".png"))
         mtl = f"newmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {path.stem}.png\n"
         _atomic_write_text(path.with_suffix(".mtl"), mtl)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from seqdeca.au_names import AFFWILD2_AU_NAMES
 from seqdeca.eval.clip_metrics import SERIES_UNITS
-from seqdeca.eval.plots import safe_name, write_plots
-from seqdeca.eval.results import MethodResult, nan_to_none, summarise, summarise_clip
+from seqdeca.evaluation.plots import safe_name, write_plots
+from seqdeca.evaluation.results import MethodResult, nan_to_none, summarise, summarise_clip
 
 __all__ = ["ACCURACY_COLUMNS", "TEMPORAL_COLUMNS", "markdown_report", "write_report"]
 

@@ -45,8 +45,8 @@ from seqdeca.eval.clip_metrics import (
     reference_series,
 )
 from seqdeca.eval.clips import PreparedClip, find_eval_clips, load_clip
-from seqdeca.eval.report import write_report
-from seqdeca.eval.results import ClipResult, MethodResult
+from seqdeca.evaluation.report import write_report
+from seqdeca.evaluation.results import ClipResult, MethodResult
 from seqdeca.face_model.assets import AssetError
 from seqdeca.face_model.from_config import face_model_assets_from_config
 from seqdeca.face_model.layer import FaceModel, FlameParams

@@ -54,7 +54,7 @@ from seqdeca.face_model.layer import FaceModel, FlameParams
 from seqdeca.face_model.lbs import pose_features, regress_joints, rigid_transforms
 from seqdeca.geometry.mesh import vertex_normals
 from seqdeca.geometry.rotation import axis_angle_to_matrix
-from seqdeca.io.obj import _texture_to_uint8
+from seqdeca.io.obj import texture_to_uint8
 
 __all__ = ["RIG_CODES", "ClipMotion", "build_rig", "clip_motion", "clip_texture", "write_rig"]
 
@@ -302,7 +302,7 @@ def _material(pack: _Packer, texture: np.ndarray | None) -> int:
                                   roughnessFactor=0.8)  # fmt: skip
     if texture is not None:
         png = io.BytesIO()
-        Image.fromarray(_texture_to_uint8(texture)).save(png, format="PNG")
+        Image.fromarray(texture_to_uint8(texture)).save(png, format="PNG")
         gltf.images.append(gl.Image(bufferView=pack.view(png.getvalue()), mimeType="image/png"))
         gltf.samplers.append(gl.Sampler(magFilter=9729, minFilter=9987, wrapS=33071,
                                         wrapT=33071))  # linear, mipmapped, clamped  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from seqdeca.au_names import AFFWILD2_AU_NAMES
-from seqdeca.eval.results import MethodResult
+from seqdeca.evaluation.results import MethodResult
 
 __all__ = ["MAX_CLIP_PLOTS", "safe_name", "write_plots"]
 
@@ -101,7 +101,7 @@ def write_plots(
 
     Args:
         results: the evaluated methods (reference rows are drawn dashed).
-        summaries: method name -> :func:`seqdeca.eval.results.summarise` output.
+        summaries: method name -> :func:`seqdeca.evaluation.results.summarise` output.
         folder: output folder (created).
 
     Returns:
