@@ -150,10 +150,10 @@ class Sizes(NamedTuple):
     frames: int  # frames of the longest clip (0: the config's 50-150)
 
 
-#: The full run on 2 cores: data about 13 min (2 workers), pretraining about 20 min; a row's
-#: step costs about its window's frames x 0.17 s (the frozen encoders run on every frame of
-#: the 4 windows of a batch: w1 0.17 s, w3 0.5, conv and w5 0.8-1.5, w9 1.5), so 200 steps x
-#: 3 seeds of the eight trained rows take about an hour.
+#: The full run on 2 cores (measured 2026-12-05, docs/temporal_evidence.md): data about 30 min
+#: (2 workers; 12000 two-frame pretraining clips are most of it), pretraining 1500 steps about
+#: 20 min idle (36 min single-threaded beside other jobs), the nine trained rows x 3 seeds and
+#: the evaluation 45 min (a step costs about its window's frames x 0.07 s).
 SIZES = {"quick": Sizes(32, 6, 1000, 200, 200, 1, 40), "full": Sizes(128, 16, 12000, 1500, 200, 3, 0)}
 #: Frames per pretraining clip: many short clips, since identity diversity matters more to a
 #: per-frame encoder than frames of one face.
@@ -327,14 +327,14 @@ def markdown(results: dict, header: str, spec: str | None) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
-    """Bars of the expression+jaw vertex error and the acceleration error per row and set."""
+    """Bars of the expression+jaw vertex and acceleration errors per row and set."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     keys = (("expression_jaw_vertex_error", "exp+jaw vertex error (mm)"),
-            ("accel_error", "acceleration error (mm/frame²)"))  # fmt: skip
+            ("expression_jaw_accel_error", "exp+jaw acceleration error (mm/frame²)"))  # fmt: skip
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     sets = list(results)
     rows = list(dict.fromkeys(r for s in sets for r in results[s]))
