@@ -152,7 +152,7 @@ class Sizes(NamedTuple):
 
 #: The full run on 2 cores (measured 2026-12-05, docs/temporal_evidence.md): data about 30 min
 #: (2 workers; 12000 two-frame pretraining clips are most of it), pretraining 1500 steps about
-#: 20 min idle (36 min single-threaded beside other jobs), the nine trained rows x 3 seeds and
+#: 20 min idle (35 min single-threaded beside other jobs), the nine trained rows x 3 seeds and
 #: the evaluation 45 min (a step costs about its window's frames x 0.07 s).
 SIZES = {"quick": Sizes(32, 6, 1000, 200, 200, 1, 40), "full": Sizes(128, 16, 12000, 1500, 200, 3, 0)}
 #: Frames per pretraining clip: many short clips, since identity diversity matters more to a
