@@ -28,7 +28,8 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff
-	$(PY) -m ruff check seqdeca tools tests
+	$(PY) -m ruff check seqdeca tools tests experiments benchmarks
+	$(PY) -m ruff format --check seqdeca tools tests experiments benchmarks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -122,10 +122,12 @@ def _rows(items: list) -> list:
 def max_descriptors(source: Path, window: int, windows: int, workers: int = 2) -> int:
     """The most descriptors open in a loader worker over ``windows`` random training windows
     of ``source`` (an epoch of that size)."""
-    dataset = SequenceDataset(sources=[source], window=window, train=True, seed=0,
-                              epoch_size=windows)  # fmt: skip
-    loader = torch.utils.data.DataLoader(DescriptorCount(dataset), batch_size=8,
-                                         num_workers=workers, collate_fn=_rows)  # fmt: skip
+    dataset = SequenceDataset(
+        sources=[source], window=window, train=True, seed=0, epoch_size=windows
+    )
+    loader = torch.utils.data.DataLoader(
+        DescriptorCount(dataset), batch_size=8, num_workers=workers, collate_fn=_rows
+    )
     return max(count for batch in loader for _, count in batch)
 
 
@@ -165,11 +167,16 @@ def machine() -> str:
     model = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [x.split(":", 1)[1].strip() for x in cpuinfo.read_text().splitlines()
-                 if x.startswith("model name")]  # fmt: skip
+        names = [
+            x.split(":", 1)[1].strip()
+            for x in cpuinfo.read_text().splitlines()
+            if x.startswith("model name")
+        ]
         model = names[0] if names else model
-    return (f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")  # fmt: skip
+    return (
+        f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -177,8 +184,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", default=None, help="prepared folder (default: synthetic clips)")
-    parser.add_argument("--config", default=str(ROOT / "configs" / "tiny_cpu.yaml"),
-                        help="config: data augmentation, crop size, synthetic face model")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        default=str(ROOT / "configs" / "tiny_cpu.yaml"),
+        help="config: data augmentation, crop size, synthetic face model",
+    )
     parser.add_argument("--clips", type=int, default=6, help="synthetic clips")
     parser.add_argument("--frames", type=int, default=24, help="frames per synthetic clip")
     parser.add_argument("--window", type=int, default=3, help="frames per window (odd)")
@@ -191,13 +201,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args.config, [f"data.window={args.window}", "data.min_window=0",
-                                    f"data.batch_size={args.batch_size}"])  # fmt: skip
+    cfg = load_config(
+        args.config,
+        [f"data.window={args.window}", "data.min_window=0", f"data.batch_size={args.batch_size}"],
+    )
     with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
         data = Path(args.data) if args.data else Path(tmp) / "data"
         if not args.data:
-            make_synthetic_dataset(data, cfg, clips=args.clips, frames=args.frames, seed=0,
-                                   progress=False)  # fmt: skip
+            make_synthetic_dataset(
+                data, cfg, clips=args.clips, frames=args.frames, seed=0, progress=False
+            )
         cfg.data.sources = [DataSourceConfig(root=str(data))]
         print(f"command: python {shlex.join([sys.argv[0], *sys.argv[1:]])}")
         print(f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
@@ -212,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         for workers in args.workers:
             rates[workers] = frames_per_s(cfg, workers, args.batches)
             label = _label(SequenceDataset.max_open_clips)
-            print(f"| {workers} | {label} | {rates[workers]:.1f} | "
-                  f"{rates[workers] / max(1, workers):.1f} |")  # fmt: skip
+            print(
+                f"| {workers} | {label} | {rates[workers]:.1f} | "
+                f"{rates[workers] / max(1, workers):.1f} |"
+            )
         if args.fd_clips > 0:
             frame_ms = 1e3 / rates.get(0, max(rates.values()))
             bound_table(data, Path(tmp), args.fd_clips, args.window, frame_ms)

@@ -27,15 +27,22 @@ from seqdeca.vis.grid import draw_points, image_grid, save_png
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "experiments" / "temporal.yaml"
 CLEAN = [f"synthetic.corruption.{k}=0" for k in CORRUPTIONS]
-SETS = {"tracked_clean": CLEAN, "tracked_corrupt": [],
-        "exact_crop_clean": [*CLEAN, "synthetic.landmarks=exact"]}  # fmt: skip
+SETS = {
+    "tracked_clean": CLEAN,
+    "tracked_corrupt": [],
+    "exact_crop_clean": [*CLEAN, "synthetic.landmarks=exact"],
+}
 
 
 def kinds(gt) -> dict[str, np.ndarray]:
     """{kind: (T,) bool} corruptions active per frame (from the gt.npz records)."""
-    return {"occluder": gt["corrupt_occluder"] > 0, "blur": gt["corrupt_blur"][:, 0] > 0,
-            "noise": gt["corrupt_noise"] > 0, "jpeg": gt["corrupt_jpeg"] > 0,
-            "flicker": gt["corrupt_brightness"] != 1}  # fmt: skip
+    return {
+        "occluder": gt["corrupt_occluder"] > 0,
+        "blur": gt["corrupt_blur"][:, 0] > 0,
+        "noise": gt["corrupt_noise"] > 0,
+        "jpeg": gt["corrupt_jpeg"] > 0,
+        "flicker": gt["corrupt_brightness"] != 1,
+    }
 
 
 def frame_table(paths: list[Path]) -> dict[str, np.ndarray]:
@@ -46,10 +53,12 @@ def frame_table(paths: list[Path]) -> dict[str, np.ndarray]:
         exact, tracked = gt["landmarks68"], np.load(clip / "landmarks68.npy")
         iod = np.linalg.norm(exact[:, 36] - exact[:, 45], axis=-1)
         t = len(iod)
-        row = {"nme": np.linalg.norm(tracked - exact, axis=-1).mean(1) / iod * 100,
-               "found": gt["tracked"] if "tracked" in gt else np.ones(t, bool),
-               "valid": np.load(clip / "valid.npy"),
-               "corrupted": gt["corrupted"] if "corrupted" in gt else np.zeros(t, bool)}  # fmt: skip
+        row = {
+            "nme": np.linalg.norm(tracked - exact, axis=-1).mean(1) / iod * 100,
+            "found": gt["tracked"] if "tracked" in gt else np.ones(t, bool),
+            "valid": np.load(clip / "valid.npy"),
+            "corrupted": gt["corrupted"] if "corrupted" in gt else np.zeros(t, bool),
+        }
         if "corrupted" in gt:
             row.update(kinds(gt))
         for key, value in row.items():
@@ -59,14 +68,18 @@ def frame_table(paths: list[Path]) -> dict[str, np.ndarray]:
 
 def report(name: str, table: dict[str, np.ndarray], seconds: float) -> None:
     n, found, nme = len(table["nme"]), table["found"], table["nme"]
-    print(f"{name}: {n} frames in {seconds:.1f} s = {n / seconds:.1f} frames/s; "
-          f"valid {table['valid'].mean():.3f}")  # fmt: skip
+    print(
+        f"{name}: {n} frames in {seconds:.1f} s = {n / seconds:.1f} frames/s; "
+        f"valid {table['valid'].mean():.3f}"
+    )
     groups = {"clean": ~table["corrupted"], "corrupted": table["corrupted"]}
     groups.update({k: table[k] for k in CORRUPTIONS if k in table})
     for label, mask in groups.items():
         if mask.any():
-            print(f"  {label:10s} frames {mask.sum():5d}  found {found[mask].mean():.3f}  "
-                  f"NME {np.nanmean(nme[mask & found]):.2f} %")  # fmt: skip
+            print(
+                f"  {label:10s} frames {mask.sum():5d}  found {found[mask].mean():.3f}  "
+                f"NME {np.nanmean(nme[mask & found]):.2f} %"
+            )
 
 
 def _tile(clip: Path, t: int, size: int = 160) -> np.ndarray:
@@ -104,8 +117,14 @@ def main() -> None:
     for name, overrides in SETS.items():
         cfg = load_config(CONFIG, ["synthetic.min_frames=0", *overrides])
         tic = time.perf_counter()
-        made[name] = make_synthetic_dataset(f"{args.out}/{name}", cfg, clips=args.clips,
-                                            frames=args.frames, seed=args.seed, progress=False)  # fmt: skip
+        made[name] = make_synthetic_dataset(
+            f"{args.out}/{name}",
+            cfg,
+            clips=args.clips,
+            frames=args.frames,
+            seed=args.seed,
+            progress=False,
+        )
         report(name, frame_table(made[name]), time.perf_counter() - tic)
     if args.sheet:
         contact_sheet(made["tracked_clean"], made["tracked_corrupt"], args.sheet)

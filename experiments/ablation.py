@@ -41,8 +41,12 @@ _OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
 def finish_parsing(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """Add the options every experiment has (``--workers``, ``--no-progress``), parse ``argv``
     (``args.overrides``: the ``a.b=value`` items) and apply ``--no-progress`` and the log level."""
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes writing synthetic clips (default: the CPU count)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes writing synthetic clips (default: the CPU count)",
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args, rest = parser.parse_known_args(argv)
     # ``--heldout A B x.y=1`` takes the override as a folder (nargs="+"): give it back
@@ -73,8 +77,10 @@ def train_once(cfg: Config, run_dir: Path, sources: list[Path], label: str) -> P
     cfg.data.sources = [DataSourceConfig(root=str(s)) for s in sources]
     start = time.perf_counter()
     summary = train(cfg)
-    print(f"  {run_dir.name}: {summary.steps} steps in {time.perf_counter() - start:.0f} s",
-          flush=True)  # fmt: skip
+    print(
+        f"  {run_dir.name}: {summary.steps} steps in {time.perf_counter() - start:.0f} s",
+        flush=True,
+    )
     return model
 
 
@@ -89,11 +95,13 @@ def summarise(table: dict[str, dict[str, list[dict]]], rows: list[str]) -> dict:
             if not runs:
                 continue
             keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float))}
-            values = {k: [r.get(k) for r in runs if isinstance(r.get(k), (int, float))]
-                      for k in keys}  # fmt: skip
+            values = {
+                k: [r.get(k) for r in runs if isinstance(r.get(k), (int, float))] for k in keys
+            }
             out[name][row] = {k: float(np.mean(v)) for k, v in values.items() if v}
-            out[name][row] |= {f"{k}_std": float(np.std(v)) for k, v in values.items()
-                               if len(v) > 1}  # fmt: skip
+            out[name][row] |= {
+                f"{k}_std": float(np.std(v)) for k, v in values.items() if len(v) > 1
+            }
             out[name][row]["seeds"] = len(runs)
     return out
 
@@ -101,8 +109,10 @@ def summarise(table: dict[str, dict[str, list[dict]]], rows: list[str]) -> dict:
 def markdown_table(rows: dict[str, dict], columns: tuple[tuple[str, str, str], ...]) -> list[str]:
     """Markdown lines of one table: a row per entry of ``rows`` (``{row: metrics}``), a column
     per ``(metric key, header, format)``, mean ± std where a ``<key>_std`` exists."""
-    lines = ["| row | " + " | ".join(h for _, h, _ in columns) + " | seeds |",
-             "| --- |" + " ---: |" * (len(columns) + 1)]  # fmt: skip
+    lines = [
+        "| row | " + " | ".join(h for _, h, _ in columns) + " | seeds |",
+        "| --- |" + " ---: |" * (len(columns) + 1),
+    ]
     for row, metrics in rows.items():
         cells = []
         for key, _, fmt in columns:

@@ -15,7 +15,7 @@ detail.
    supervised by the true AU intensities (``loss.au_supervision``,
    ``loss.au_head_supervision``).
 3. Rows, every one a detail stage (detail encoder + generator) trained with the same steps,
-   data and generator losses (UV photometric, z_reg, z_diff, z_sym) from the same pretrained AU
+   data and generator losses (detail contrast, z_reg, z_diff, z_sym) from the same pretrained AU
    network, with the TRUE coarse codes (``train.detail_coarse=ground_truth``: the experiment
    isolates the detail stage), OUT/<row>/model.pt:
    ``zero`` (a zero displacement: the floor), ``l1-only`` (DECA's detail training: no critic,
@@ -91,31 +91,68 @@ MODEL_CONFIGS = {"cpu": ROOT / "configs" / "small_cpu.yaml", "cuda": ROOT / "con
 #: and learning rates 5x DECA's and GANimation's 1e-4 for a budget of hundreds of steps, not
 #: hundreds of thousands (not tuned). 128, not 64: at 64 the photometric term is not lowest at
 #: the true displacement (--photometric-check, docs/detail_evidence.md).
-CPU_SIZES = {"model.detail_uv_size": 128, "model.critic_width": 16, "render.uv_size": 128,
-             "train.lr": 5e-4, "train.critic_lr": 5e-4}  # fmt: skip
+#: The detail encoder sees the whole 224 px crop (at 64 px the wrinkles, a few pixels apart,
+#: are gone, and with them where each face's wrinkles lie).
+CPU_SIZES = {
+    "model.detail_uv_size": 128,
+    "model.critic_width": 16,
+    "render.uv_size": 128,
+    "train.lr": 5e-4,
+    "train.critic_lr": 5e-4,
+    "model.detail_encoder_size": 0,
+}
 
 #: Settings of every run: the true pose and camera would not follow a geometric augmentation,
 #: and the true albedo and light not a colour jitter.
 COMMON = {
-    "data.augmentation.flip_prob": 0.0, "data.augmentation.max_rotation_deg": 0.0,
-    "data.augmentation.scale_jitter": 0.0, "data.augmentation.shift_jitter": 0.0,
-    "data.augmentation.color_jitter": 0.0, "model.use_temporal": False, "data.window": 1,
+    "data.augmentation.flip_prob": 0.0,
+    "data.augmentation.max_rotation_deg": 0.0,
+    "data.augmentation.scale_jitter": 0.0,
+    "data.augmentation.shift_jitter": 0.0,
+    "data.augmentation.color_jitter": 0.0,
+    "model.use_temporal": False,
+    "data.window": 1,
     "data.min_window": 0,
-}  # fmt: skip
+}
 #: Pretraining of the AU network and AU head on the true AU intensities; nothing else.
 PRETRAIN = {
-    "loss.au_supervision": 1.0, "loss.au_head_supervision": 1.0, "loss.landmark": 0.0,
-    "loss.landmark_mediapipe": 0.0, "loss.eye_closure": 0.0, "loss.lip_closure": 0.0,
-    "loss.photometric": 0.0, "loss.shape_reg": 0.0, "loss.expression_reg": 0.0,
-    "loss.texture_reg": 0.0, "loss.light_reg": 0.0, "loss.au_label": 0.0,
-    "model.freeze_au_net": False, "train.lr": 1e-3, "data.batch_size": 32,
-}  # fmt: skip
-#: Every detail row: the detail stage on the true coarse codes, from the pretrained AU network.
+    "loss.au_supervision": 1.0,
+    "loss.au_head_supervision": 1.0,
+    "loss.landmark": 0.0,
+    "loss.landmark_mediapipe": 0.0,
+    "loss.eye_closure": 0.0,
+    "loss.lip_closure": 0.0,
+    "loss.photometric": 0.0,
+    "loss.shape_reg": 0.0,
+    "loss.expression_reg": 0.0,
+    "loss.texture_reg": 0.0,
+    "loss.light_reg": 0.0,
+    "loss.au_label": 0.0,
+    "model.freeze_au_net": False,
+    "train.lr": 1e-3,
+    "data.batch_size": 32,
+}
+#: Every detail row: the detail stage on the true coarse codes, from the pretrained AU network,
+#: with the generator losses chosen by the probes on the training clips
+#: (docs/detail_evidence.md): the detail contrast instead of the UV photometric L1 (the same
+#: signal with the coarse stage's smooth errors, the borders and the albedo edges left out),
+#: z_reg strong enough to hold the smooth displacement the contrast cannot see, and a 1 mm
+#: bound on the displacement (DECA's 1 cm puts 0.1 mm wrinkles at 1 % of the generator's range);
+#: the critic sees the same region as the contrast term, and its adversarial term is weighted
+#: 0.01 (at 1 the critic wins within 20 steps and the generator saturates).
 DETAIL = {
-    "train.stage": "detail", "train.detail_coarse": "ground_truth",
+    "train.stage": "detail",
+    "train.detail_coarse": "ground_truth",
     "train.init_modules": "[coarse_encoder,au_net,temporal_fusion,au_head]",
-    "data.batch_size": 8, "train.checkpoint_every": 0,
-}  # fmt: skip
+    "data.batch_size": 8,
+    "train.checkpoint_every": 0,
+    "loss.detail_photometric": 0.0,
+    "loss.detail_contrast": 2.0,
+    "loss.z_reg": 2.0,
+    "model.detail_max_displacement": 0.001,
+    "loss.critic_region": "compared",
+    "loss.adversarial": 0.01,
+}
 #: Row -> overrides on top of DETAIL (None: not trained).
 ROWS: dict[str, dict | None] = {
     "zero": None,
@@ -177,16 +214,23 @@ def make_data(args: argparse.Namespace, out: Path, sizes: Sizes) -> dict[str, Pa
         if done.is_file() or (args.heldout and name == "heldout"):
             continue
         print(f"[data] {name}: {clips} clips", flush=True)
-        make_synthetic_dataset(folder, base_config(args), clips=clips, seed=seed,
-                               progress=args.progress, workers=args.workers)  # fmt: skip
+        make_synthetic_dataset(
+            folder,
+            base_config(args),
+            clips=clips,
+            seed=seed,
+            progress=args.progress,
+            workers=args.workers,
+        )
         done.write_text(json.dumps({"clips": clips, "seed": seed}))
     if args.heldout:
         return {Path(d).name: Path(d) for d in args.heldout}
     return {"heldout": out / "data" / "heldout"}
 
 
-def train_rows(args: argparse.Namespace, out: Path, rows: list[str], sizes: Sizes,
-               encoders: Path) -> dict[str, list[tuple[Path, float]]]:  # fmt: skip
+def train_rows(
+    args: argparse.Namespace, out: Path, rows: list[str], sizes: Sizes, encoders: Path
+) -> dict[str, list[tuple[Path, float]]]:
     """Every trained row for every seed: ``{row: [(model.pt, training seconds) per seed]}``."""
     models: dict[str, list[tuple[Path, float]]] = {}
     for row in rows:
@@ -195,12 +239,23 @@ def train_rows(args: argparse.Namespace, out: Path, rows: list[str], sizes: Size
             continue
         models[row] = []
         for seed in range(sizes.seeds):
-            items = DETAIL | extra | {"run.seed": seed, "train.init_from": str(encoders),
-                                      "train.max_steps": sizes.steps}  # fmt: skip
+            items = (
+                DETAIL
+                | extra
+                | {
+                    "run.seed": seed,
+                    "train.init_from": str(encoders),
+                    "train.max_steps": sizes.steps,
+                }
+            )
             run_dir = out / row / f"seed_{seed}"
             start = time.perf_counter()
-            model = train_once(base_config(args, items), run_dir, [out / "data" / "train"],
-                               f"train {row} seed {seed}")  # fmt: skip
+            model = train_once(
+                base_config(args, items),
+                run_dir,
+                [out / "data" / "train"],
+                f"train {row} seed {seed}",
+            )
             seconds = _training_seconds(run_dir, time.perf_counter() - start)
             models[row].append((model, seconds))
         (out / row / "model.pt").write_bytes(models[row][0][0].read_bytes())
@@ -225,8 +280,9 @@ def _region_means(metrics: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def evaluate_model(args, checkpoint: Path, folder: Path, *, zero: bool = False,
-                   pictures: Path | None = None) -> dict[str, float]:  # fmt: skip
+def evaluate_model(
+    args, checkpoint: Path, folder: Path, *, zero: bool = False, pictures: Path | None = None
+) -> dict[str, float]:
     """Detail metrics of one model on the clips of ``folder`` (``zero``: of a zero map)."""
     loaded = load_model(checkpoint, device=args.device)
     model = loaded.model.eval()
@@ -240,8 +296,9 @@ def evaluate_model(args, checkpoint: Path, folder: Path, *, zero: bool = False,
     keep = max(1, SWEEP_FRAMES // len(clips))
     series, kept = [], []
     for clip in clips:
-        s, frames = detail_clip_series(model, clip, sources=sources, device=args.device,
-                                       zero=zero, keep=keep)  # fmt: skip
+        s, frames = detail_clip_series(
+            model, clip, sources=sources, device=args.device, zero=zero, keep=keep
+        )
         series.append(s)
         kept += [frames] if frames is not None else []
     metrics = pooled(series)
@@ -259,6 +316,7 @@ def evaluate_model(args, checkpoint: Path, folder: Path, *, zero: bool = False,
 def draw_pictures(model, kept: list, out: Path) -> None:
     """OUT/detail.png and OUT/sweep.png from the kept held-out frames."""
     take = kept[:PICTURE_FRAMES]
+
     def shown(ratio: torch.Tensor) -> torch.Tensor:  # shading ratio 1 -/+ 0.25 -> grey [0, 1]
         return ((ratio - 1) / (2 * SHADING_RANGE) + 0.5).clamp(0, 1).expand(-1, 3, -1, -1)
 
@@ -268,28 +326,36 @@ def draw_pictures(model, kept: list, out: Path) -> None:
         shown(torch.cat([k.true_shading[:1] for k in take])),
         out / "detail.png",
         titles=("input (UV)", "predicted detail shading", "true detail shading"),
-    )  # fmt: skip
+    )
     generator = model.detail_generator.eval()
     channels = au_channels(DETAIL_PATTERN_AUS, model.au_condition_names)
     latent = take[0].latent[:1].to(next(generator.parameters()).device)
     base = torch.zeros(1, len(model.au_condition_names), device=latent.device)
     face = model.uv_detail_mask(latent)
     face = torch.nn.functional.interpolate(face[None, None], size=generator.uv_size)[0, 0].cpu()
-    cells = sweep_highpass_cells(generator_function(model), latent, channels, base_condition=base) * face
-    write_au_sweep_grid(cells, out / "sweep.png", patterns=list(channels),
-                        intensities=np.linspace(0, 1, cells.shape[1]).tolist())  # fmt: skip
+    cells = (
+        sweep_highpass_cells(generator_function(model), latent, channels, base_condition=base)
+        * face
+    )
+    write_au_sweep_grid(
+        cells,
+        out / "sweep.png",
+        patterns=list(channels),
+        intensities=np.linspace(0, 1, cells.shape[1]).tolist(),
+    )
 
 
 def photometric_check(args, out: Path, encoders: Path, clips: int = 4) -> dict[str, float]:
     """The detail stage's UV photometric term (as the generator minimises it) for given
     displacements instead of a generated one: zero, the true map, twice it, and its negative, on
     every third frame of the first ``clips`` training clips with the true coarse codes
-    (OUT/photometric_check.json). Training can only find the truth if the term is lowest there."""
+    (OUT/photometric_check.json); "contrast ..." entries: the same for ``loss.detail_contrast``. Training can only find the truth if the term is lowest there."""
     import torch.nn.functional as F
 
     from seqdeca.data.clip_files import GROUND_TRUTH_KEYS
     from seqdeca.data.synthetic_detail import detail_ground_truth
     from seqdeca.losses.detail import uv_photometric_loss
+    from seqdeca.models.critic import contrast_loss_mask, observed_contrast, shading_contrast
     from seqdeca.render.shading import sh_shading
 
     model = load_model(encoders, device=args.device).model.eval()
@@ -302,61 +368,100 @@ def photometric_check(args, out: Path, encoders: Path, clips: int = 4) -> dict[s
         arrays = {k: v.numpy() for k, v in clip.gt.items()}
         truth = torch.from_numpy(detail_ground_truth(arrays, size))[rows].to(args.device)
         with torch.no_grad():
-            o = model(clip.frames[rows][:, None].to(args.device), None, "detail",
-                      **sources.forward_kwargs(gt, model.layout))  # fmt: skip
+            o = model(
+                clip.frames[rows][:, None].to(args.device),
+                None,
+                "detail",
+                **sources.forward_kwargs(gt, model.layout),
+            )
             face = model.uv_detail_mask(truth)
-            albedo = F.interpolate(o["albedo"][:, 0], size=size, mode="bilinear",
-                                   align_corners=False)  # fmt: skip
-            seen = face[None, None] * o["uv_visible_mask"][:, 0]
-            for name, disp in (("zero", 0 * truth), ("true", truth), ("2 x true", 2 * truth),
-                               ("-true", -truth)):  # fmt: skip
-                normals = model.renderer.detail_normal_map(disp[:, None], o["vertices"][:, 0],
-                                                           face, model._fixed_displacement())  # fmt: skip
-                shaded = albedo * sh_shading(normals, o["light"][:, 0])
-                loss = uv_photometric_loss(shaded, o["uv_input"][:, 0], seen, None)
+            albedo = F.interpolate(
+                o.decoded.albedo[:, 0], size=size, mode="bilinear", align_corners=False
+            )
+            seen = face[None, None] * o.detail.uv_visible_mask[:, 0]
+            coarse_shading = o.detail.uv_coarse_shading[:, 0]
+            real = observed_contrast(o.detail.uv_input[:, 0], albedo, coarse_shading, seen)
+            compared = contrast_loss_mask(seen, albedo)
+            for name, disp in (
+                ("zero", 0 * truth),
+                ("true", truth),
+                ("2 x true", 2 * truth),
+                ("-true", -truth),
+            ):
+                normals = model.renderer.detail_normal_map(
+                    disp[:, None], o.decoded.vertices[:, 0], face, model._fixed_displacement()
+                )
+                shading = sh_shading(normals, o.light[:, 0])
+                loss = uv_photometric_loss(albedo * shading, o.detail.uv_input[:, 0], seen, None)
                 losses.setdefault(name, []).append(float(loss))
+                fake = shading_contrast(shading, coarse_shading, seen)
+                contrast = uv_photometric_loss(fake, real, compared, None)
+                losses.setdefault(f"contrast {name}", []).append(float(contrast))
     result = {k: float(np.mean(v)) for k, v in losses.items()}
     (out / "photometric_check.json").write_text(json.dumps(result, indent=1))
     print("[photometric check] " + ", ".join(f"{k}: {v:.5f}" for k, v in result.items()))
     return result
 
 
-def evaluate_rows(args, out: Path, sets: dict[str, Path], models: dict, rows: list[str],
-                  encoders: Path) -> dict:  # fmt: skip
+def evaluate_rows(
+    args, out: Path, sets: dict[str, Path], models: dict, rows: list[str], encoders: Path
+) -> dict:
     """``{set: {row: [metrics per seed]}}`` (cached in OUT/eval/<set>/<row>_seed_<k>.json)."""
     picture_row = next((r for r in PICTURE_ROWS if r in models), None)
     table: dict[str, dict[str, list[dict]]] = {}
     for name, folder in sets.items():
         table[name] = {}
         runs = [("zero", 0, encoders, 0.0)] if "zero" in rows else []
-        runs += [(row, k, path, seconds) for row in rows if row in models
-                 for k, (path, seconds) in enumerate(models[row])]  # fmt: skip
+        runs += [
+            (row, k, path, seconds)
+            for row in rows
+            if row in models
+            for k, (path, seconds) in enumerate(models[row])
+        ]
         for row, seed, checkpoint, seconds in runs:
             cache = out / "eval" / name / f"{row}_seed_{seed}.json"
             if not cache.is_file():
                 print(f"[eval] {name}: {row} seed {seed}", flush=True)
-                draw = out if (row == picture_row and seed == 0 and name == next(iter(sets))) else None
-                metrics = evaluate_model(args, checkpoint, folder, zero=row == "zero",
-                                         pictures=draw)  # fmt: skip
+                draw = (
+                    out if (row == picture_row and seed == 0 and name == next(iter(sets))) else None
+                )
+                metrics = evaluate_model(
+                    args, checkpoint, folder, zero=row == "zero", pictures=draw
+                )
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(metrics | {"checkpoint": str(checkpoint)}, indent=1))
             metrics = json.loads(cache.read_text())
             metrics.pop("checkpoint", None)
-            table[name].setdefault(row, []).append(metrics | ({"seconds": seconds} if seconds else {}))
+            table[name].setdefault(row, []).append(
+                metrics | ({"seconds": seconds} if seconds else {})
+            )
     return table
 
 
 def markdown(results: dict, header: str, sizes: Sizes) -> str:
     """results.md: one table per held-out set (mean ± std over seeds), then per-pattern scores."""
-    lines = ["# Detail ablation", "", "```", header, "```", "",
-             f"Every trained row: {sizes.steps} generator steps, {sizes.seeds} seed(s).", ""]  # fmt: skip
+    lines = [
+        "# Detail ablation",
+        "",
+        "```",
+        header,
+        "```",
+        "",
+        f"Every trained row: {sizes.steps} generator steps, {sizes.seeds} seed(s).",
+        "",
+    ]
     for name, rows in results.items():
         lines += [f"## {name}", "", *markdown_table(rows, COLUMNS), ""]
         patterns = list(DETAIL_PATTERN_AUS)
         columns = tuple((f"controllability/{p}", p, ".2f") for p in patterns)
         controlled = {r: m for r, m in rows.items() if "controllability_mean" in m}
         if controlled:
-            lines += ["AU controllability per pattern:", "", *markdown_table(controlled, columns), ""]
+            lines += [
+                "AU controllability per pattern:",
+                "",
+                *markdown_table(controlled, columns),
+                "",
+            ]
     return "\n".join(lines)
 
 
@@ -370,8 +475,10 @@ def plot(results: dict, out: Path, models: dict) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     name = next(iter(results))
     rows = list(results[name])
-    for ax, key, label in ((axes[0], "displacement_error_regions", "disp. error, AU regions (mm)"),
-                           (axes[1], "controllability_mean", "AU controllability")):  # fmt: skip
+    for ax, key, label in (
+        (axes[0], "displacement_error_regions", "disp. error, AU regions (mm)"),
+        (axes[1], "controllability_mean", "AU controllability"),
+    ):
         means = [results[name][r].get(key, np.nan) for r in rows]
         stds = [results[name][r].get(f"{key}_std", 0.0) for r in rows]
         ax.bar(np.arange(len(rows)), means, yerr=stds)
@@ -384,8 +491,9 @@ def plot(results: dict, out: Path, models: dict) -> None:
                 continue
             lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
             values = [x.get("D_critic", x.get("detail_photometric")) for x in lines]
-            axes[2].plot([v for v in values if v is not None], lw=0.8,
-                         label=row if k == 0 else None)  # fmt: skip
+            axes[2].plot(
+                [v for v in values if v is not None], lw=0.8, label=row if k == 0 else None
+            )
     axes[2].set_xlabel("logged step")
     axes[2].set_ylabel("critic loss (photometric for l1-only)")
     axes[2].legend(fontsize=7)
@@ -399,8 +507,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("out", type=Path, help="output folder")
-    parser.add_argument("--quick", action="store_true",
-                        help="rows zero, wgan-noau, wgan-full; fewer clips and steps")  # fmt: skip
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="rows zero, wgan-noau, wgan-full; fewer clips and steps",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (ResNet-50, UV 256)")
     parser.add_argument("--heldout", nargs="+", default=[], help="held-out clip folders")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="rows to run")
@@ -409,9 +520,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--heldout-clips", type=int)
     parser.add_argument("--pretrain-steps", type=int)
     parser.add_argument("--steps", type=int, help="generator steps of every detail row")
-    parser.add_argument("--photometric-check", action="store_true",
-                        help="only score the photometric term at given displacements (zero, "
-                             "true, 2 x true, -true) after pretraining")  # fmt: skip
+    parser.add_argument(
+        "--photometric-check",
+        action="store_true",
+        help="only score the photometric term at given displacements (zero, "
+        "true, 2 x true, -true) after pretraining",
+    )
     return finish_parsing(parser, argv)
 
 
@@ -431,8 +545,9 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         sets = make_data(args, out, sizes)
-        cfg = base_config(args, PRETRAIN | {"train.max_steps": sizes.pretrain_steps,
-                                            "train.checkpoint_every": 0})  # fmt: skip
+        cfg = base_config(
+            args, PRETRAIN | {"train.max_steps": sizes.pretrain_steps, "train.checkpoint_every": 0}
+        )
         encoders = train_once(cfg, out / "pretrain", [out / "data" / "train"], "pretrain")
         if args.photometric_check:
             photometric_check(args, out, encoders)

@@ -102,8 +102,11 @@ class PartResult:
 def source_digests() -> dict[str, str]:
     """SHA-256 of what the launches run: the library, the tools and the configs."""
     files = sorted(p for d in ("seqdeca", "tools", "configs") for p in (ROOT / d).rglob("*.*"))
-    return {p.relative_to(ROOT).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in files if p.suffix in (".py", ".yaml")}  # fmt: skip
+    return {
+        p.relative_to(ROOT).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in files
+        if p.suffix in (".py", ".yaml")
+    }
 
 
 def code_changes(before: dict[str, str]) -> list[str]:
@@ -121,8 +124,9 @@ def start(cmd: list[str], log: Path) -> Launch:
     with log.open("w") as f:
         f.write("$ " + shlex.join(cmd) + "\n")
         f.flush()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Launch(proc=proc, started=time.monotonic(), started_ns=time.time_ns(), log=log)
 
 
@@ -181,10 +185,16 @@ def new_tmp_checkpoints(run_dir: Path, since_ns: int) -> list[int]:
 
 def training_overrides(args: argparse.Namespace, run_dir: Path, data_root: Path) -> list[str]:
     """Overrides of both training runs: sizes, data, output folder, frequent checkpoints."""
-    keys = [f"data.sources=[{{root: {data_root}}}]", f"run.output_dir={run_dir}",
-            f"run.seed={args.seed}", f"train.max_steps={args.steps}", "train.log_every=1",
-            f"train.checkpoint_every={args.checkpoint_every}", "train.keep_checkpoints=2",
-            "data.batch_size=2"]  # fmt: skip
+    keys = [
+        f"data.sources=[{{root: {data_root}}}]",
+        f"run.output_dir={run_dir}",
+        f"run.seed={args.seed}",
+        f"train.max_steps={args.steps}",
+        "train.log_every=1",
+        f"train.checkpoint_every={args.checkpoint_every}",
+        "train.keep_checkpoints=2",
+        "data.batch_size=2",
+    ]
     if "min_window" in {f.name for f in dataclasses.fields(DataConfig)}:
         keys.append("data.min_window=1")  # a window length drawn per batch (1 or 3 frames)
     return keys + list(args.overrides)
@@ -216,8 +226,11 @@ def plan_kills(
     targets = sorted(rng.randint(1, max(1, steps - 1)) for _ in range(n))
     plan = []
     for mode, target in zip(modes, targets):
-        delay = {"step": rng.uniform(0.0, step_s), "checkpoint": rng.uniform(0.0, 0.01),
-                 "early": rng.uniform(0.0, startup_s)}[mode]  # fmt: skip
+        delay = {
+            "step": rng.uniform(0.0, step_s),
+            "checkpoint": rng.uniform(0.0, 0.01),
+            "early": rng.uniform(0.0, startup_s),
+        }[mode]
         plan.append(Kill(mode=mode, step=target, delay=delay))
     return plan
 
@@ -260,8 +273,15 @@ def run_reference(args: argparse.Namespace, run_dir: Path, data: Path, logs: Pat
     return problem, first, (last - first) / max(1, args.steps - 1)
 
 
-def killed_training(args: argparse.Namespace, run_dir: Path, data: Path, logs: Path,
-                    plan: list[Kill], limit: float, result: PartResult) -> None:  # fmt: skip
+def killed_training(
+    args: argparse.Namespace,
+    run_dir: Path,
+    data: Path,
+    logs: Path,
+    plan: list[Kill],
+    limit: float,
+    result: PartResult,
+) -> None:
     """Launch, kill at each planned moment, relaunch with --resume; finally run to the end."""
     for i, moment in enumerate([*plan, None]):
         resume_from, losses = newest_step(run_dir), run_dir / "losses.jsonl"
@@ -280,14 +300,22 @@ def killed_training(args: argparse.Namespace, run_dir: Path, data: Path, logs: P
             continue
         kill(launch)
         last = logged_step(losses, offset, launch.started_ns)
-        event = {"launch": i, "mode": moment.mode, "target_step": moment.step,
-                 "resumed_from": resume_from, "last_logged_step": last,
-                 "seconds": round(launch.elapsed(), 3),
-                 "in_checkpoint_write": bool(new_tmp_checkpoints(run_dir, launch.started_ns))}  # fmt: skip
+        event = {
+            "launch": i,
+            "mode": moment.mode,
+            "target_step": moment.step,
+            "resumed_from": resume_from,
+            "last_logged_step": last,
+            "seconds": round(launch.elapsed(), 3),
+            "in_checkpoint_write": bool(new_tmp_checkpoints(run_dir, launch.started_ns)),
+        }
         result.kills.append(event)
-        print(f"  kill {len(result.kills):3d}: {moment.mode:10s} resumed from step "
-              f"{resume_from:4d}, last logged step {last:4d}, "
-              f"{'DURING a checkpoint write' if event['in_checkpoint_write'] else ''}", flush=True)  # fmt: skip
+        print(
+            f"  kill {len(result.kills):3d}: {moment.mode:10s} resumed from step "
+            f"{resume_from:4d}, last logged step {last:4d}, "
+            f"{'DURING a checkpoint write' if event['in_checkpoint_write'] else ''}",
+            flush=True,
+        )
 
 
 def read_loss_lines(path: Path) -> tuple[list[dict], int]:
@@ -315,8 +343,10 @@ def compare_losses(reference: list[dict], killed: list[dict], steps: int) -> lis
         if keys:
             key = "total" if "total" in keys else keys[0]
             more = f" (and {len(keys) - 1} other fields)" if len(keys) > 1 else ""
-            problems.append(f"losses.jsonl line {line}: step {step} {key} = {record.get(key)!r}, "
-                            f"reference {expected.get(key)!r}{more}")  # fmt: skip
+            problems.append(
+                f"losses.jsonl line {line}: step {step} {key} = {record.get(key)!r}, "
+                f"reference {expected.get(key)!r}{more}"
+            )
     missing = sorted(set(range(1, steps + 1)) - {int(r.get("step", -1)) for r in killed})
     if missing:
         problems.append(f"steps never logged by the killed run: {missing[:10]}")
@@ -352,9 +382,11 @@ def check_training(
     left = sorted(p.name for p in (run_dir / CHECKPOINT_DIR).glob(TMP_PREFIX + "*"))
     result.problems += [f"temporary checkpoint folders left behind: {left}"] if left else []
     replayed = len(killed) - len({int(r.get("step", -1)) for r in killed})
-    result.notes.append(f"final step {final}; losses.jsonl: {len(killed)} records for "
-                        f"{args.steps} steps ({replayed} replayed after a resume), "
-                        f"{torn} torn lines")  # fmt: skip
+    result.notes.append(
+        f"final step {final}; losses.jsonl: {len(killed)} records for "
+        f"{args.steps} steps ({replayed} replayed after a resume), "
+        f"{torn} torn lines"
+    )
 
 
 def training_data(args: argparse.Namespace, cfg: Config, out: Path) -> Path:
@@ -376,12 +408,16 @@ def run_training(args: argparse.Namespace, out: Path) -> PartResult:
     ref_dir, run_dir, logs = out / "train_reference", out / "train_killed", out / "logs"
     problem, startup_s, step_s = run_reference(args, ref_dir, data, logs)
     result.launches += 1
-    print(f"training reference: {args.steps} steps, start-up {startup_s:.1f} s, "
-          f"{step_s:.3f} s per step", flush=True)  # fmt: skip
+    print(
+        f"training reference: {args.steps} steps, start-up {startup_s:.1f} s, "
+        f"{step_s:.3f} s per step",
+        flush=True,
+    )
     result.problems += [problem] if problem else []
     if not problem:
-        plan = plan_kills(args.kills, args.steps, random.Random(args.seed), step_s=step_s,
-                          startup_s=startup_s)  # fmt: skip
+        plan = plan_kills(
+            args.kills, args.steps, random.Random(args.seed), step_s=step_s, startup_s=startup_s
+        )
         limit = 10 * (startup_s + args.steps * step_s) + 60
         killed_training(args, run_dir, data, logs, plan, limit, result)
     if not result.problems:
@@ -400,8 +436,9 @@ def synthetic_videos(folder: Path, clips: int, frames: int, seed: int) -> None:
     from PIL import Image
 
     root = folder.parent / "prep_rendered"
-    for clip in make_synthetic_dataset(root, Config(), clips=clips, frames=frames, seed=seed,
-                                       progress=False):  # fmt: skip
+    for clip in make_synthetic_dataset(
+        root, Config(), clips=clips, frames=frames, seed=seed, progress=False
+    ):
         images = sorted((clip / "frames").glob("*.jpg"))
         with av.open(str(folder / f"{clip.name}.mp4"), "w") as container:
             stream = container.add_stream("mpeg4", rate=25)
@@ -417,8 +454,14 @@ def prep_inputs(args: argparse.Namespace, out: Path) -> tuple[Path, str]:
     folder = out / "prep_input"
     folder.mkdir(parents=True)
     source = Path(args.videos) if args.videos != "synthetic" else None
-    clips = sorted((p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES),
-                   key=lambda p: p.stat().st_size) if source and source.is_dir() else []  # fmt: skip
+    clips = (
+        sorted(
+            (p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES),
+            key=lambda p: p.stat().st_size,
+        )
+        if source and source.is_dir()
+        else []
+    )
     if clips:
         for clip in clips[: args.prep_clips]:
             (folder / clip.name).symlink_to(clip.resolve())
@@ -474,8 +517,14 @@ def prep_reference(input_dir: Path, ref_dir: Path, logs: Path) -> Timing:
     return problem, launch.elapsed() if began is None else began, launch.elapsed()
 
 
-def killed_preparation(args: argparse.Namespace, input_dir: Path, out_dir: Path, logs: Path,
-                       timing: tuple[float, float], result: PartResult) -> list[Path]:  # fmt: skip
+def killed_preparation(
+    args: argparse.Namespace,
+    input_dir: Path,
+    out_dir: Path,
+    logs: Path,
+    timing: tuple[float, float],
+    result: PartResult,
+) -> list[Path]:
     """Kill ``--prep-kills`` launches and rerun; a last rerun completes. Kill times are uniform
     over the expected run time, every other one over its clip-processing part only. When the
     kills have completed every clip before the plan is used up, a rerun finishes that round,
@@ -511,10 +560,20 @@ def killed_preparation(args: argparse.Namespace, input_dir: Path, out_dir: Path,
         except subprocess.TimeoutExpired:
             kill(launch)
         complete, partial = clip_state(out_dir)
-        result.kills.append({"launch": i, "seconds": round(delay, 3), "clips_before": done,
-                             "clips_after": complete, "in_clip_write": partial > 0})  # fmt: skip
-        print(f"  kill {len(result.kills):3d}: after {delay:5.2f} s, {complete} clips complete"
-              f"{', DURING a clip write' if partial else ''}", flush=True)  # fmt: skip
+        result.kills.append(
+            {
+                "launch": i,
+                "seconds": round(delay, 3),
+                "clips_before": done,
+                "clips_after": complete,
+                "in_clip_write": partial > 0,
+            }
+        )
+        print(
+            f"  kill {len(result.kills):3d}: after {delay:5.2f} s, {complete} clips complete"
+            f"{', DURING a clip write' if partial else ''}",
+            flush=True,
+        )
     return rounds
 
 
@@ -534,8 +593,9 @@ def run_preparation(args: argparse.Namespace, out: Path) -> PartResult:
         for folder in [*rounds, out_dir]:
             result.problems += compare_trees(ref_dir, folder)
         if rounds:
-            result.notes.append(f"{len(rounds) + 1} killed-and-rerun rounds, each "
-                                "compared with the reference")  # fmt: skip
+            result.notes.append(
+                f"{len(rounds) + 1} killed-and-rerun rounds, each compared with the reference"
+            )
         files, clips = len(tree_digests(ref_dir)), clip_state(ref_dir)[0]
         result.notes.append(f"{what}: {files} files compared byte for byte ({clips} clips)")
     result.problems[:0] = code_changes(code)
@@ -551,20 +611,25 @@ def header(argv: list[str]) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     command = shlex.join(["python", os.path.relpath(__file__, ROOT), *argv])
-    machine = (f"{platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, Python "
-               f"{platform.python_version()}, torch {torch.__version__}, OMP_NUM_THREADS={threads}")  # fmt: skip
+    machine = (
+        f"{platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, torch {torch.__version__}, OMP_NUM_THREADS={threads}"
+    )
     return f"command: {command}\ndate: {now}\nmachine: {machine}"
 
 
 def summary_table(results: list[PartResult]) -> str:
     """One row per part: launches, kills, kills inside a write, result, wall time."""
-    rows = ["| part | launches | kills | inside a checkpoint / clip write | result | wall s |",
-            "| --- | ---: | ---: | ---: | --- | ---: |"]  # fmt: skip
+    rows = [
+        "| part | launches | kills | inside a checkpoint / clip write | result | wall s |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+    ]
     for r in results:
         inside = sum(bool(k.get("in_checkpoint_write") or k.get("in_clip_write")) for k in r.kills)
         verdict = "lossless" if not r.problems else f"MISMATCH ({len(r.problems)} problems)"
-        rows.append(f"| {r.name} | {r.launches} | {len(r.kills)} | {inside} | {verdict} "
-                    f"| {r.seconds:.1f} |")  # fmt: skip
+        rows.append(
+            f"| {r.name} | {r.launches} | {len(r.kills)} | {inside} | {verdict} | {r.seconds:.1f} |"
+        )
     return "\n".join(rows)
 
 
@@ -577,12 +642,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=60, help="training steps (default 60)")
     parser.add_argument("--checkpoint-every", type=int, default=2, help="steps between checkpoints")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, training and kills")
-    parser.add_argument("--config", default=str(ROOT / "configs" / "tiny_cpu.yaml"),
-                        help="training config (default configs/tiny_cpu.yaml)")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        default=str(ROOT / "configs" / "tiny_cpu.yaml"),
+        help="training config (default configs/tiny_cpu.yaml)",
+    )
     parser.add_argument("--prepared", default=None, help="prepared data root to train on")
     parser.add_argument("--prep-kills", type=int, default=8, help="preparation kills (default 8)")
-    parser.add_argument("--videos", default=str(SAMPLE_CLIPS),
-                        help="folder of videos to prepare, or 'synthetic'")  # fmt: skip
+    parser.add_argument(
+        "--videos", default=str(SAMPLE_CLIPS), help="folder of videos to prepare, or 'synthetic'"
+    )
     parser.add_argument("--prep-clips", type=int, default=3, help="videos to prepare (default 3)")
     parser.add_argument("--prep-frames", type=int, default=30, help="frames per synthetic video")
     parser.add_argument("--only", choices=("train", "prepare"), default=None, help="one part")

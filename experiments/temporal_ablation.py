@@ -73,19 +73,35 @@ MODEL_CONFIGS = {"cpu": ROOT / "configs" / "small_cpu.yaml", "cuda": ROOT / "con
 #: Settings of every run: the synthetic clips already vary in pose, framing and light, and the
 #: ground-truth pose and camera would not follow a geometric augmentation.
 COMMON = {
-    "data.augmentation.flip_prob": 0.0, "data.augmentation.max_rotation_deg": 0.0,
-    "data.augmentation.scale_jitter": 0.0, "data.augmentation.shift_jitter": 0.0,
-    "data.augmentation.color_jitter": 0.0, "model.max_frames": 9,
-}  # fmt: skip
+    "data.augmentation.flip_prob": 0.0,
+    "data.augmentation.max_rotation_deg": 0.0,
+    "data.augmentation.scale_jitter": 0.0,
+    "data.augmentation.shift_jitter": 0.0,
+    "data.augmentation.color_jitter": 0.0,
+    "model.max_frames": 9,
+}
 #: Losses of the pretraining: ground truth only, every self-supervised term off.
 PRETRAIN = {
-    "loss.code_supervision": 1.0, "loss.au_supervision": 1.0, "loss.landmark": 0.0,
-    "loss.landmark_mediapipe": 0.0, "loss.eye_closure": 0.0, "loss.lip_closure": 0.0,
-    "loss.photometric": 0.0, "loss.shape_reg": 0.0, "loss.expression_reg": 0.0,
-    "loss.texture_reg": 0.0, "loss.light_reg": 0.0, "loss.au_label": 0.0,
-    "model.freeze_coarse": False, "model.freeze_au_net": False, "model.use_temporal": False,
-    "data.window": 1, "data.min_window": 0, "train.lr": 1e-3, "data.batch_size": 32,
-}  # fmt: skip
+    "loss.code_supervision": 1.0,
+    "loss.au_supervision": 1.0,
+    "loss.landmark": 0.0,
+    "loss.landmark_mediapipe": 0.0,
+    "loss.eye_closure": 0.0,
+    "loss.lip_closure": 0.0,
+    "loss.photometric": 0.0,
+    "loss.shape_reg": 0.0,
+    "loss.expression_reg": 0.0,
+    "loss.texture_reg": 0.0,
+    "loss.light_reg": 0.0,
+    "loss.au_label": 0.0,
+    "model.freeze_coarse": False,
+    "model.freeze_au_net": False,
+    "model.use_temporal": False,
+    "data.window": 1,
+    "data.min_window": 0,
+    "train.lr": 1e-3,
+    "data.batch_size": 32,
+}
 #: Self-supervised losses of every temporal row: the mission's (on tracked landmarks), plus the
 #: clean-consistency term on inputs corrupted on the fly (the fused expression and jaw of a
 #: corrupted window against the frozen per-frame encoder on the clean crops). Without it, the
@@ -95,13 +111,22 @@ PRETRAIN = {
 #: transformer rows mix their neighbours' codes directly (model.fusion_code_mixing): without
 #: that path the transformer did not learn to smooth in 1000 steps (docs/temporal_evidence.md).
 TEMPORAL = {
-    "loss.landmark": 1.0, "loss.landmark_mediapipe": 1.0, "loss.photometric": 1.0,
-    "loss.eye_closure": 0.0, "loss.lip_closure": 0.0, "loss.au_label": 0.0,
-    "loss.temporal": 0.1, "loss.clean_consistency": 1.0, "data.augmentation.corruption": 1.0,
-    "loss.clean_consistency_smooth": True, "model.fusion_code_mixing": True,
-    "model.freeze_coarse": True, "model.freeze_au_net": True,
-    "train.init_modules": "[coarse_encoder,au_net]", "train.lr": 3e-4,
-}  # fmt: skip
+    "loss.landmark": 1.0,
+    "loss.landmark_mediapipe": 1.0,
+    "loss.photometric": 1.0,
+    "loss.eye_closure": 0.0,
+    "loss.lip_closure": 0.0,
+    "loss.au_label": 0.0,
+    "loss.temporal": 0.1,
+    "loss.clean_consistency": 1.0,
+    "data.augmentation.corruption": 1.0,
+    "loss.clean_consistency_smooth": True,
+    "model.fusion_code_mixing": True,
+    "model.freeze_coarse": True,
+    "model.freeze_au_net": True,
+    "train.init_modules": "[coarse_encoder,au_net]",
+    "train.lr": 3e-4,
+}
 #: Row -> overrides on top of TEMPORAL (None: not a trained temporal row).
 ROWS: dict[str, dict | None] = {
     "per-frame": {"model.use_temporal": False, "data.window": 1},
@@ -114,14 +139,25 @@ ROWS: dict[str, dict | None] = {
     "bivit-w3-noau": {"data.window": 3, "model.fusion_au_tokens": False},
     "bivit-w3-nomix": {"data.window": 3, "model.fusion_code_mixing": False},
     "bivit-w3-nosmooth": {"data.window": 3, "loss.temporal": 0.0},
-    "bivit-w3-gt": {"data.window": 3, "loss.code_supervision": 1.0, "loss.landmark": 0.0,
-                    "loss.landmark_mediapipe": 0.0, "loss.photometric": 0.0},
+    "bivit-w3-gt": {
+        "data.window": 3,
+        "loss.code_supervision": 1.0,
+        "loss.landmark": 0.0,
+        "loss.landmark_mediapipe": 0.0,
+        "loss.photometric": 0.0,
+    },
     "fit": None,
-}  # fmt: skip
+}
 QUICK_ROWS = ("per-frame", "bivit-w3", "spectre-conv")
 #: Filters tried for per-frame+filter on the tuning clips.
-FILTERS = ("savgol:5:2", "savgol:9:2", "savgol:15:2", "one_euro:0.5:0.5", "one_euro:1.0:1.0",
-           "one_euro:2.0:1.0")  # fmt: skip
+FILTERS = (
+    "savgol:5:2",
+    "savgol:9:2",
+    "savgol:15:2",
+    "one_euro:0.5:0.5",
+    "one_euro:1.0:1.0",
+    "one_euro:2.0:1.0",
+)
 #: Columns of results.md (metric key, header, format).
 COLUMNS = (
     ("expression_jaw_vertex_error", "exp+jaw vertex (mm)", ".3f"),
@@ -154,7 +190,10 @@ class Sizes(NamedTuple):
 #: (2 workers; 12000 two-frame pretraining clips are most of it), pretraining 1500 steps about
 #: 20 min idle (35 min single-threaded beside other jobs), the nine trained rows x 3 seeds and
 #: the evaluation 45 min (a step costs about its window's frames x 0.07 s).
-SIZES = {"quick": Sizes(32, 6, 1000, 200, 200, 1, 40), "full": Sizes(128, 16, 12000, 1500, 200, 3, 0)}
+SIZES = {
+    "quick": Sizes(32, 6, 1000, 200, 200, 1, 40),
+    "full": Sizes(128, 16, 12000, 1500, 200, 3, 0),
+}
 #: Frames per pretraining clip: many short clips, since identity diversity matters more to a
 #: per-frame encoder than frames of one face.
 PRETRAIN_FRAMES = 2
@@ -179,7 +218,7 @@ def make_data(args: argparse.Namespace, out: Path, sizes: Sizes) -> dict[str, Pa
         "tune": (max(2, heldout // 2), 2000, corrupt | frames),
         "heldout_corrupted": (heldout, 3000, corrupt | frames),
         "heldout_clean": (heldout, 3000, frames),
-    }  # fmt: skip
+    }
     for name, (clips, seed, extra) in sets.items():
         folder = out / "data" / name
         done = folder / "done.json"
@@ -189,8 +228,9 @@ def make_data(args: argparse.Namespace, out: Path, sizes: Sizes) -> dict[str, Pa
         if "synthetic.corruption.occluder" in extra:
             cfg.synthetic.corruption.seed = seed  # corruption draws of their own
         print(f"[data] {name}: {clips} clips", flush=True)
-        make_synthetic_dataset(folder, cfg, clips=clips, seed=seed, progress=args.progress,
-                               workers=args.workers)  # fmt: skip
+        make_synthetic_dataset(
+            folder, cfg, clips=clips, seed=seed, progress=args.progress, workers=args.workers
+        )
         done.write_text(json.dumps({"clips": clips, "seed": seed}))
     if args.heldout:
         return {Path(d).name: Path(d) for d in args.heldout}
@@ -204,8 +244,9 @@ def pretrain(args: argparse.Namespace, out: Path, steps: int) -> Path:
     return train_once(cfg, out / "pretrain", [out / "data" / "pretrain"], "pretrain")
 
 
-def train_rows(args: argparse.Namespace, out: Path, rows: list[str], steps: int, seeds: int,
-               encoders: Path) -> dict[str, list[Path]]:  # fmt: skip
+def train_rows(
+    args: argparse.Namespace, out: Path, rows: list[str], steps: int, seeds: int, encoders: Path
+) -> dict[str, list[Path]]:
     """Every trained row for every seed: ``{row: [model.pt per seed]}``."""
     models: dict[str, list[Path]] = {}
     for row in rows:
@@ -215,11 +256,24 @@ def train_rows(args: argparse.Namespace, out: Path, rows: list[str], steps: int,
         per_frame = row == "per-frame"
         models[row] = []
         for seed in range(1 if per_frame else seeds):
-            items = TEMPORAL | extra | {"run.seed": seed, "train.init_from": str(encoders),
-                                        "train.max_steps": 0 if per_frame else steps,
-                                        "train.checkpoint_every": 0}  # fmt: skip
-            models[row].append(train_once(base_config(args, items), out / row / f"seed_{seed}",
-                                      [out / "data" / "train"], f"train {row} seed {seed}"))  # fmt: skip
+            items = (
+                TEMPORAL
+                | extra
+                | {
+                    "run.seed": seed,
+                    "train.init_from": str(encoders),
+                    "train.max_steps": 0 if per_frame else steps,
+                    "train.checkpoint_every": 0,
+                }
+            )
+            models[row].append(
+                train_once(
+                    base_config(args, items),
+                    out / row / f"seed_{seed}",
+                    [out / "data" / "train"],
+                    f"train {row} seed {seed}",
+                )
+            )
         shutil.copyfile(models[row][0], out / row / "model.pt")
     return models
 
@@ -229,13 +283,24 @@ def tune_filter(args: argparse.Namespace, out: Path, per_frame: Path) -> str:
     clips (OUT/tune_filter/metrics.json)."""
     report = out / "tune_filter" / "metrics.json"
     if not report.is_file():
-        evaluate(EvalOptions(data=out / "data" / "tune", out=report.parent,
-                             config=base_config(args), checkpoints=[per_frame],
-                             filters=list(FILTERS), device=args.device, plots=False,
-                             progress=args.progress))  # fmt: skip
+        evaluate(
+            EvalOptions(
+                data=out / "data" / "tune",
+                out=report.parent,
+                config=base_config(args),
+                checkpoints=[per_frame],
+                filters=list(FILTERS),
+                device=args.device,
+                plots=False,
+                progress=args.progress,
+            )
+        )
     methods = json.loads(report.read_text())["methods"]
-    by_filter = {name.rsplit("+", 1)[-1]: m["overall"] for name, m in methods.items()
-                 if "+per-frame+" in name}  # fmt: skip
+    by_filter = {
+        name.rsplit("+", 1)[-1]: m["overall"]
+        for name, m in methods.items()
+        if "+per-frame+" in name
+    }
     scores = {spec: by_filter[spec].get("expression_jaw_vertex_error") for spec in FILTERS}
     best = min(scores, key=lambda s: np.inf if scores[s] is None else scores[s])
     print(f"[tune] filter {best} ({', '.join(f'{k}: {v:.3f}' for k, v in scores.items() if v)})")
@@ -245,17 +310,28 @@ def tune_filter(args: argparse.Namespace, out: Path, per_frame: Path) -> str:
 def _evaluate(args, folder: Path, report: Path, ckpts: list[Path], **options) -> dict:
     """``tools/evaluate.py``'s evaluation into ``report.parent`` (kept when present and made
     with the same checkpoints and mode: a rerun with more rows evaluates again)."""
-    wanted = {"checkpoints": [str(c) for c in ckpts], "mode": options.get("mode", "network"),
-              "filters": list(options.get("filters", []))}  # fmt: skip
+    wanted = {
+        "checkpoints": [str(c) for c in ckpts],
+        "mode": options.get("mode", "network"),
+        "filters": list(options.get("filters", [])),
+    }
     if report.is_file():
         settings = json.loads(report.read_text())["settings"]
         if any(settings.get(k) != v for k, v in wanted.items()):
             report.unlink()
     if not report.is_file():
         print(f"[eval] {report.parent.relative_to(report.parents[3])}", flush=True)
-        evaluate(EvalOptions(data=folder, out=report.parent, config=base_config(args),
-                             checkpoints=ckpts, device=args.device, progress=args.progress,
-                             **options))  # fmt: skip
+        evaluate(
+            EvalOptions(
+                data=folder,
+                out=report.parent,
+                config=base_config(args),
+                checkpoints=ckpts,
+                device=args.device,
+                progress=args.progress,
+                **options,
+            )
+        )
     return json.loads(report.read_text())["methods"]
 
 
@@ -268,8 +344,14 @@ def _method_names(ckpts: list[Path]) -> list[str]:
     return names
 
 
-def evaluate_rows(args, out: Path, sets: dict[str, Path], models: dict[str, list[Path]],
-                  rows: list[str], spec: str | None) -> dict:  # fmt: skip
+def evaluate_rows(
+    args,
+    out: Path,
+    sets: dict[str, Path],
+    models: dict[str, list[Path]],
+    rows: list[str],
+    spec: str | None,
+) -> dict:
     """Per set and seed: one evaluation of every row (fit with seed 0), and the per-frame model
     with the filter; returns ``{set: {row: [overall per seed]}}``."""
     seeds = max(len(m) for m in models.values())
@@ -280,8 +362,9 @@ def evaluate_rows(args, out: Path, sets: dict[str, Path], models: dict[str, list
             trained = {row: m[seed] for row, m in models.items() if seed < len(m)}
             report = out / "eval" / name / f"seed_{seed}" / "metrics.json"
             fit = "fit" in rows and seed == 0
-            methods = _evaluate(args, folder, report, list(trained.values()),
-                                mode="fit" if fit else "network")  # fmt: skip
+            methods = _evaluate(
+                args, folder, report, list(trained.values()), mode="fit" if fit else "network"
+            )
             for row, method in zip(trained, _method_names(list(trained.values()))):
                 table[name].setdefault(row, []).append(methods[method]["overall"])
             if fit:
@@ -302,15 +385,23 @@ def pretraining_report(results: dict) -> str:
     parts = []
     for name, rows in results.items():
         ours, floor = rows.get("per-frame", {}), rows.get("mean-face", {})
-        ratios = [f"{label} {ours[key] / floor[key]:.2f}"
-                  for key, label in (("expression_vertex_error", "expression-only vertex error"),
-                                     ("expression_error", "expression code error"))
-                  if ours.get(key) is not None and floor.get(key)]  # fmt: skip
+        ratios = [
+            f"{label} {ours[key] / floor[key]:.2f}"
+            for key, label in (
+                ("expression_vertex_error", "expression-only vertex error"),
+                ("expression_error", "expression code error"),
+            )
+            if ours.get(key) is not None and floor.get(key)
+        ]
         if ratios:
             parts.append(f"{name}: " + ", ".join(ratios))
     if not parts:
         return "Pretrained per-frame encoders: no ground truth to compare with the mean face."
-    return "Pretrained per-frame encoders / mean face (goal < 0.40 on clean clips): " + "; ".join(parts) + "."
+    return (
+        "Pretrained per-frame encoders / mean face (goal < 0.40 on clean clips): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def markdown(results: dict, header: str, spec: str | None) -> str:
@@ -333,8 +424,10 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = (("expression_jaw_vertex_error", "exp+jaw vertex error (mm)"),
-            ("expression_jaw_accel_error", "exp+jaw acceleration error (mm/frame²)"))  # fmt: skip
+    keys = (
+        ("expression_jaw_vertex_error", "exp+jaw vertex error (mm)"),
+        ("expression_jaw_accel_error", "exp+jaw acceleration error (mm/frame²)"),
+    )
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     sets = list(results)
     rows = list(dict.fromkeys(r for s in sets for r in results[s]))
@@ -344,8 +437,9 @@ def plot(results: dict, path: Path) -> None:
             means = [results[name].get(r, {}).get(key, np.nan) for r in rows]
             stds = [results[name].get(r, {}).get(f"{key}_std", 0.0) for r in rows]
             ax.bar(np.arange(len(rows)) + i * width, means, width, yerr=stds, label=name)
-        ax.set_xticks(np.arange(len(rows)) + width * (len(sets) - 1) / 2, rows, rotation=35,
-                      ha="right")  # fmt: skip
+        ax.set_xticks(
+            np.arange(len(rows)) + width * (len(sets) - 1) / 2, rows, rotation=35, ha="right"
+        )
         ax.set_ylabel(label)
         ax.legend()
     fig.tight_layout()
@@ -358,18 +452,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("out", type=Path, help="output folder")
-    parser.add_argument("--quick", action="store_true", help="rows per-frame, bivit-w3, "
-                        "spectre-conv; fewer clips and steps")  # fmt: skip
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="rows per-frame, bivit-w3, spectre-conv; fewer clips and steps",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (ResNet-50 backbones)")
     parser.add_argument("--heldout", nargs="+", default=[], help="held-out clip folders")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="rows to run")
     parser.add_argument("--seeds", type=int, help="training seeds of the temporal rows")
     parser.add_argument("--train-clips", type=int)
     parser.add_argument("--heldout-clips", type=int)
-    parser.add_argument("--pretrain-clips", type=int, help=f"pretraining clips of "
-                        f"{PRETRAIN_FRAMES} frames")  # fmt: skip
-    parser.add_argument("--max-frames", dest="frames", type=int,
-                        help="frames of the longest clip")  # fmt: skip
+    parser.add_argument(
+        "--pretrain-clips", type=int, help=f"pretraining clips of {PRETRAIN_FRAMES} frames"
+    )
+    parser.add_argument("--max-frames", dest="frames", type=int, help="frames of the longest clip")
     parser.add_argument("--pretrain-steps", type=int)
     parser.add_argument("--steps", type=int, help="training steps of every temporal row")
     return finish_parsing(parser, argv)

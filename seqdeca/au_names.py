@@ -17,14 +17,51 @@ is the order of the released OpenGraphAU checkpoints and must not change.
 from __future__ import annotations
 
 MAIN_AU_NAMES: tuple[str, ...] = (
-    "AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU11", "AU12", "AU13", "AU14",
-    "AU15", "AU16", "AU17", "AU18", "AU19", "AU20", "AU22", "AU23", "AU24", "AU25", "AU26",
-    "AU27", "AU32", "AU38", "AU39",
-)  # fmt: skip
+    "AU1",
+    "AU2",
+    "AU4",
+    "AU5",
+    "AU6",
+    "AU7",
+    "AU9",
+    "AU10",
+    "AU11",
+    "AU12",
+    "AU13",
+    "AU14",
+    "AU15",
+    "AU16",
+    "AU17",
+    "AU18",
+    "AU19",
+    "AU20",
+    "AU22",
+    "AU23",
+    "AU24",
+    "AU25",
+    "AU26",
+    "AU27",
+    "AU32",
+    "AU38",
+    "AU39",
+)
 
 SUB_AU_NAMES: tuple[str, ...] = (
-    "L1", "R1", "L2", "R2", "L4", "R4", "L6", "R6", "L10", "R10", "L12", "R12", "L14", "R14",
-)  # fmt: skip
+    "L1",
+    "R1",
+    "L2",
+    "R2",
+    "L4",
+    "R4",
+    "L6",
+    "R6",
+    "L10",
+    "R10",
+    "L12",
+    "R12",
+    "L14",
+    "R14",
+)
 
 AU_OUTPUT_NAMES: tuple[str, ...] = MAIN_AU_NAMES + SUB_AU_NAMES
 

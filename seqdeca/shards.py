@@ -97,8 +97,9 @@ class Shard:
         if count == 0:
             return device  # the engine reports that CUDA is unavailable
         if self.local_world_size > count and self.local_rank == 0:
-            log.warning("%d processes share %d GPU(s) on this machine",
-                        self.local_world_size, count)  # fmt: skip
+            log.warning(
+                "%d processes share %d GPU(s) on this machine", self.local_world_size, count
+            )
         index = self.local_rank % count
         torch.cuda.set_device(index)
         return f"cuda:{index}"
@@ -135,13 +136,16 @@ class Shard:
         if not dist.is_available():
             raise UserError("this PyTorch build has no torch.distributed: run one process")
         if not dist.is_initialized():
-            dist.init_process_group("gloo", rank=self.rank, world_size=self.world_size,
-                                    timeout=WAIT_LIMIT)  # fmt: skip
+            dist.init_process_group(
+                "gloo", rank=self.rank, world_size=self.world_size, timeout=WAIT_LIMIT
+            )
             atexit.register(_leave)
         elif dist.get_world_size() != self.world_size or dist.get_rank() != self.rank:
-            raise UserError(f"the process group has rank {dist.get_rank()} of "
-                            f"{dist.get_world_size()}, the environment says {self.rank} of "
-                            f"{self.world_size}")  # fmt: skip
+            raise UserError(
+                f"the process group has rank {dist.get_rank()} of "
+                f"{dist.get_world_size()}, the environment says {self.rank} of "
+                f"{self.world_size}"
+            )
         elif dist.get_backend() != "gloo":
             _group = dist.new_group(backend="gloo", timeout=WAIT_LIMIT)
         _joined = True
@@ -174,9 +178,13 @@ def current_shard(env: Mapping[str, str] | None = None) -> Shard:
     local_rank = values["LOCAL_RANK"] if values["LOCAL_RANK"] is not None else rank
     local_world = values["LOCAL_WORLD_SIZE"] or world
     if not (0 <= rank < world and 0 <= local_rank < max(local_world, 1)):
-        raise UserError(f"RANK={rank}, LOCAL_RANK={local_rank} do not fit WORLD_SIZE={world}, "
-                        f"LOCAL_WORLD_SIZE={local_world}")  # fmt: skip
+        raise UserError(
+            f"RANK={rank}, LOCAL_RANK={local_rank} do not fit WORLD_SIZE={world}, "
+            f"LOCAL_WORLD_SIZE={local_world}"
+        )
     if world > 1 and not (env.get("MASTER_ADDR") and env.get("MASTER_PORT")):
-        raise UserError(f"WORLD_SIZE={world} but MASTER_ADDR/MASTER_PORT are not set: start the "
-                        "processes with `accelerate launch` or `torchrun`")  # fmt: skip
+        raise UserError(
+            f"WORLD_SIZE={world} but MASTER_ADDR/MASTER_PORT are not set: start the "
+            "processes with `accelerate launch` or `torchrun`"
+        )
     return Shard(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world)

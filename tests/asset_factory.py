@@ -106,9 +106,13 @@ def _fake_chumpy() -> Iterator[type]:
                 sys.modules[key] = value
 
 
-def write_flame_pkl(path: Path, arrays: dict[str, np.ndarray] | None = None, *,
-                    chumpy_keys: tuple[str, ...] = ("v_template", "shapedirs", "posedirs", "J"),
-                    drop: tuple[str, ...] = ()) -> dict[str, np.ndarray]:  # fmt: skip
+def write_flame_pkl(
+    path: Path,
+    arrays: dict[str, np.ndarray] | None = None,
+    *,
+    chumpy_keys: tuple[str, ...] = ("v_template", "shapedirs", "posedirs", "J"),
+    drop: tuple[str, ...] = (),
+) -> dict[str, np.ndarray]:
     """Write a FLAME ``generic_model.pkl`` look-alike; returns the arrays (dense J_regressor)."""
     arrays = dict(make_tiny_flame() if arrays is None else arrays)
     arrays["J"] = arrays["J_regressor"] @ arrays["v_template"]
@@ -167,8 +171,9 @@ def write_mediapipe_embedding(path: Path, n_faces: int, seed: int = 2) -> dict[s
     return truth
 
 
-def write_head_template_obj(path: Path, vertices: np.ndarray, faces: np.ndarray,
-                            seed: int = 3) -> dict[str, np.ndarray]:  # fmt: skip
+def write_head_template_obj(
+    path: Path, vertices: np.ndarray, faces: np.ndarray, seed: int = 3
+) -> dict[str, np.ndarray]:
     """DECA's ``head_template.obj``: v, vt (more than v: UV seams), ``f v/vt v/vt v/vt``."""
     rng = np.random.default_rng(seed)
     uvs = rng.uniform(0, 1, size=(len(vertices) + 7, 2))
@@ -176,8 +181,10 @@ def write_head_template_obj(path: Path, vertices: np.ndarray, faces: np.ndarray,
     lines = ["# head template (fake)"]
     lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
     lines += [f"vt {u:.6f} {w:.6f}" for u, w in uvs]
-    lines += [" ".join(["f"] + [f"{a + 1}/{b + 1}" for a, b in zip(fv, ft)])
-              for fv, ft in zip(faces, faces_uvs)]  # fmt: skip
+    lines += [
+        " ".join(["f"] + [f"{a + 1}/{b + 1}" for a, b in zip(fv, ft)])
+        for fv, ft in zip(faces, faces_uvs)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return {"verts_uvs": uvs.astype(np.float32), "faces_uvs": faces_uvs}
 
@@ -233,8 +240,13 @@ def write_flame_texture(
     """
     mean, basis = _rgb_images(np.random.default_rng(seed), side, k)
     tex_dir = np.stack([b[..., ::-1] * 255 for b in basis], axis=-1)
-    np.savez(path, mean=mean[..., ::-1] * 255, tex_dir=tex_dir, vt=np.zeros((5, 2)),
-             ft=np.zeros((3, 3), np.int64))  # fmt: skip
+    np.savez(
+        path,
+        mean=mean[..., ::-1] * 255,
+        tex_dir=tex_dir,
+        vt=np.zeros((5, 2)),
+        ft=np.zeros((3, 3), np.int64),
+    )
     return {"mean": mean.transpose(2, 0, 1), "basis": basis.transpose(0, 3, 1, 2)}
 
 

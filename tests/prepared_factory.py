@@ -18,8 +18,8 @@ SIZE = 224
 
 def template_landmarks(size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
     """(478, 3) frontal MediaPipe landmarks of the bundled model in crop pixels, and (68, 2)."""
-    from seqdeca.data.landmark_sets import IBUG68_FROM_MEDIAPIPE
     from seqdeca.face_model import load_default_assets
+    from seqdeca.prep.landmark_sets import IBUG68_FROM_MEDIAPIPE
 
     v = load_default_assets().v_template.astype(np.float64)
     span = (v[:, :2].max(0) - v[:, :2].min(0)).max()
@@ -77,9 +77,12 @@ def make_prepared_clip(
     proxy[~valid] = np.nan
     np.save(folder / "au_proxy.npy", proxy)
     meta = {
-        "dataset": dataset, "clip_id": clip_id, "fps": 25.0, "num_frames": t_count,
+        "dataset": dataset,
+        "clip_id": clip_id,
+        "fps": 25.0,
+        "num_frames": t_count,
         "au_proxy_names": [f"p{k}" for k in range(au_proxy_width)],
         "counts": {"valid_frames": int(valid.sum()), "interpolated_frames": 0},
-    }  # fmt: skip
+    }
     (folder / "meta.json").write_text(json.dumps(meta))
     return folder

@@ -13,10 +13,10 @@ from seqdeca.au_names import (
     SUB_AU_NAMES,
     SUB_NODE_INDICES,
 )
+from seqdeca.io.weights import WeightsError
 from seqdeca.models.au_graph import EdgeExtractor, GatedGraphLayer, SimilarityGraph
 from seqdeca.models.au_import import load_opengraphau_checkpoint
 from seqdeca.models.au_net import AUNet, affwild2_probabilities
-from seqdeca.models.weights import WeightsError
 from tests.au_factory import opengraphau_state_dict, write_opengraphau_checkpoint
 
 C = 32  # tiny node channels

@@ -32,9 +32,10 @@ from seqdeca.data.dataset import (
 )
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.errors import UserError
-from seqdeca.train.loop import TrainingError, _skip_unreadable, train
+from seqdeca.train.loop import TrainingError, train
 from seqdeca.train.monitor import BadSampleCount
 from seqdeca.train.state import TrainState
+from seqdeca.train.trainer import skip_unreadable
 from tools import train_seq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,22 +94,23 @@ def test_a_batch_of_only_unreadable_windows_is_empty_and_counted() -> None:
 
 def test_the_loop_skips_empty_batches_and_stops_after_a_run_of_bad_windows() -> None:
     accelerator = SimpleNamespace(num_processes=1)
-    cfg = SimpleNamespace(train=SimpleNamespace(max_bad_samples=3))
     state, count = TrainState(), BadSampleCount(limit=3)
     bad, good = BadWindow("c", "au.npy", "cut"), None
 
     def batch(*kinds: BadWindow | None):
-        return SimpleNamespace(read_ok=[k is None for k in kinds],
-                               unreadable=[k.note for k in kinds if k is not None],
-                               clip_ids=["x" for k in kinds if k is None],
-                               bad_samples=sum(k is not None for k in kinds))  # fmt: skip
+        return SimpleNamespace(
+            read_ok=[k is None for k in kinds],
+            unreadable=[k.note for k in kinds if k is not None],
+            clip_ids=["x" for k in kinds if k is None],
+            bad_samples=sum(k is not None for k in kinds),
+        )
 
-    assert not _skip_unreadable(accelerator, cfg, state, batch(bad, good), count)
-    assert _skip_unreadable(accelerator, cfg, state, batch(bad, bad), count)  # no window left
+    assert not skip_unreadable(accelerator, state, batch(bad, good), count)
+    assert skip_unreadable(accelerator, state, batch(bad, bad), count)  # no window left
     assert state.batches_in_epoch == 1 and count.total == 3 and count.take_step() == 3
     assert count.take_step() == 0
     with pytest.raises(TrainingError, match="3 unreadable training windows in a row"):
-        _skip_unreadable(accelerator, cfg, state, batch(bad, good), count)
+        skip_unreadable(accelerator, state, batch(bad, good), count)
 
 
 # ------------------------------------------------------------------------------ training runs
@@ -124,8 +126,12 @@ def data_root(tmp_path_factory) -> Path:
 
 def _overrides(run_dir: Path, **train_keys) -> list[str]:
     keys = {"max_steps": 3, "checkpoint_every": 0, "log_every": 1} | train_keys
-    return ["data.window=3", "data.batch_size=2", f"run.output_dir={run_dir}",
-            *(f"train.{k}={v}" for k, v in keys.items())]  # fmt: skip
+    return [
+        "data.window=3",
+        "data.batch_size=2",
+        f"run.output_dir={run_dir}",
+        *(f"train.{k}={v}" for k, v in keys.items()),
+    ]
 
 
 def _damaged_copy(data_root: Path, tmp_path: Path, clips: list[int], name: str) -> Path:
@@ -160,8 +166,14 @@ def test_training_on_only_damaged_clips_stops_with_one_line(data_root, tmp_path,
     root = _damaged_copy(data_root, tmp_path, [0, 1], "missing_mask")
     for mask in root.rglob("masks/*.png"):
         mask.unlink()
-    code = train_seq.main(["--config", str(TINY), *_overrides(tmp_path / "run", max_bad_samples=3),
-                           f"data.sources=[{{root: {root}}}]"])  # fmt: skip
+    code = train_seq.main(
+        [
+            "--config",
+            str(TINY),
+            *_overrides(tmp_path / "run", max_bad_samples=3),
+            f"data.sources=[{{root: {root}}}]",
+        ]
+    )
     errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert code == 2 and len(errors) == 1, errors
     assert errors[0].startswith("error: training stopped at step 0: 3 unreadable training windows")
@@ -186,10 +198,25 @@ def test_two_processes_skip_a_batch_together(data_root, tmp_path) -> None:
     for jpeg in (root / "synthetic" / "synth_00000" / "frames").glob("*.jpg"):
         cut(jpeg)
     run_dir = tmp_path / "ddp"
-    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "tools" / "train_seq.py"),
-           "--config", str(TINY), *_overrides(run_dir, max_steps=3), "data.batch_size=1",
-           f"data.sources=[{{root: {root}}}]"]  # fmt: skip
+    cmd = [
+        str(launcher),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "tools" / "train_seq.py"),
+        "--config",
+        str(TINY),
+        *_overrides(run_dir, max_steps=3),
+        "data.batch_size=1",
+        f"data.sources=[{{root: {root}}}]",
+    ]
     env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     try:
         proc = subprocess.run(

@@ -32,17 +32,20 @@ def _export(folder: Path, overrides: list[str]) -> Path:
     cfg = load_config(TINY, overrides)
     model = build_model(cfg, load_checkpoints=False)
     return export_inference_checkpoint(
-        folder / "model.pt", state_dict=model.state_dict(), config_yaml=config_to_yaml(cfg),
-        face_model=model.face_model.name, stage="temporal", step=1,
-    )  # fmt: skip
+        folder / "model.pt",
+        state_dict=model.state_dict(),
+        config_yaml=config_to_yaml(cfg),
+        face_model=model.face_model.name,
+        stage="temporal",
+        step=1,
+    )
 
 
 @pytest.fixture(scope="module")
 def ranged(tmp_path_factory) -> Path:
     """A tiny export trained on windows 3..5 with a 64 px crop of scale 1.4."""
     folder = tmp_path_factory.mktemp("ranged")
-    return _export(folder, ["data.window=5", "data.min_window=3", "crop.size=64",
-                            "crop.scale=1.4"])  # fmt: skip
+    return _export(folder, ["data.window=5", "data.min_window=3", "crop.size=64", "crop.scale=1.4"])
 
 
 def test_given_keys_are_what_files_and_overrides_set(tmp_path):
@@ -84,14 +87,31 @@ def test_crop_comes_from_the_checkpoint_unless_given(ranged):
 def test_video2mesh_runs_at_the_trained_window_and_refuses_longer(ranged, tmp_path, capsys):
     clip = make_demo_clip(tmp_path / "short.mp4", frames=5, size=192)
     out = tmp_path / "out"
-    code = video2mesh_tool.main([str(clip), "--checkpoint", str(ranged), "--out", str(out),
-                                 "--no-video", "inference.chunk_frames=4"])  # fmt: skip
+    code = video2mesh_tool.main(
+        [
+            str(clip),
+            "--checkpoint",
+            str(ranged),
+            "--out",
+            str(out),
+            "--no-video",
+            "inference.chunk_frames=4",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "short" / "summary.json").read_text())
     assert (summary["window"], summary["crop_size"]) == (5, 64)
     capsys.readouterr()
-    code = video2mesh_tool.main([str(clip), "--checkpoint", str(ranged), "--out",
-                                 str(tmp_path / "long"), "inference.window=7"])  # fmt: skip
+    code = video2mesh_tool.main(
+        [
+            str(clip),
+            "--checkpoint",
+            str(ranged),
+            "--out",
+            str(tmp_path / "long"),
+            "inference.window=7",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "longer than any window" in err
     assert not (tmp_path / "long" / "short").exists()

@@ -23,10 +23,22 @@ def test_untrained_mixing_is_zero_and_fusion_returns_per_frame_codes() -> None:
     mixing = CodeMixing(DIM, max_frames=5)
     out = mixing(torch.randn(2, 3, DIM), torch.randn(2, 3, D), torch.ones(2, 3, dtype=torch.bool))
     assert out.abs().max() == 0
-    fusion = TemporalFusion(n_expression=4, feature_dim=8, au_dim=8, num_aus=3, dim=DIM, depth=1,
-                            heads=4, max_frames=5, code_mixing=True)  # fmt: skip
-    codes = {"expression": torch.randn(1, 3, 4), "pose": torch.randn(1, 3, 6),
-             "light": torch.randn(1, 3, 9, 3)}  # fmt: skip
+    fusion = TemporalFusion(
+        n_expression=4,
+        feature_dim=8,
+        au_dim=8,
+        num_aus=3,
+        dim=DIM,
+        depth=1,
+        heads=4,
+        max_frames=5,
+        code_mixing=True,
+    )
+    codes = {
+        "expression": torch.randn(1, 3, 4),
+        "pose": torch.randn(1, 3, 6),
+        "light": torch.randn(1, 3, 9, 3),
+    }
     fused = fusion(torch.randn(1, 3, 8), torch.randn(1, 3, 3, 8), codes)
     torch.testing.assert_close(fused.expression, codes["expression"], rtol=0, atol=0)
 
@@ -50,13 +62,25 @@ def test_open_gate_averages_the_other_valid_frames() -> None:
 def test_gate_and_weights_learn_to_smooth_a_jittering_code() -> None:
     """Trained towards the 1-2-1 average of its window, the fused code smooths within steps."""
     torch.manual_seed(0)
-    fusion = TemporalFusion(n_expression=4, feature_dim=8, au_dim=8, num_aus=3, dim=DIM, depth=1,
-                            heads=4, max_frames=3, code_mixing=True)  # fmt: skip
+    fusion = TemporalFusion(
+        n_expression=4,
+        feature_dim=8,
+        au_dim=8,
+        num_aus=3,
+        dim=DIM,
+        depth=1,
+        heads=4,
+        max_frames=3,
+        code_mixing=True,
+    )
     opt = torch.optim.Adam(fusion.parameters(), lr=3e-3)
     for _ in range(60):
         expression = torch.randn(8, 3, 4)
-        codes = {"expression": expression, "pose": torch.zeros(8, 3, 6),
-                 "light": torch.zeros(8, 3, 9, 3)}  # fmt: skip
+        codes = {
+            "expression": expression,
+            "pose": torch.zeros(8, 3, 6),
+            "light": torch.zeros(8, 3, 9, 3),
+        }
         target = (expression[:, 0] + 2 * expression[:, 1] + expression[:, 2]) / 4
         out = fusion(torch.randn(8, 3, 8), torch.randn(8, 3, 3, 8), codes)
         loss = (out.expression[:, 1] - target).abs().mean()

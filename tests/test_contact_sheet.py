@@ -27,9 +27,13 @@ VALID = [True, True, False, True, True, True]  # frame 2 has no face
 
 
 def _show(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], check=False,
-                          capture_output=True,
-                          text=True, cwd=ROOT)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(TOOL), *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def _tile_origin(slot: int, column: int, tile: int) -> tuple[int, int]:
@@ -53,8 +57,9 @@ def test_sheet_size_landmarks_and_invalid_mark(clip: Path, tmp_path: Path) -> No
     points = np.load(clip / "landmarks68.npy")[0]
     hits = [
         tuple(sheet[y0 + int(y), x0 + int(x)]) == LANDMARK_COLOUR
-        for x, y in points if 0 <= x < 224 and 0 <= y < 224
-    ]  # fmt: skip
+        for x, y in points
+        if 0 <= x < 224 and 0 <= y < 224
+    ]
     assert len(hits) > 50 and all(hits)
     # Frame 2 (slot 2) is invalid: both its tiles have a red border; frame 1's tiles do not.
     for column in (0, 1):

@@ -15,6 +15,7 @@ from seqdeca.models.au_heatmaps import (
     au_centres_uv,
 )
 from seqdeca.models.critic import DetailCritic
+from seqdeca.models.outputs import DetailOutput
 
 
 @pytest.fixture(scope="module")
@@ -189,17 +190,27 @@ def test_projection_along_z_reproduces_the_landmark_embedding(assets) -> None:
 # ------------------------------------------------------------- what the critic compares
 
 
-def _outputs(shading, coarse, photo, albedo, mask):
-    """Detail-stage outputs (B=1, T=N) holding only what the critic's inputs need."""
-    return {"uv_shading": shading[None], "uv_coarse_shading": coarse[None],
-            "uv_input": photo[None], "albedo": albedo[None], "uv_visible_mask": mask[None]}  # fmt: skip
+def _outputs(shading, coarse, photo, mask) -> DetailOutput:
+    """Detail-stage outputs (B=1, T=N); zeros where the critic's inputs need nothing."""
+    n = shading.shape[0]
+    return DetailOutput(
+        detail_code=torch.zeros(1, n, 8),
+        au_condition=torch.zeros(1, n, 27),
+        displacement=torch.zeros_like(mask[None]),
+        detail_normals=torch.zeros_like(shading[None]),
+        uv_shading=shading[None],
+        uv_coarse_shading=coarse[None],
+        uv_input=photo[None],
+        uv_visible_mask=mask[None],
+    )
 
 
 def _smooth(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
     """(n, 1, size, size) smooth positive field (bilinear upsampling of a 4 x 4 grid)."""
     grid = 0.5 + torch.rand(n, 1, 4, 4, generator=gen)
-    return torch.nn.functional.interpolate(grid, size=(size, size), mode="bilinear",
-                                           align_corners=True)  # fmt: skip
+    return torch.nn.functional.interpolate(
+        grid, size=(size, size), mode="bilinear", align_corners=True
+    )
 
 
 def test_detail_contrast_keeps_fine_detail_and_drops_smooth_changes() -> None:
@@ -234,12 +245,47 @@ def test_real_and_fake_are_the_same_kind_of_image() -> None:
     photo = albedo * shading * 0.4  # a darker exposure than the model's light
     mask = torch.zeros(n, 1, size, size)
     mask[..., 6:26, 6:26] = 1
-    real = Critic.real_render(_outputs(shading, coarse, photo, albedo, mask))
-    fake = Critic.detail_render(_outputs(shading, coarse, photo, albedo, mask))
+    real = Critic.real_render(_outputs(shading, coarse, photo, mask), albedo[None])
+    fake = Critic.detail_render(_outputs(shading, coarse, photo, mask))
     assert real.shape == fake.shape == (n, 1, size, size)
     torch.testing.assert_close(real, fake, atol=1e-4, rtol=1e-4)
     assert fake.abs().max() > 0.05  # the detail is there, in both
     # A generator without detail (shading = coarse) vs that photo: they differ, inside only.
-    smooth = Critic.detail_render(_outputs(coarse, coarse, photo, albedo, mask))
+    smooth = Critic.detail_render(_outputs(coarse, coarse, photo, mask))
     assert smooth.abs().max() < 1e-5 and (real - smooth).abs().max() > 0.05
     assert (real[mask == 0] == 0).all()
+
+
+def test_contrast_loss_mask_leaves_out_borders_and_albedo_edges() -> None:
+    from seqdeca.models.critic import contrast_loss_mask
+
+    size = 128
+    seen = torch.zeros(1, 1, size, size)
+    seen[..., 20:100, 20:100] = 1
+    plain = contrast_loss_mask(seen, None)
+    assert plain[..., 23:97, 23:97].all() and plain[..., 20:23, :].sum() == 0  # 3 texels at 128
+    assert plain[..., :, 97:].sum() == 0
+    albedo = torch.full((1, 3, 64, 64), 0.5)  # resized to the mask's size
+    assert torch.equal(contrast_loss_mask(seen, albedo), plain)  # a flat albedo has no edges
+    albedo[..., 30:32, :] = 0.1  # a dark stripe (an eyebrow)
+    edged = contrast_loss_mask(seen, albedo)
+    assert edged[..., 60:64, 40:80].sum() == 0 and edged[..., 40:50, 40:80].all()
+
+
+def test_generator_output_is_bounded_by_max_displacement() -> None:
+    from seqdeca.models.detail import DetailGenerator
+
+    torch.manual_seed(0)
+    small = DetailGenerator(latent_dim=8, au_dim=0, uv_size=32, max_displacement=1e-3).eval()
+    deca = DetailGenerator(latent_dim=8, au_dim=0, uv_size=32).eval()  # DECA's 0.01
+    deca.load_state_dict(small.state_dict())
+    with torch.no_grad():
+        small.conv_blocks[-2].bias.fill_(100.0)  # drive the tanh into saturation
+        deca.conv_blocks[-2].bias.fill_(100.0)
+        latent = torch.randn(4, 8)
+        z, z_deca = small(latent), deca(latent)
+    assert z.shape == (4, 1, 32, 32)
+    torch.testing.assert_close(z, torch.full_like(z, 1e-3))
+    torch.testing.assert_close(z_deca, 10 * z)
+    with pytest.raises(ValueError, match="max_displacement"):
+        DetailGenerator(latent_dim=8, au_dim=0, uv_size=32, max_displacement=0)

@@ -7,17 +7,17 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from seqdeca.data.au_proxy import AU_PROXY_NAMES, au_proxies
-from seqdeca.data.crop import (
+from seqdeca.prep.au_proxy import AU_PROXY_NAMES, au_proxies
+from seqdeca.prep.crop import (
     apply_transform,
     crop_boxes,
     crop_transforms,
     smooth_boxes,
     warp_to_crop,
 )
-from seqdeca.data.landmark_sets import IBUG68_FROM_MEDIAPIPE, IRIS_CENTRES
-from seqdeca.data.masks import FACE, IMPORTANT, region_masks
-from seqdeca.data.tracking import FaceTracker, interpolate_gaps
+from seqdeca.prep.landmark_sets import IBUG68_FROM_MEDIAPIPE, IRIS_CENTRES
+from seqdeca.prep.masks import FACE, IMPORTANT, region_masks
+from seqdeca.prep.tracking import FaceTracker, interpolate_gaps
 from seqdeca.render import paste_into_frame
 
 
@@ -93,9 +93,12 @@ def test_warp_matches_the_paste_convention():
     m = np.array([[0.7, 0, -20.0], [0, 0.7, -10.0], [0, 0, 1]])
     crop = warp_to_crop(frame[None], m[None], 128)
     as_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).double() / 255
-    pasted = paste_into_frame(as_t(crop), torch.ones(1, 1, 128, 128, dtype=torch.float64),
-                              torch.zeros(1, 3, 256, 256, dtype=torch.float64),
-                              torch.from_numpy(m)[None])  # fmt: skip
+    pasted = paste_into_frame(
+        as_t(crop),
+        torch.ones(1, 1, 128, 128, dtype=torch.float64),
+        torch.zeros(1, 3, 256, 256, dtype=torch.float64),
+        torch.from_numpy(m)[None],
+    )
     inner = (slice(None), slice(None), slice(40, 160), slice(50, 160))  # well inside the crop
     torch.testing.assert_close(pasted[inner], as_t(frame[None])[inner], atol=3 / 255, rtol=0)
 

@@ -19,9 +19,9 @@ from seqdeca.data.augment import (
     transform_points,
 )
 from seqdeca.data.dataset import SequenceDataset, WindowBatch, collate_windows, window_starts
-from seqdeca.data.landmark_sets import IBUG68_FROM_MEDIAPIPE, MEDIAPIPE105
 from seqdeca.errors import UserError
 from seqdeca.geometry.camera import ndc_to_pixels, pixels_to_ndc
+from seqdeca.prep.landmark_sets import IBUG68_FROM_MEDIAPIPE, MEDIAPIPE105
 
 VALID_A = [1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1]  # runs of 3, 5, 1
 VALID_B = [1] * 7
@@ -233,9 +233,11 @@ def test_colour_jitter_bounded():
 
 def _all_batches(ds: SequenceDataset, workers: int) -> list[WindowBatch]:
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=3, num_workers=workers,
+        ds,
+        batch_size=3,
+        num_workers=workers,
         collate_fn=lambda items: collate_windows(items, ds.clip_ids),
-    )  # fmt: skip
+    )
     return list(loader)
 
 
@@ -258,10 +260,14 @@ def test_determinism_across_workers(roots):
 
 def test_window_loader_and_collate(roots):
     cfg = DataConfig(
-        sources=[DataSourceConfig(root=str(roots[0]), weight=1.0),
-                 DataSourceConfig(root=str(roots[1]), weight=1.0)],
-        window=3, batch_size=4, num_workers=0,
-    )  # fmt: skip
+        sources=[
+            DataSourceConfig(root=str(roots[0]), weight=1.0),
+            DataSourceConfig(root=str(roots[1]), weight=1.0),
+        ],
+        window=3,
+        batch_size=4,
+        num_workers=0,
+    )
     from seqdeca.data.dataset import window_loader
 
     loader = window_loader(cfg, train=False)

@@ -76,13 +76,26 @@ def test_loader_benchmark_prints_its_tables(tmp_path, capsys) -> None:
     spec.loader.exec_module(bench)
     for k in range(2):
         make_prepared_clip(tmp_path / "data", f"c{k}", [True] * 4, seed=k)
-    argv = ["--data", str(tmp_path / "data"), "--workers", "0", "--batches", "1",
-            "--batch-size", "2", "--fd-clips", "24"]  # fmt: skip
+    argv = [
+        "--data",
+        str(tmp_path / "data"),
+        "--workers",
+        "0",
+        "--batches",
+        "1",
+        "--batch-size",
+        "2",
+        "--fd-clips",
+        "24",
+    ]
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
     assert "command: python" in out and "machine: " in out
-    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines()
-            if line.startswith("| ") and "---" not in line]  # fmt: skip
+    rows = [
+        [c.strip() for c in line.split("|")[1:-1]]
+        for line in out.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
     assert rows[0][0] == "loader workers" and rows[1][0] == "0" and float(rows[1][2]) > 0
     before, after = rows[3], rows[4]
     assert before[0] == "all (before the bound)" and after[0] == "4 (LRU)"

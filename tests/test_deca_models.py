@@ -13,11 +13,11 @@ from deca_factory import (
     write_deca_checkpoint,
 )
 
+from seqdeca.io.weights import WeightsError
 from seqdeca.models.coarse_encoder import CoarseEncoder, EncoderOutput
 from seqdeca.models.code_layout import PART_NAMES, CodeLayout, split_pose
 from seqdeca.models.deca_import import load_deca_checkpoint
 from seqdeca.models.detail import DetailEncoder, DetailGenerator, detail_latent
-from seqdeca.models.weights import WeightsError
 
 # ---------------------------------------------------------------- code layout
 

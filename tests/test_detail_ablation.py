@@ -28,8 +28,10 @@ DETAIL = ROOT / "configs" / "experiments" / "detail.yaml"
 @pytest.fixture(scope="module")
 def detail_clip(tmp_path_factory):
     root = tmp_path_factory.mktemp("detail")
-    cfg = load_config([DETAIL, TINY], ["synthetic.frames=4", "synthetic.min_frames=0",
-                                        "synthetic.background=noise"])  # fmt: skip
+    cfg = load_config(
+        [DETAIL, TINY],
+        ["synthetic.frames=4", "synthetic.min_frames=0", "synthetic.background=noise"],
+    )
     make_synthetic_dataset(root, cfg, clips=1, seed=1, progress=False)
     return load_clip(find_eval_clips(root)[0]), cfg
 
@@ -51,10 +53,31 @@ def test_zero_map_scores_the_truth_and_a_prediction_differs(detail_clip):
 @pytest.mark.slow
 def test_toy_run_writes_every_row(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, str(SCRIPT), str(out), "--rows", "zero", "l1-only", "wgan-full-gtau",
-           "--train-clips", "3", "--heldout-clips", "2", "--pretrain-steps", "3",
-           "--steps", "3", "--seeds", "2", "--no-progress", "--workers", "1",
-           "data.batch_size=2", "synthetic.frames=5", "synthetic.min_frames=0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        str(out),
+        "--rows",
+        "zero",
+        "l1-only",
+        "wgan-full-gtau",
+        "--train-clips",
+        "3",
+        "--heldout-clips",
+        "2",
+        "--pretrain-steps",
+        "3",
+        "--steps",
+        "3",
+        "--seeds",
+        "2",
+        "--no-progress",
+        "--workers",
+        "1",
+        "data.batch_size=2",
+        "synthetic.frames=5",
+        "synthetic.min_frames=0",
+    ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
@@ -74,11 +97,23 @@ def test_toy_run_writes_every_row(tmp_path):
     assert "| wgan-full-gtau |" in (out / "results.md").read_text()
     for row in ("l1-only", "wgan-full-gtau"):
         assert (out / row / "model.pt").is_file()
-    logged = [json.loads(x) for x in (out / "l1-only" / "seed_0" / "losses.jsonl").read_text().splitlines()]
+    logged = [
+        json.loads(x)
+        for x in (out / "l1-only" / "seed_0" / "losses.jsonl").read_text().splitlines()
+    ]
     assert not any(k.startswith("D_") for k in logged[-1])  # no critic in DECA's detail training
-    check = subprocess.run([*cmd, "--photometric-check"], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=300, check=False)  # fmt: skip
+    check = subprocess.run(
+        [*cmd, "--photometric-check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
     scores = json.loads((out / "photometric_check.json").read_text())
-    assert set(scores) == {"zero", "true", "2 x true", "-true"}
+    maps = ("zero", "true", "2 x true", "-true")
+    assert set(scores) == {*maps, *(f"contrast {name}" for name in maps)}
     assert scores["true"] != scores["zero"]  # the true wrinkles change the shading
+    assert scores["contrast true"] != scores["contrast zero"]

@@ -19,8 +19,14 @@ SIZE = 32
 BLOCK = 6  # region blocks of 6 x 6 texels, 4 texels apart (beyond the high-pass's 3 texels)
 PATTERNS = tuple(D.DETAIL_PATTERN_AUS)  # forehead, glabella, crows_feet, nose, nasolabial, chin
 # Channels of a K = 10 condition: forehead reads 0 and 1, then one channel per pattern; 7-9 spare.
-AU_OF_REGION = {"forehead": (0, 1), "glabella": (2,), "crows_feet": (3,), "nose": (4,),
-                "nasolabial": (5,), "chin": (6,)}  # fmt: skip
+AU_OF_REGION = {
+    "forehead": (0, 1),
+    "glabella": (2,),
+    "crows_feet": (3,),
+    "nose": (4,),
+    "nasolabial": (5,),
+    "chin": (6,),
+}
 K = 10
 
 
@@ -100,9 +106,13 @@ def test_detail_normal_error_stays_in_its_region() -> None:
     regions = _regions()
     bumps = 5e-3 * _stripes() * regions["nose"]  # wrinkles in the nose block only
     err = D.detail_normal_error(
-        bumps[None], torch.zeros(1, SIZE, SIZE), uv_vertices=vertices, uv_normals=normals,
-        face_mask=torch.ones(SIZE, SIZE, dtype=torch.bool), regions=regions,
-    )  # fmt: skip
+        bumps[None],
+        torch.zeros(1, SIZE, SIZE),
+        uv_vertices=vertices,
+        uv_normals=normals,
+        face_mask=torch.ones(SIZE, SIZE, dtype=torch.bool),
+        regions=regions,
+    )
     assert err["detail_normal_error/nose"].item() > 5.0
     for name in PATTERNS:  # blocks are 4 texels apart: the normals' one-texel reach stays out
         if name != "nose":
@@ -113,14 +123,17 @@ def test_coarse_uv_geometry_follows_the_renderers_detail_normal_path() -> None:
     # A unit square of two triangles whose UV layout fills the UV square.
     verts_uvs = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
-    renderer = Renderer(faces=faces, verts_uvs=verts_uvs, faces_uvs=faces, image_size=16,
-                        uv_size=SIZE)  # fmt: skip
+    renderer = Renderer(
+        faces=faces, verts_uvs=verts_uvs, faces_uvs=faces, image_size=16, uv_size=SIZE
+    )
     vertices = torch.cat([verts_uvs * 0.1, torch.zeros(4, 1)], dim=-1)[None]  # plane z = 0
     uv_vertices, uv_normals = D.coarse_uv_geometry(renderer, vertices)
     bumps = 1e-3 * torch.randn(1, 1, SIZE, SIZE)
     mask = torch.ones(SIZE, SIZE)
-    assert_close(displacement_to_normal(bumps, uv_vertices, uv_normals, mask),
-                 renderer.detail_normal_map(bumps, vertices, mask))  # fmt: skip
+    assert_close(
+        displacement_to_normal(bumps, uv_vertices, uv_normals, mask),
+        renderer.detail_normal_map(bumps, vertices, mask),
+    )
     flat_vertices, _ = _flat_coarse()
     assert_close(uv_vertices, flat_vertices, atol=1e-6, rtol=0)
 
@@ -161,8 +174,9 @@ def _generator(route: dict[str, tuple[int, ...]], *, base: float = 0.3):
 
 def _score(generate, **kwargs) -> dict[str, float]:
     latent = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
-    result = D.au_controllability(generate, latent, _regions(), AU_OF_REGION, au_dim=K,
-                                  steps=5, **kwargs)  # fmt: skip
+    result = D.au_controllability(
+        generate, latent, _regions(), AU_OF_REGION, au_dim=K, steps=5, **kwargs
+    )
     return result.metrics()
 
 
@@ -178,8 +192,13 @@ def test_controllability_of_a_generator_that_follows_its_aus() -> None:
 
 def test_controllability_zero_for_a_generator_that_ignores_the_condition() -> None:
     m = _score(_generator({}), shuffles=2)
-    for key in ("controllability", "change", "leakage", "leakage_correlation",
-                "controllability_shuffled"):  # fmt: skip
+    for key in (
+        "controllability",
+        "change",
+        "leakage",
+        "leakage_correlation",
+        "controllability_shuffled",
+    ):
         assert m[f"{key}_mean"] == 0.0
 
 
@@ -242,8 +261,14 @@ def test_au_channels_drop_aus_the_condition_lacks() -> None:
 
 def test_controllability_result_keys_and_energy_curves() -> None:
     latent = torch.rand(2, 4) + 0.5
-    result = D.au_controllability(_generator(AU_OF_REGION), latent, _regions(), AU_OF_REGION,
-                                  base_condition=torch.zeros(2, K), steps=3)  # fmt: skip
+    result = D.au_controllability(
+        _generator(AU_OF_REGION),
+        latent,
+        _regions(),
+        AU_OF_REGION,
+        base_condition=torch.zeros(2, K),
+        steps=3,
+    )
     assert result.energy.shape == (len(PATTERNS), 3, len(PATTERNS))
     assert result.permutations.shape == (1, K)
     chin = result.energy[PATTERNS.index("chin"), :, PATTERNS.index("chin")]
@@ -260,8 +285,9 @@ def test_controllability_of_a_fresh_detail_generator_is_zero() -> None:
     regions = {"a": torch.zeros(256, 256, dtype=torch.bool), "b": torch.zeros(256, 256).bool()}
     regions["a"][40:90, 40:90] = True
     regions["b"][150:200, 150:200] = True
-    result = D.au_controllability(generator, torch.randn(2, 8), regions, {"a": (0,), "b": (1,)},
-                                  au_dim=4, steps=3)  # fmt: skip
+    result = D.au_controllability(
+        generator, torch.randn(2, 8), regions, {"a": (0,), "b": (1,)}, au_dim=4, steps=3
+    )
     metrics = result.metrics()
     assert metrics["controllability_mean"] == 0.0 and metrics["leakage_mean"] == 0.0
     assert (result.energy > 0).all()
@@ -282,20 +308,33 @@ def test_pictures_are_written(tmp_path) -> None:
 
     frames = 2
     path = write_detail_comparison(
-        torch.rand(frames, 3, 16, 16), np.random.rand(frames, 16, 16), torch.rand(frames, 16, 16, 3),
-        tmp_path / "cmp" / "detail.png", frame_labels=["frame 0", "frame 7"],
-    )  # fmt: skip
+        torch.rand(frames, 3, 16, 16),
+        np.random.rand(frames, 16, 16),
+        torch.rand(frames, 16, 16, 3),
+        tmp_path / "cmp" / "detail.png",
+        frame_labels=["frame 0", "frame 7"],
+    )
     assert path is not None and Image.open(path).size[0] > 100
-    cells = sweep_highpass_cells(_generator(AU_OF_REGION), torch.ones(1, 4), AU_OF_REGION,
-                                 base_condition=torch.zeros(1, K), steps=4)  # fmt: skip
+    cells = sweep_highpass_cells(
+        _generator(AU_OF_REGION),
+        torch.ones(1, 4),
+        AU_OF_REGION,
+        base_condition=torch.zeros(1, K),
+        steps=4,
+    )
     assert cells.shape == (len(PATTERNS), 4, SIZE, SIZE)
     forehead = cells[0].flatten(1).abs().amax(-1)
     assert (forehead[1:] > forehead[:-1]).all()  # the sweep shows growing wrinkles
-    grid = write_au_sweep_grid(cells, tmp_path / "sweep.png", patterns=PATTERNS,
-                               intensities=[0, 1 / 3, 2 / 3, 1])  # fmt: skip
+    grid = write_au_sweep_grid(
+        cells, tmp_path / "sweep.png", patterns=PATTERNS, intensities=[0, 1 / 3, 2 / 3, 1]
+    )
     assert grid is not None and Image.open(grid).size[0] > 100
-    rgb = write_au_sweep_grid(torch.rand(2, 3, 8, 8, 3), tmp_path / "rgb.png",
-                              patterns=["a", "b"], intensities=[0, 0.5, 1])  # fmt: skip
+    rgb = write_au_sweep_grid(
+        torch.rand(2, 3, 8, 8, 3),
+        tmp_path / "rgb.png",
+        patterns=["a", "b"],
+        intensities=[0, 0.5, 1],
+    )
     assert rgb is not None and rgb.exists()
     with pytest.raises(ValueError, match="cells"):
         write_au_sweep_grid(cells, tmp_path / "bad.png", patterns=["a"], intensities=[0, 1])

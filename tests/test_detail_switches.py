@@ -36,8 +36,10 @@ from seqdeca.train.steps import SkipLog
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny_cpu.yaml"
 DETAIL = ROOT / "configs" / "detail.yaml"
-STILL = [f"data.augmentation.{k}=0" for k in ("flip_prob", "max_rotation_deg", "scale_jitter",
-                                              "shift_jitter")]  # fmt: skip
+STILL = [
+    f"data.augmentation.{k}=0"
+    for k in ("flip_prob", "max_rotation_deg", "scale_jitter", "shift_jitter")
+]
 GROUND_TRUTH = ["train.detail_coarse=ground_truth", "train.detail_condition=ground_truth"]
 
 
@@ -50,9 +52,18 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def _config(data_root: Path, run_dir: Path, *overrides: str) -> Config:
-    keys = ["data.window=3", "data.min_window=1", "data.batch_size=1", f"run.output_dir={run_dir}",
-            "train.max_steps=3", "train.n_critic=1", "train.checkpoint_every=0",
-            "train.log_every=1", *STILL, *overrides]  # fmt: skip
+    keys = [
+        "data.window=3",
+        "data.min_window=1",
+        "data.batch_size=1",
+        f"run.output_dir={run_dir}",
+        "train.max_steps=3",
+        "train.n_critic=1",
+        "train.checkpoint_every=0",
+        "train.log_every=1",
+        *STILL,
+        *overrides,
+    ]
     cfg = load_config([TINY, DETAIL], keys)
     cfg.data.sources = [DataSourceConfig(root=str(data_root))]
     return cfg
@@ -69,8 +80,9 @@ def test_bce_is_the_non_saturating_gan() -> None:
     real, fake = torch.tensor([0.0, 2.0]), torch.tensor([0.0, -1.0])
     expected = F.softplus(-real).mean() + F.softplus(fake).mean()
     assert_close(critic_loss(real, fake, kind="bce"), expected)
-    assert_close(critic_loss(torch.zeros(3), torch.zeros(3), kind="bce"),
-                 torch.tensor(2 * math.log(2)))  # fmt: skip
+    assert_close(
+        critic_loss(torch.zeros(3), torch.zeros(3), kind="bce"), torch.tensor(2 * math.log(2))
+    )
     assert_close(generator_loss(fake, kind="bce"), F.softplus(-fake).mean())
     # non-saturating: a confident critic still gives the generator a gradient of about -1
     scores = torch.tensor([-8.0], requires_grad=True)
@@ -86,8 +98,9 @@ def test_critic_au_switch_is_independent_of_the_generator_condition() -> None:
     wrapped = ConditionedDetailCritic(critic=critic, heatmaps=None)
     assert not wrapped.conditioned and set(wrapped(torch.randn(2, 1, 32, 32), None)) == {"realism"}
     with pytest.raises(ValueError, match="needs heatmaps"):
-        ConditionedDetailCritic(critic=DetailCritic(in_channels=1, num_aus=3, uv_size=32),
-                                heatmaps=None)  # fmt: skip
+        ConditionedDetailCritic(
+            critic=DetailCritic(in_channels=1, num_aus=3, uv_size=32), heatmaps=None
+        )
     cases = {  # (generator AU dim, critic input channels, critic has an AU head)
         (): (27, 28, True),
         ("model.detail_au_condition=none",): (0, 28, True),  # as before: the critic sees 27
@@ -111,6 +124,24 @@ def test_cpu_sizes_of_generator_and_critic_follow_the_config() -> None:
     assert built.critic.trunk[0].out_channels == 8
     default = build_model(load_config(TINY), load_checkpoints=False)
     assert default.detail_generator.uv_size == 256  # DECA's, resized to render.uv_size
+    assert default.detail_generator.max_displacement == 0.01  # DECA's
+    assert default.detail_encoder_size == default.encoder_size  # -1: the encoders' size
+    sized = build_model(
+        load_config(
+            TINY,
+            [
+                "model.encoder_size=32",
+                "model.detail_encoder_size=0",
+                "model.detail_max_displacement=0.001",
+            ],
+        ),
+        load_checkpoints=False,
+    )
+    assert (sized.encoder_size, sized.detail_encoder_size) == (32, 0)
+    assert sized.detail_generator.max_displacement == 0.001
+    crops = torch.rand(2, 3, 48, 48)
+    assert sized._encoder_input(crops).shape[-1] == 32
+    assert sized._encoder_input(crops, sized.detail_encoder_size) is crops  # as given
 
 
 def test_invisible_mask_and_summed_symmetry() -> None:
@@ -133,10 +164,14 @@ def test_invisible_mask_and_summed_symmetry() -> None:
 
 
 def test_check_detail_settings_refuses_in_one_line() -> None:
-    bad = {"loss.gan_type=lsgan": "loss.gan_type", "loss.z_sym_region=eyes": "loss.z_sym_region",
-           "train.detail_coarse=fit": "train.detail_coarse",
-           "train.detail_condition=labels": "train.detail_condition",
-           "train.mixed_precision=fp16": "fp16"}  # fmt: skip
+    bad = {
+        "loss.gan_type=lsgan": "loss.gan_type",
+        "loss.z_sym_region=eyes": "loss.z_sym_region",
+        "loss.critic_region=all": "loss.critic_region",
+        "train.detail_coarse=fit": "train.detail_coarse",
+        "train.detail_condition=labels": "train.detail_condition",
+        "train.mixed_precision=fp16": "fp16",
+    }
     for override, name in bad.items():
         with pytest.raises(UserError, match=name) as err:
             check_detail_settings(load_config([TINY, DETAIL], [override]))
@@ -174,21 +209,22 @@ def gt_outputs(gt_batch):
     given = DetailSources(*("ground_truth",) * 2).forward_kwargs(gt_batch.gt, model.layout)
     with torch.no_grad():
         out = model(gt_batch.images, gt_batch.valid, "detail", **given)
-    return model, out | {"valid": gt_batch.valid}
+    return model, out
 
 
 def test_ground_truth_codes_reproduce_the_clip(gt_batch, gt_outputs) -> None:
     model, out = gt_outputs
     gt = gt_batch.gt
-    assert_close(out["cam"], gt["cam"])
-    assert_close(out["light"], gt["light"])
-    assert_close(out["pose"], torch.cat([gt["global_pose"], gt["jaw_pose"]], -1))
+    assert_close(out.cam, gt["cam"])
+    assert_close(out.light, gt["light"])
+    assert_close(out.pose, torch.cat([gt["global_pose"], gt["jaw_pose"]], -1))
     # the truth's mesh projects onto the clip's exact landmarks (normalised coordinates)
-    assert_close(out["landmarks68"], gt_batch.landmarks68, atol=1e-4, rtol=0)
-    assert_close(out["au_condition"], gt["au_intensity"])  # the condition is the truth...
-    assert not torch.allclose(out["au_intensities"], gt["au_intensity"])  # ...not the head's
-    codes = ground_truth_codes({k: v[..., :2] if k == "shape" else v for k, v in gt.items()},
-                               model.layout)  # fmt: skip
+    assert_close(out.decoded.landmarks68, gt_batch.landmarks68, atol=1e-4, rtol=0)
+    assert_close(out.detail.au_condition, gt["au_intensity"])  # the condition is the truth...
+    assert not torch.allclose(out.fused.au_intensities, gt["au_intensity"])  # ...not the head's
+    codes = ground_truth_codes(
+        {k: v[..., :2] if k == "shape" else v for k, v in gt.items()}, model.layout
+    )
     assert codes["shape"].shape[-1] == model.layout.n_shape and (codes["shape"][..., 2:] == 0).all()
     with pytest.raises(UserError, match="expression components"):
         ground_truth_codes(gt | {"expression": torch.zeros(2, 3, 99)}, model.layout)
@@ -201,7 +237,7 @@ def test_ground_truth_codes_reproduce_the_clip(gt_batch, gt_outputs) -> None:
 def test_generator_terms_follow_the_critic_and_the_z_sym_region(gt_outputs) -> None:
     model, out = gt_outputs
     torch.manual_seed(1)
-    uv_mask = model.uv_detail_mask(out["displacement"])
+    uv_mask = model.uv_detail_mask(out.detail.displacement)
     cfg = load_config([TINY, DETAIL])
     skips = SkipLog()
     none = generator_terms(out, None, uv_mask, loss_cfg=cfg.loss, skips=skips)
@@ -210,15 +246,38 @@ def test_generator_terms_follow_the_critic_and_the_z_sym_region(gt_outputs) -> N
     plain = build_critic(load_config(TINY, ["model.critic_au=false"]), model)
     terms = generator_terms(out, plain, uv_mask, loss_cfg=cfg.loss, skips=SkipLog())
     assert "adversarial" in terms and "au_regression" not in terms
-    full = generator_terms(out, build_critic(cfg, model), uv_mask, loss_cfg=cfg.loss,
-                           skips=SkipLog())  # fmt: skip
+    full = generator_terms(
+        out, build_critic(cfg, model), uv_mask, loss_cfg=cfg.loss, skips=SkipLog()
+    )
     assert {"adversarial", "au_regression"} <= set(full)
     cfg.loss.z_sym_region = "invisible"
     hidden = generator_terms(out, None, uv_mask, loss_cfg=cfg.loss, skips=SkipLog())["z_sym"]
-    z = out["displacement"].flatten(0, 1)
-    region = invisible_mask(out["uv_visible_mask"].flatten(0, 1))
+    z = out.detail.displacement.flatten(0, 1)
+    region = invisible_mask(out.detail.uv_visible_mask.flatten(0, 1))
     expected = (region * (z - z.flip(-1)).abs()).sum(dim=(1, 2, 3)).mean()
     assert_close(hidden, expected)
+
+
+def test_detail_contrast_term_and_the_critic_region(gt_outputs) -> None:
+    """loss.detail_contrast compares the critic's two views inside the compared region only;
+    loss.critic_region=compared hides the rest from the critic."""
+    from seqdeca.train.gan_steps import compared_region, critic_views
+
+    model, out = gt_outputs
+    uv_mask = model.uv_detail_mask(out.detail.displacement)
+    cfg = load_config([TINY, DETAIL], ["loss.detail_contrast=1", "loss.adversarial=0"])
+    terms = generator_terms(out, None, uv_mask, loss_cfg=cfg.loss, skips=SkipLog())
+    fake, real = critic_views(out, "visible")
+    region = uv_mask[None, None] * compared_region(out)
+    assert 0 < region.sum() < (out.detail.uv_visible_mask > 0.5).sum()
+    expected = ((fake - real).abs() * region).sum() / region.sum()
+    assert_close(terms["detail_contrast"], expected)
+    kept, seen = critic_views(out, "compared")
+    assert (kept[compared_region(out) == 0] == 0).all() and (
+        seen[compared_region(out) == 0] == 0
+    ).all()
+    with pytest.raises(ValueError, match="critic region"):
+        critic_views(out, "everywhere")
 
 
 # ------------------------------------------------------------------------------- training
@@ -233,8 +292,11 @@ def test_l1_only_trains_without_a_critic_and_resumes(data_root, tmp_path) -> Non
     assert summary.steps == 3 and summary.skipped_steps == 0
     records = _losses(reference)
     assert [r["step"] for r in records] == [1, 2, 3]
-    assert not any(k.startswith("D_") or k in ("adversarial", "au_regression", "lr_critic")
-                   for r in records for k in r)  # fmt: skip
+    assert not any(
+        k.startswith("D_") or k in ("adversarial", "au_regression", "lr_critic")
+        for r in records
+        for k in r
+    )
     assert {"detail_photometric", "z_reg", "z_diff", "z_sym", "total"} <= set(records[0])
     names = {p.name for p in list_checkpoints(reference)[-1].iterdir()}
     assert {"model.safetensors", "optimizer.bin"} <= names
@@ -249,9 +311,18 @@ def test_ground_truth_sources_train_validate_and_refuse_real_clips(data_root, tm
     """wgan-full-gtau's sources with the BCE GAN, no critic AU and DECA's z_sym: training,
     validation and image grids run; sources without gt.npz are refused in one line."""
     run_dir = tmp_path / "gt"
-    cfg = _config(data_root, run_dir, *GROUND_TRUTH, "loss.gan_type=bce", "model.critic_au=false",
-                  "loss.z_sym_region=invisible", "train.max_steps=2", "train.validate_every=2",
-                  "train.val_windows=2", "train.images_every=2")  # fmt: skip
+    cfg = _config(
+        data_root,
+        run_dir,
+        *GROUND_TRUTH,
+        "loss.gan_type=bce",
+        "model.critic_au=false",
+        "loss.z_sym_region=invisible",
+        "train.max_steps=2",
+        "train.validate_every=2",
+        "train.val_windows=2",
+        "train.images_every=2",
+    )
     cfg.data.val_sources = cfg.data.sources
     summary = train(cfg)
     records = _losses(run_dir)

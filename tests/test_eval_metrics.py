@@ -27,8 +27,10 @@ def test_inter_ocular_distance_and_nme_of_a_shifted_set() -> None:
     pred = target + torch.tensor([3.0, 4.0])  # every point 5 away = 50 % of the IOD
     assert_close(M.landmark_nme(pred, target, (36, 45)), torch.full((2, 3), 50.0))
     # The target's distance normalises, not the prediction's.
-    assert_close(M.landmark_nme(target * 2, target * 2 + 5 * 0.6, (36, 45)),
-                 M.landmark_nme(target, target + 3 * 0.5, (36, 45)))  # fmt: skip
+    assert_close(
+        M.landmark_nme(target * 2, target * 2 + 5 * 0.6, (36, 45)),
+        M.landmark_nme(target, target + 3 * 0.5, (36, 45)),
+    )
 
 
 def test_nme_valid_masks_and_nan() -> None:
@@ -68,10 +70,14 @@ def test_masked_ssim_identical_and_against_skimage() -> None:
     interior[:, 5:-5, 5:-5] = 1  # skimage averages where the window fits in the image
     ours = M.masked_ssim(noisy, image, interior)
     reference = skimage_metrics.structural_similarity(
-        noisy.permute(1, 2, 0).double().numpy(), image.permute(1, 2, 0).double().numpy(),
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0,
+        noisy.permute(1, 2, 0).double().numpy(),
+        image.permute(1, 2, 0).double().numpy(),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
         channel_axis=-1,
-    )  # fmt: skip
+    )
     assert 0 < float(ours) < 0.9
     assert_close(ours.double(), torch.tensor(reference, dtype=torch.float64), atol=1e-4, rtol=0)
 
@@ -145,8 +151,9 @@ def test_au_flicker_std_and_flips() -> None:
 
 def test_code_and_vertex_errors() -> None:
     target = torch.zeros(2, 5)
-    assert_close(M.code_error(target + torch.tensor([1.0, -1, 1, -1, 0]), target),
-                 torch.full((2,), 0.8))  # fmt: skip
+    assert_close(
+        M.code_error(target + torch.tensor([1.0, -1, 1, -1, 0]), target), torch.full((2,), 0.8)
+    )
     vertices = torch.randn(3, 10, 3)
     shifted = vertices + torch.tensor([0.003, 0.004, 0.0])  # 5 mm
     assert_close(M.vertex_error_mm(shifted, vertices), torch.full((3,), 5.0))

@@ -39,20 +39,28 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.manual_seed(0)
     model = build_model(cfg, load_checkpoints=False)
     checkpoint = export_inference_checkpoint(
-        root / "run_a" / "model.pt", state_dict=model.state_dict(),
-        config_yaml=config_to_yaml(cfg), face_model=model.face_model.name, stage="temporal",
+        root / "run_a" / "model.pt",
+        state_dict=model.state_dict(),
+        config_yaml=config_to_yaml(cfg),
+        face_model=model.face_model.name,
+        stage="temporal",
         step=0,
-    )  # fmt: skip
+    )
     return {"root": root, "data": root / "data", "checkpoint": checkpoint}
 
 
 def test_evaluate_network_per_frame_and_fit_writes_every_output(setup: dict) -> None:
     out = setup["root"] / "out_all"
     opts = EvalOptions(
-        data=setup["data"], out=out, config=load_config(TINY, FAST_FIT),
-        checkpoints=[setup["checkpoint"]], mode="fit", per_frame=True, tensorboard=True,
+        data=setup["data"],
+        out=out,
+        config=load_config(TINY, FAST_FIT),
+        checkpoints=[setup["checkpoint"]],
+        mode="fit",
+        per_frame=True,
+        tensorboard=True,
         progress=False,
-    )  # fmt: skip
+    )
     evaluate(opts)
     payload = json.loads((out / "metrics.json").read_text())
     methods = payload["methods"]
@@ -111,8 +119,15 @@ def test_evaluate_network_per_frame_and_fit_writes_every_output(setup: dict) -> 
 
 
 def test_describe_config_and_method_names(tmp_path: Path) -> None:
-    cfg = load_config(TINY, ["model.use_temporal=false", "model.freeze_coarse=false",
-                             "loss.temporal=0.5", "loss.photometric=0"])  # fmt: skip
+    cfg = load_config(
+        TINY,
+        [
+            "model.use_temporal=false",
+            "model.freeze_coarse=false",
+            "loss.temporal=0.5",
+            "loss.photometric=0",
+        ],
+    )
     loaded = LoadedModel(model=None, config=cfg, kind="seqdeca", path=tmp_path / "m.pt")
     text = describe_config(loaded)
     assert "temporal off" in text and "coarse encoder trained" in text
@@ -128,9 +143,22 @@ def test_describe_config_and_method_names(tmp_path: Path) -> None:
 def test_cli_network_mode_reads_window_override(setup: dict) -> None:
     tool = evaluate_tool
     out = setup["root"] / "out_cli"
-    code = tool.main(["--checkpoint", str(setup["checkpoint"]), "--data", str(setup["data"]),
-                      "--out", str(out), "--window", "1", "--no-progress", "--config", str(TINY),
-                      "inference.batch_size=4"])  # fmt: skip
+    code = tool.main(
+        [
+            "--checkpoint",
+            str(setup["checkpoint"]),
+            "--data",
+            str(setup["data"]),
+            "--out",
+            str(out),
+            "--window",
+            "1",
+            "--no-progress",
+            "--config",
+            str(TINY),
+            "inference.batch_size=4",
+        ]
+    )
     assert code == 0
     payload = json.loads((out / "metrics.json").read_text())
     assert payload["settings"]["window"] == 1 and payload["settings"]["batch_size"] == 4
@@ -148,10 +176,16 @@ def test_cli_bad_input_is_one_line_exit_2(setup: dict, tmp_path: Path, capsys) -
         ["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--mode", "fit"],
         ["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--mode", "fit"],
         ["--data", str(setup["data"]), "--out", str(tmp_path / "o")],  # nothing to evaluate
-        ["--data", str(setup["data"]), "--out", str(tmp_path / "o"),
-         "--checkpoint", str(tmp_path / "nope.pt")],
+        [
+            "--data",
+            str(setup["data"]),
+            "--out",
+            str(tmp_path / "o"),
+            "--checkpoint",
+            str(tmp_path / "nope.pt"),
+        ],
         ["--data", str(setup["data"]), "--out", str(tmp_path / "o"), "--checkpoint", str(corrupt)],
-    ]  # fmt: skip
+    ]
     for argv in cases:
         assert tool.main([*argv, "--no-progress"]) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()

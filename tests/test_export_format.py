@@ -23,10 +23,18 @@ from seqdeca.models.export import (
 
 def _record(step: int = 7) -> ModelExport:
     gen = torch.Generator().manual_seed(0)
-    weights = {"encoder.weight": torch.randn(4, 3, generator=gen), "encoder.bias": torch.zeros(4),
-               "steps": torch.tensor(5)}  # fmt: skip
-    return ModelExport(weights=weights, config_yaml=config_to_yaml(Config()),
-                       face_model="default", stage="temporal", step=step)  # fmt: skip
+    weights = {
+        "encoder.weight": torch.randn(4, 3, generator=gen),
+        "encoder.bias": torch.zeros(4),
+        "steps": torch.tensor(5),
+    }
+    return ModelExport(
+        weights=weights,
+        config_yaml=config_to_yaml(Config()),
+        face_model="default",
+        stage="temporal",
+        step=step,
+    )
 
 
 def _write_as_before(path: Path, record: ModelExport) -> None:
@@ -45,8 +53,11 @@ def _write_as_before(path: Path, record: ModelExport) -> None:
 
 def _assert_same(a: ModelExport, b: ModelExport) -> None:
     assert (a.config_yaml, a.face_model, a.stage, a.step) == (
-        b.config_yaml, b.face_model, b.stage, b.step,
-    )  # fmt: skip
+        b.config_yaml,
+        b.face_model,
+        b.stage,
+        b.step,
+    )
     assert list(a.weights) == list(b.weights)
     for key, value in a.weights.items():
         torch.testing.assert_close(b.weights[key], value, rtol=0, atol=0, msg=key)
@@ -95,8 +106,9 @@ def test_a_file_written_by_the_previous_writer_loads(tmp_path):
 
 def test_save_moves_tensors_to_cpu_and_detaches(tmp_path):
     weight = torch.ones(2, requires_grad=True)
-    record = ModelExport(weights={"w": weight * 2}, config_yaml="run: {}\n", face_model="x",
-                         stage="detail", step=0)  # fmt: skip
+    record = ModelExport(
+        weights={"w": weight * 2}, config_yaml="run: {}\n", face_model="x", stage="detail", step=0
+    )
     loaded = load_export(save_export(tmp_path / "model.pt", record))
     assert not loaded.weights["w"].requires_grad and loaded.weights["w"].device.type == "cpu"
 
@@ -154,8 +166,13 @@ def test_callers_name_the_file_in_their_words(tmp_path):
 
 
 def test_config_and_face_model_checks_are_export_errors(tmp_path):
-    record = ModelExport(weights={}, config_yaml="no_such_section: {a: 1}\n", face_model="flame",
-                         stage="temporal", step=0)  # fmt: skip
+    record = ModelExport(
+        weights={},
+        config_yaml="no_such_section: {a: 1}\n",
+        face_model="flame",
+        stage="temporal",
+        step=0,
+    )
     with pytest.raises(ExportError, match="does not fit this seqdeca") as info:
         export_config(record, tmp_path / "model.pt")
     assert "\n" not in str(info.value)

@@ -10,15 +10,15 @@ import torch
 from skimage import data as skdata
 from torch.testing import assert_close
 
-from seqdeca.data import face_model_builder as fmb
-from seqdeca.data import model_alignment as mal
-from seqdeca.data import model_rig as rig
-from seqdeca.data import model_statistics as mst
-from seqdeca.data.landmark_sets import IBUG68_FROM_MEDIAPIPE, MEDIAPIPE105
-from seqdeca.data.tracking import FaceTracker, track_video
 from seqdeca.face_model import DEFAULT_MODEL_PATH, JOINT_NAMES, FaceModel, load_assets
 from seqdeca.face_model.fitting import fit_to_landmarks
 from seqdeca.geometry import axis_angle_to_matrix, project_weak_perspective
+from seqdeca.model_builder import alignment as mal
+from seqdeca.model_builder import build as fmb
+from seqdeca.model_builder import rig
+from seqdeca.model_builder import statistics as mst
+from seqdeca.prep.landmark_sets import IBUG68_FROM_MEDIAPIPE, MEDIAPIPE105, contour_loops
+from seqdeca.prep.tracking import FaceTracker, track_video
 
 JAW, NECK, LEFT_EYE, RIGHT_EYE = (
     JOINT_NAMES.index(n) for n in ("jaw", "neck", "left_eye", "right_eye")
@@ -135,13 +135,13 @@ def test_triangulation_is_a_clean_oriented_surface(synthetic_build):
     undirected = Counter(tuple(sorted(e)) for e in directed)
     assert max(undirected.values()) <= 2  # manifold edges
     edges = set(undirected)
-    for name, loop in rig.contour_loops().items():  # contours are edges; holes stay open
+    for name, loop in contour_loops().items():  # contours are edges; holes stay open
         assert all(
             tuple(sorted((int(a), int(b)))) in edges for a, b in zip(loop, np.roll(loop, -1))
         ), name
     centroids = xy[faces[: len(faces) - topology.num_iris_faces]].mean(1)
     for name in ("left_eye", "right_eye", "lips_inner"):
-        assert not rig._inside(centroids, xy[rig.contour_loops()[name]]).any()
+        assert not rig._inside(centroids, xy[contour_loops()[name]]).any()
     assert topology.num_iris_faces == 8 and len(topology.hole_faces) > 0
 
 
@@ -305,8 +305,12 @@ def test_build_with_texture_is_deterministic(sample_tracks):
     videos, tracks = sample_tracks
     pick = [i for i, v in enumerate(videos) if v.name.startswith(("0Fi83", "PbgB2"))]
     config = fmb.BuildConfig(n_expression=6, uv_size=64, texture_step=4, build_date="2026-01-01")
-    builds = [fmb.build_face_model([videos[i] for i in pick], tracks=[tracks[i] for i in pick], config=config)
-              for _ in range(2)]  # fmt: skip
+    builds = [
+        fmb.build_face_model(
+            [videos[i] for i in pick], tracks=[tracks[i] for i in pick], config=config
+        )
+        for _ in range(2)
+    ]
     (a, report), (b, _) = builds
     for key in (
         "v_template",

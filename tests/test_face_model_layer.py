@@ -47,8 +47,14 @@ def _random_params(*batch: int, seed: int = 0, scale: float = 0.3) -> FlameParam
     def r(width: int, s: float = scale) -> torch.Tensor:
         return torch.randn(*batch, width, generator=g) * s
 
-    return FlameParams(shape=r(20, 1.0), expression=r(10, 1.0), global_pose=r(3), neck_pose=r(3),
-                       jaw_pose=r(3), eye_pose=r(6))  # fmt: skip
+    return FlameParams(
+        shape=r(20, 1.0),
+        expression=r(10, 1.0),
+        global_pose=r(3),
+        neck_pose=r(3),
+        jaw_pose=r(3),
+        eye_pose=r(6),
+    )
 
 
 def _hand_barycentric(
@@ -111,8 +117,10 @@ def test_gradients_reach_every_parameter(assets: FaceModelAssets) -> None:
     tiny = FaceModel(assets, n_shape=3, n_expression=2).double()
     names = ("shape", "expression", "global_pose", "neck_pose", "jaw_pose", "eye_pose")
     start = _random_params(2, seed=2, scale=0.2)
-    inputs = [getattr(start, n)[..., : {"shape": 3, "expression": 2}.get(n, 6)].double().requires_grad_()
-              for n in names]  # fmt: skip
+    inputs = [
+        getattr(start, n)[..., : {"shape": 3, "expression": 2}.get(n, 6)].double().requires_grad_()
+        for n in names
+    ]
 
     def run(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = tiny(FlameParams(**dict(zip(names, values))))
@@ -197,8 +205,12 @@ def test_dynamic_contour_row_for_known_yaw(
     assert full_pose.shape == (1, 15)
     assert af.deca_contour_row(int(model.contour_row(full_pose)[0]) - 39) == deca_row
     verts = out.vertices[0].double().numpy()
-    contour = _hand_barycentric(verts, assets.faces, lmk["dynamic_lmk_faces_idx"][deca_row],
-                                lmk["dynamic_lmk_bary_coords"][deca_row])  # fmt: skip
+    contour = _hand_barycentric(
+        verts,
+        assets.faces,
+        lmk["dynamic_lmk_faces_idx"][deca_row],
+        lmk["dynamic_lmk_bary_coords"][deca_row],
+    )
     static = _hand_barycentric(
         verts, assets.faces, lmk["static_lmk_faces_idx"], lmk["static_lmk_bary_coords"]
     )
@@ -246,10 +258,17 @@ def test_deca_pose_and_param_checks(model: FaceModel) -> None:
 
 def _stub_assets() -> FaceModelAssets:
     a = af.make_tiny_flame()
-    return FaceModelAssets(name="stub", v_template=a["v_template"], faces=a["f"].astype(np.int64),
-                           shapedirs=a["shapedirs"][..., :5], exprdirs=a["shapedirs"][..., 5:7],
-                           posedirs=a["posedirs"], j_regressor=a["J_regressor"],
-                           lbs_weights=a["weights"], parents=np.array([-1, 0, 1, 1, 1]))  # fmt: skip
+    return FaceModelAssets(
+        name="stub",
+        v_template=a["v_template"],
+        faces=a["f"].astype(np.int64),
+        shapedirs=a["shapedirs"][..., :5],
+        exprdirs=a["shapedirs"][..., 5:7],
+        posedirs=a["posedirs"],
+        j_regressor=a["J_regressor"],
+        lbs_weights=a["weights"],
+        parents=np.array([-1, 0, 1, 1, 1]),
+    )
 
 
 def test_module_properties_buffers_and_albedo(model: FaceModel, assets: FaceModelAssets) -> None:

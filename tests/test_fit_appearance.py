@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from seqdeca.config import load_config
-from seqdeca.data.masks import FACE
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.errors import UserError
 from seqdeca.eval.clips import load_clip
@@ -31,10 +30,10 @@ from seqdeca.inference.appearance import (
 )
 from seqdeca.inference.clip_appearance import fit_light
 from seqdeca.inference.demo import make_demo_clip
-from seqdeca.inference.engines import FitEngine
-from seqdeca.inference.pipeline import video2mesh
+from seqdeca.inference.pipeline import build_fit_engine, video2mesh
 from seqdeca.inference.texture_map import TextureAccumulator
 from seqdeca.io.obj import read_obj
+from seqdeca.prep.masks import FACE
 from seqdeca.render.shading import sh_basis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,15 +48,19 @@ def synthetic(tmp_path_factory) -> dict:
     """One synthetic clip (6 frames, 128 px) and its untextured render from the TRUE codes."""
     root = tmp_path_factory.mktemp("appearance")
     cfg = load_config(BASE, [f"crop.size={SIZE}", f"render.image_size={SIZE}"])
-    (path,) = make_synthetic_dataset(root / "data", cfg, clips=1, frames=6, seed=11,
-                                     progress=False)  # fmt: skip
+    (path,) = make_synthetic_dataset(root / "data", cfg, clips=1, frames=6, seed=11, progress=False)
     clip = load_clip(path)
-    engine = FitEngine(cfg)
+    engine = build_fit_engine(cfg)
     gt, fm = clip.gt, engine.face_model
     with torch.no_grad():
-        vertices = fm(FlameParams(shape=gt["shape"], expression=gt["expression"],
-                                  global_pose=gt["global_pose"],
-                                  jaw_pose=gt["jaw_pose"])).vertices  # fmt: skip
+        vertices = fm(
+            FlameParams(
+                shape=gt["shape"],
+                expression=gt["expression"],
+                global_pose=gt["global_pose"],
+                jaw_pose=gt["jaw_pose"],
+            )
+        ).vertices
         render = engine.appearance(0).untextured(vertices, gt["cam"])
     return {"root": root, "cfg": cfg, "clip": clip, "engine": engine, "render": render}
 
@@ -79,8 +82,9 @@ def test_least_squares_recovers_texture_and_light(synthetic):
     samples = _samples(synthetic)
     assert bool((samples.counts > 300).all())
     with torch.no_grad():
-        fit = estimate_texture(samples, fm.texture_mean, fm.texture_basis, prior=TINY_PRIOR,
-                               fallback=fit_light())  # fmt: skip
+        fit = estimate_texture(
+            samples, fm.texture_mean, fm.texture_basis, prior=TINY_PRIOR, fallback=fit_light()
+        )
         torch.testing.assert_close(fit.texture, gt["texture"][0], atol=0.05, rtol=0.05)
         assert _shading_error(samples, fit.light.light, gt["light"]) < 0.02
         # each half of the bilinear problem alone: light given the true albedo, texture given
@@ -90,10 +94,13 @@ def test_least_squares_recovers_texture_and_light(synthetic):
         assert _shading_error(samples, light, gt["light"]) < 0.01
         n, p = samples.valid.shape
         texture = solve_texture(
-            samples, sample_maps(fm.texture_mean, samples.uv),
+            samples,
+            sample_maps(fm.texture_mean, samples.uv),
             sample_maps(fm.texture_basis.flatten(0, 1), samples.uv).reshape(n, p, -1, 3),
-            samples.sh @ gt["light"], samples.valid.float(), prior=TINY_PRIOR,
-        )  # fmt: skip
+            samples.sh @ gt["light"],
+            samples.valid.float(),
+            prior=TINY_PRIOR,
+        )
         torch.testing.assert_close(texture, gt["texture"][0], atol=0.05, rtol=0.05)
 
 
@@ -101,9 +108,14 @@ def test_the_prior_pulls_towards_the_mean_albedo(synthetic):
     fm = synthetic["engine"].face_model
     samples = _samples(synthetic)
     one = type(samples)(*(x[:1] for x in (samples.colour, samples.sh, samples.uv, samples.valid)))
-    norms = [float(estimate_texture(one, fm.texture_mean, fm.texture_basis, prior=prior,
-                                    fallback=fit_light()).texture.norm())
-             for prior in (TINY_PRIOR, 1e-4, 1e-2, 1.0)]  # fmt: skip
+    norms = [
+        float(
+            estimate_texture(
+                one, fm.texture_mean, fm.texture_basis, prior=prior, fallback=fit_light()
+            ).texture.norm()
+        )
+        for prior in (TINY_PRIOR, 1e-4, 1e-2, 1.0)
+    ]
     assert norms == sorted(norms, reverse=True) and norms[-1] < 0.1 * norms[0], norms
 
 
@@ -122,10 +134,19 @@ def test_an_occluder_changes_the_estimate_little(synthetic):
     assert 0.1 < hidden < 0.5, hidden  # the patch hides a good part of the skin
 
     def run(samples, iterations):
-        return estimate_texture(samples, fm.texture_mean, fm.texture_basis, prior=TINY_PRIOR,
-                                fallback=fit_light(), steps=4 if iterations > 1 else 0
-                                ), robust_light(samples, sample_maps(fm.texture_mean, samples.uv),
-                                                fallback=fit_light(), iterations=iterations)  # fmt: skip
+        return estimate_texture(
+            samples,
+            fm.texture_mean,
+            fm.texture_basis,
+            prior=TINY_PRIOR,
+            fallback=fit_light(),
+            steps=4 if iterations > 1 else 0,
+        ), robust_light(
+            samples,
+            sample_maps(fm.texture_mean, samples.uv),
+            fallback=fit_light(),
+            iterations=iterations,
+        )
 
     with torch.no_grad():
         (ref_fit, ref_light), (fit, light) = run(clean, 3), run(dirty, 3)
@@ -145,8 +166,14 @@ def _texture_map(synthetic: dict, images: torch.Tensor) -> tuple[torch.Tensor, t
     accumulator = TextureAccumulator(fm.texture_mean.clamp(0, 1))
     with torch.no_grad():
         out = synthetic["render"]
-        accumulator.add(normals=out.normal_image, uv=out.uv_image, alpha=out.alpha,
-                        images=images, classes=clip.masks, light=clip.gt["light"])  # fmt: skip
+        accumulator.add(
+            normals=out.normal_image,
+            uv=out.uv_image,
+            alpha=out.alpha,
+            images=images,
+            classes=clip.masks,
+            light=clip.gt["light"],
+        )
         texture = accumulator.texture()
     return texture, accumulator.totals[:, 3].reshape(texture.shape[1:])
 
@@ -194,7 +221,7 @@ def test_codes_carry_texture_and_light_and_extract_writes_a_texture(extract_run)
     import cv2
 
     image = cv2.imread(str(png))[..., ::-1] / 255.0
-    mean = FitEngine(load_config(BASE)).face_model.texture_mean.permute(1, 2, 0).numpy()
+    mean = build_fit_engine(load_config(BASE)).face_model.texture_mean.permute(1, 2, 0).numpy()
     assert np.abs(image - mean).mean() > 0.02  # the astronaut's face, not the mean albedo
 
 
@@ -215,8 +242,10 @@ def test_appearance_does_not_depend_on_chunks_or_the_overlay(extract_run, tmp_pa
     assert np.abs(shading_a - shading_b).max() < 0.01 * np.abs(shading_a).mean()
     import cv2
 
-    maps = [cv2.imread(str(d / "meshes" / "texture.png")).astype(float)
-            for d in (extract_run, tmp_path / "astro")]  # fmt: skip
+    maps = [
+        cv2.imread(str(d / "meshes" / "texture.png")).astype(float)
+        for d in (extract_run, tmp_path / "astro")
+    ]
     assert np.abs(maps[0] - maps[1]).mean() < 0.5  # 8-bit levels
 
 
@@ -228,15 +257,30 @@ def test_mean_mode_keeps_the_fixed_appearance_and_bad_modes_fail(tmp_path):
     np.testing.assert_allclose(codes["light"][0], fit_light().numpy())
     assert res.status == "done" and not codes["texture"].any()
     with pytest.raises(UserError, match="inference.fit.texture"):
-        FitEngine(load_config(BASE, ["inference.fit.texture=photo"]))
+        build_fit_engine(load_config(BASE, ["inference.fit.texture=photo"]))
 
 
 def test_evaluate_fit_reports_photometric_keys_for_both_textures(synthetic):
     out = synthetic["root"] / "eval"
-    cfg = load_config(BASE, [f"crop.size={SIZE}", f"render.image_size={SIZE}",
-                             "inference.fit.iterations=3", "inference.fit.texture=extract"])  # fmt: skip
-    evaluate(EvalOptions(data=synthetic["root"] / "data", out=out, config=cfg, mode="fit",
-                         plots=False, progress=False))  # fmt: skip
+    cfg = load_config(
+        BASE,
+        [
+            f"crop.size={SIZE}",
+            f"render.image_size={SIZE}",
+            "inference.fit.iterations=3",
+            "inference.fit.texture=extract",
+        ],
+    )
+    evaluate(
+        EvalOptions(
+            data=synthetic["root"] / "data",
+            out=out,
+            config=cfg,
+            mode="fit",
+            plots=False,
+            progress=False,
+        )
+    )
     methods = json.loads((out / "metrics.json").read_text())["methods"]
     assert list(methods) == ["fit", "fit+extract", "input", "mean-face"]
     fit, extract = methods["fit"]["overall"], methods["fit+extract"]["overall"]
@@ -256,5 +300,6 @@ def test_shape_from_an_existing_render_equals_render_shape(synthetic):
         ).vertices
         screen, fragments = renderer.rasterize(vertices, gt["cam"])
         out = renderer.shade(vertices, screen, fragments)
-        torch.testing.assert_close(renderer.shape_from(out),
-                                   renderer.render_shape(vertices, gt["cam"]))  # fmt: skip
+        torch.testing.assert_close(
+            renderer.shape_from(out), renderer.render_shape(vertices, gt["cam"])
+        )

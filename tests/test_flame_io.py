@@ -253,8 +253,12 @@ def test_load_flame_rejects_embedding_of_another_mesh(tmp_path: Path, bundle) ->
 
 def test_load_face_model_dispatch(tmp_path: Path, bundle, monkeypatch: pytest.MonkeyPatch) -> None:
     paths, _ = bundle
-    flame = load_face_model(paths["model_path"], landmark_embedding=paths["landmark_embedding"],
-                            texture=None, head_template="")  # fmt: skip
+    flame = load_face_model(
+        paths["model_path"],
+        landmark_embedding=paths["landmark_embedding"],
+        texture=None,
+        head_template="",
+    )
     assert flame.name == "flame" and flame.verts_uvs is None
     saved = save_assets(flame, tmp_path / "model.npz")
     again = load_face_model(saved)

@@ -25,11 +25,20 @@ def test_rodrigues_matches_matrix_exponential():
     aa = torch.randn(64, 3, dtype=torch.float64)
     reference = torch.linalg.matrix_exp(
         torch.stack(
-            [torch.zeros(64, dtype=torch.float64), -aa[:, 2], aa[:, 1],
-             aa[:, 2], torch.zeros(64, dtype=torch.float64), -aa[:, 0],
-             -aa[:, 1], aa[:, 0], torch.zeros(64, dtype=torch.float64)], dim=-1
+            [
+                torch.zeros(64, dtype=torch.float64),
+                -aa[:, 2],
+                aa[:, 1],
+                aa[:, 2],
+                torch.zeros(64, dtype=torch.float64),
+                -aa[:, 0],
+                -aa[:, 1],
+                aa[:, 0],
+                torch.zeros(64, dtype=torch.float64),
+            ],
+            dim=-1,
         ).reshape(64, 3, 3)
-    )  # fmt: skip
+    )
     assert_close(axis_angle_to_matrix(aa), reference)
 
 
@@ -60,8 +69,14 @@ def test_weak_perspective_follows_deca():
     cam = torch.tensor([[8.0, 0.01, -0.02]])
     out = project_weak_perspective(pts, cam)
     s, tx, ty = 8.0, 0.01, -0.02
-    expected = torch.tensor([[[s * (0.1 + tx), -s * (0.2 + ty), -s * 0.05],
-                              [s * (-0.1 + tx), -s * (0.0 + ty), s * 0.02]]])  # fmt: skip
+    expected = torch.tensor(
+        [
+            [
+                [s * (0.1 + tx), -s * (0.2 + ty), -s * 0.05],
+                [s * (-0.1 + tx), -s * (0.0 + ty), s * 0.02],
+            ]
+        ]
+    )
     assert_close(out, expected)
 
 

@@ -111,11 +111,13 @@ class GlbRig:
     def _local(self, node: int, anim: dict) -> np.ndarray:
         n = self.nodes[node]
         x, y, z, w = anim.get((node, "rotation"), n.get("rotation", [0, 0, 0, 1]))
-        rot = np.array([
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ])  # fmt: skip
+        rot = np.array(
+            [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+            ]
+        )
         m = np.eye(4)
         m[:3, :3] = rot * np.asarray(n.get("scale", [1, 1, 1]))
         m[:3, 3] = anim.get((node, "translation"), n.get("translation", [0, 0, 0]))
@@ -130,8 +132,9 @@ class GlbRig:
         anim = self.sample(t)
         weights = anim.get((self.mesh_node, "weights"), np.zeros(len(self.targets)))
         rest = self.positions + np.einsum("m,mvc->vc", weights, self.targets)
-        mats = np.stack([self._world(j, anim) @ ib
-                         for j, ib in zip(self.skin_joints, self.inverse_bind)])  # fmt: skip
+        mats = np.stack(
+            [self._world(j, anim) @ ib for j, ib in zip(self.skin_joints, self.inverse_bind)]
+        )
         per_vertex = np.einsum("vk,vkab->vab", self.weights, mats[self.joints])
         return np.einsum("vab,vb->va", per_vertex[:, :3, :3], rest) + per_vertex[:, :3, 3]
 
@@ -172,8 +175,10 @@ def random_codes(fm: FaceModel, frames: int, *, seed: int, full: bool) -> dict[s
 def reference(fm: FaceModel, codes: dict[str, np.ndarray], frames: list[int]) -> np.ndarray:
     """(len(frames), V, 3) float64 face-model vertices of the frames shown at those keys."""
     valid = codes["valid"]
-    shown = [max([i for i in range(k + 1) if valid[i]], default=int(np.flatnonzero(valid)[0]))
-             for k in frames]  # fmt: skip
+    shown = [
+        max([i for i in range(k + 1) if valid[i]], default=int(np.flatnonzero(valid)[0]))
+        for k in frames
+    ]
     model = copy.deepcopy(fm).double()
     fields = ("expression", "global_pose", "neck_pose", "jaw_pose", "eye_pose")
     params = {k: torch.from_numpy(codes[k][shown].astype(np.float64)) for k in fields if k in codes}
@@ -205,8 +210,14 @@ def flame(tmp_path_factory) -> FaceModel:
 
 def test_bundled_model_rig_matches_face_model(bundled, tmp_path):
     codes = random_codes(bundled, 10, seed=0, full=False)
-    path = write_rig(tmp_path / "rig.glb", bundled, codes, fps=FPS, name="clip",
-                     texture=clip_texture(bundled, codes))  # fmt: skip
+    path = write_rig(
+        tmp_path / "rig.glb",
+        bundled,
+        codes,
+        fps=FPS,
+        name="clip",
+        texture=clip_texture(bundled, codes),
+    )
     rig = GlbRig(path)
     np.testing.assert_allclose(rig.times(), np.arange(10) / FPS, atol=1e-6)
     assert rig_error(rig, bundled, codes, [0, 1, 3, 4, 5, 9]) < TOL
@@ -221,7 +232,12 @@ def test_bundled_model_rig_matches_face_model(bundled, tmp_path):
     assert material["pbrMetallicRoughness"]["baseColorTexture"]["index"] == 0
     assert rig.doc["scenes"][0]["name"] == "clip"
     assert [rig.nodes[j]["name"] for j in rig.skin_joints] == [
-        "root", "neck", "jaw", "left_eye", "right_eye"]  # fmt: skip
+        "root",
+        "neck",
+        "jaw",
+        "left_eye",
+        "right_eye",
+    ]
     sums = rig.weights.sum(1)
     np.testing.assert_allclose(sums, 1, atol=1e-6)
 
@@ -307,8 +323,9 @@ def test_blender_imports_the_rig(bundled, flame, tmp_path):
     frames = [1, 3, 6, 9]
     for name, fm in (("bundled", bundled), ("flame", flame)):
         codes = random_codes(fm, 10, seed=4, full=name == "flame")
-        glb = write_rig(tmp_path / f"{name}.glb", fm, codes, fps=FPS,
-                        texture=clip_texture(fm, codes))  # fmt: skip
+        glb = write_rig(
+            tmp_path / f"{name}.glb", fm, codes, fps=FPS, texture=clip_texture(fm, codes)
+        )
         script, out = tmp_path / "check.py", tmp_path / f"{name}.npz"
         script.write_text(BLENDER_SCRIPT)
         subprocess.run(
@@ -370,8 +387,9 @@ def test_video2mesh_writes_the_rig_unless_told_not_to(bundled, tmp_path):
     got = np.stack([rig.vertices(k / fps) for k in (1, 2, 5)])
     assert np.abs(got - ref).max() < TOL
     assert "images" in rig.doc  # fit mode: the model's mean albedo
-    code = video2mesh_tool.main([str(clip), "--out", str(tmp_path / "plain"), "--no-rig",
-                                 "--no-video", *fast])  # fmt: skip
+    code = video2mesh_tool.main(
+        [str(clip), "--out", str(tmp_path / "plain"), "--no-rig", "--no-video", *fast]
+    )
     assert code == 0
     plain = tmp_path / "plain" / "astro"
     assert not (plain / "rig.glb").exists() and (plain / "codes.npz").is_file()

@@ -20,15 +20,15 @@ import seqdeca
 
 # Lowest first. A row holds the names of one tier; a new layer is one new row, a new member of a
 # layer one more name in its row. ``__init__`` is seqdeca/__init__.py (the version); ``shards``
-# imports only ``errors`` and is used by data, inference and the commands, so it sits at the bottom.
+# imports only ``errors`` and is used by prep, inference and the commands, so it sits at the bottom.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors", "au_names", "cli", "shards"),
     ("config",),
     ("geometry", "io"),
     ("face_model",),
     ("render",),
-    # ("prep",),  # when seqdeca/data/ is split; model_builder then joins the next row
-    ("data", "models", "losses"),
+    ("prep",),
+    ("data", "models", "losses", "model_builder"),
     ("eval",),
     ("vis",),
     ("train", "inference", "evaluation"),
@@ -119,10 +119,12 @@ def test_package_imports_point_down() -> None:
 
 
 def test_every_top_level_name_has_a_tier() -> None:
-    """Also the other way: no stale row naming something that no longer exists (``prep`` and
-    ``model_builder`` are commented out until they exist)."""
-    present = {p.stem if p.is_file() else p.name for p in PACKAGE_ROOT.iterdir()
-               if (p.is_file() and p.suffix == ".py") or (p / "__init__.py").is_file()}  # fmt: skip
+    """Also the other way: no stale row naming something that no longer exists."""
+    present = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE_ROOT.iterdir()
+        if (p.is_file() and p.suffix == ".py") or (p / "__init__.py").is_file()
+    }
     assert present - TIERS.keys() == set(), "give these a tier in LAYERS"
     assert TIERS.keys() - present == set(), "these LAYERS names do not exist in seqdeca/"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils import _pytree as pytree
 
 from seqdeca.config import config_to_yaml, load_config
 from seqdeca.errors import UserError
@@ -42,9 +43,13 @@ def _tiny_model(seed: int = 0):
 
 def _export(tmp_path: Path, cfg, model) -> Path:
     return export_inference_checkpoint(
-        tmp_path / "model.pt", state_dict=model.state_dict(), config_yaml=config_to_yaml(cfg),
-        face_model=model.face_model.name, stage="temporal", step=3,
-    )  # fmt: skip
+        tmp_path / "model.pt",
+        state_dict=model.state_dict(),
+        config_yaml=config_to_yaml(cfg),
+        face_model=model.face_model.name,
+        stage="temporal",
+        step=3,
+    )
 
 
 def test_centred_windows_edges_replicate():
@@ -63,28 +68,31 @@ def test_predict_frames_matches_forward_on_each_window():
     crops = torch.rand(6, 3, 64, 64, generator=gen)
     valid = torch.tensor([True, True, False, True, True, True])
     out = predict_frames(model, crops, valid, window=3, batch_size=4, render_shape=True)
-    assert out["vertices"].shape[0] == 6 and out["shape_image"].shape[0] == 6
+    assert out.decoded.vertices.shape[0] == 6 and out.decoded.shape_image.shape[0] == 6
     idx = torch.from_numpy(centred_windows(6, 3))
     with torch.no_grad():
-        ref = model(crops[idx], valid[idx], render_shape=True)
-    for key in ("expression", "jaw_pose", "pose", "light", "cam", "vertices", "render",
-                "au_intensities", "coarse_expression", "landmarks68"):  # fmt: skip
-        torch.testing.assert_close(out[key], ref[key][:, 1], atol=2e-5, rtol=1e-4, msg=key)
-    assert set(out) == set(ref)
+        ref = model(crops[idx], valid[idx], render_shape=True).map_tensors(lambda v: v[:, 1])
+    # every tensor of the forward pass's centre frames, nested parts included
+    got, want = pytree.tree_flatten(out), pytree.tree_flatten(ref)
+    assert got[1] == want[1]  # the same fields, the same ones None
+    for a, b in zip(got[0], want[0], strict=True):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
     # The window matters: frame 3 predicted alone differs from frame 3 in its window.
     alone = predict_frames(model, crops, valid, window=1)
-    assert not torch.allclose(alone["expression"][3], out["expression"][3])
+    assert not torch.allclose(alone.expression[3], out.expression[3])
     # centres= predicts a subset with the same windows over the whole input.
     sub = predict_frames(model, crops, valid, window=3, centres=[2, 5])
-    torch.testing.assert_close(sub["vertices"], out["vertices"][[2, 5]], atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        sub.decoded.vertices, out.decoded.vertices[[2, 5]], atol=2e-5, rtol=1e-4
+    )
 
 
 def test_predict_frames_detail_stage():
     _, model = _tiny_model()
     crops = torch.rand(2, 3, 48, 48)
     out = predict_frames(model, crops, torch.ones(2, dtype=torch.bool), stage="detail")
-    assert out["displacement"].shape[:2] == (2, 1)
-    assert out["render"].shape[-1] == 64
+    assert out.detail.displacement.shape[:2] == (2, 1)
+    assert out.decoded.render.shape[-1] == 64
 
 
 def test_load_model_round_trip(tmp_path):
@@ -110,18 +118,26 @@ def test_load_model_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match="neither a seqdeca model.pt nor a DECA"):
         load_model(other)
     wrong = export_inference_checkpoint(
-        tmp_path / "wrong.pt", state_dict=model.state_dict(), config_yaml=config_to_yaml(cfg),
-        face_model="flame2020", stage="temporal", step=0,
-    )  # fmt: skip
+        tmp_path / "wrong.pt",
+        state_dict=model.state_dict(),
+        config_yaml=config_to_yaml(cfg),
+        face_model="flame2020",
+        stage="temporal",
+        step=0,
+    )
     with pytest.raises(UserError, match="trained with face model 'flame2020'") as info:
         load_model(wrong)
     assert "\n" not in str(info.value)
     state = dict(model.state_dict())
     state.pop(next(iter(state)))
     short = export_inference_checkpoint(
-        tmp_path / "short.pt", state_dict=state, config_yaml=config_to_yaml(cfg),
-        face_model=model.face_model.name, stage="temporal", step=0,
-    )  # fmt: skip
+        tmp_path / "short.pt",
+        state_dict=state,
+        config_yaml=config_to_yaml(cfg),
+        face_model=model.face_model.name,
+        stage="temporal",
+        step=0,
+    )
     with pytest.raises(UserError, match="missing"):
         load_model(short)
 
@@ -174,8 +190,9 @@ def test_reduced_fitting_model_is_exact_and_windows_are_independent(one_thread):
 
     cfg = load_config(None, ["inference.fit.smoothness=0.05", "inference.fit.iterations=8"])
     model = face_model_from_config(cfg.face_model)
-    fitter = ClipFitter(model, face_model_assets_from_config(cfg.face_model), cfg.inference.fit,
-                        window=3)  # fmt: skip
+    fitter = ClipFitter(
+        model, face_model_assets_from_config(cfg.face_model), cfg.inference.fit, window=3
+    )
     assert fitter.model.num_vertices < model.num_vertices
     lm, shape, target = _synthetic_targets(model, frames=8)
     gen = torch.Generator().manual_seed(3)

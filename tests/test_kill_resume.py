@@ -102,9 +102,23 @@ def test_a_code_change_during_a_part_voids_its_comparison() -> None:
 @pytest.mark.slow
 def test_killed_training_and_preparation_equal_uninterrupted_runs(tmp_path) -> None:
     out = tmp_path / "out"
-    cmd = [sys.executable, str(SCRIPT), str(out), "--kills", "3", "--steps", "6",
-           "--prep-kills", "2", "--videos", "synthetic", "--prep-clips", "1",
-           "--prep-frames", "12"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        str(out),
+        "--kills",
+        "3",
+        "--steps",
+        "6",
+        "--prep-kills",
+        "2",
+        "--videos",
+        "synthetic",
+        "--prep-clips",
+        "1",
+        "--prep-frames",
+        "12",
+    ]
     env = os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False

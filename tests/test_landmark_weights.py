@@ -10,7 +10,6 @@ import torch
 
 from seqdeca.config import load_config
 from seqdeca.config.schema import FitConfig, LossConfig
-from seqdeca.data.landmark_sets import IBUG68_FROM_MEDIAPIPE, MEDIAPIPE105
 from seqdeca.errors import UserError
 from seqdeca.face_model.fitting import fit_to_landmarks
 from seqdeca.inference.fit import fit_point_weights
@@ -24,6 +23,7 @@ from seqdeca.losses.landmarks import (
     landmark68_weights,
     landmark_loss,
 )
+from seqdeca.prep.landmark_sets import IBUG68_FROM_MEDIAPIPE, MEDIAPIPE105
 from seqdeca.train.steps import SkipLog, coarse_terms
 
 DECA_JAW = [1.0] * 5 + [2.0, 2.0] + [1.0] * 3 + [2.0, 2.0] + [1.0] * 5  # DECA's lossfunc.py
@@ -77,18 +77,21 @@ def test_training_term_uses_the_configured_source() -> None:
     pred[..., 5, 0] += 0.2  # a jaw point DECA weights 2
     pred[..., 40, 1] -= 0.1  # an eye point, weight 1 for every source
     batch = SimpleNamespace(landmarks68=target, valid=torch.ones(2, 3, dtype=torch.bool))
+    out = SimpleNamespace(decoded=SimpleNamespace(landmarks68=pred))  # what the term reads
     values = {}
     for source in LANDMARK_SOURCES:
-        terms = coarse_terms({"landmarks68": pred}, batch, loss_cfg=_landmark_only(source),
-                             mediapipe_ids=None, skips=SkipLog())  # fmt: skip
+        terms = coarse_terms(
+            out, batch, loss_cfg=_landmark_only(source), mediapipe_ids=None, skips=SkipLog()
+        )
         assert set(terms) == {"landmark"}
         expected = landmark_loss(pred, target, batch.valid, landmark68_weights(source))
         torch.testing.assert_close(terms["landmark"], expected)
         values[source] = float(terms["landmark"])
     assert values["detector"] != pytest.approx(values["mediapipe"])
     with pytest.raises(UserError, match="unknown landmark source"):
-        coarse_terms({"landmarks68": pred}, batch, loss_cfg=_landmark_only("fan"),
-                     mediapipe_ids=None, skips=SkipLog())  # fmt: skip
+        coarse_terms(
+            out, batch, loss_cfg=_landmark_only("fan"), mediapipe_ids=None, skips=SkipLog()
+        )
 
 
 def test_fit_point_weights_pick_the_jaw_points() -> None:

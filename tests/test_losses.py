@@ -230,9 +230,11 @@ def test_au_proxy_and_consistency() -> None:
     torch.testing.assert_close(au_proxy_loss(off, proxy), torch.tensor(0.1))
     torch.testing.assert_close(au_proxy_loss(off, proxy, kind="mse"), torch.tensor(0.02))
     both = au_supervision_loss(
-        label_pred=torch.tensor([[0.5]]), labels=torch.tensor([[1.0]]),
-        proxy_pred=off, proxies=proxy,
-    )  # fmt: skip
+        label_pred=torch.tensor([[0.5]]),
+        labels=torch.tensor([[1.0]]),
+        proxy_pred=off,
+        proxies=proxy,
+    )
     torch.testing.assert_close(both, -torch.log(torch.tensor(0.5)) + 0.1)
     only = au_supervision_loss(proxy_pred=off, proxies=proxy, mode="proxies")
     torch.testing.assert_close(only, torch.tensor(0.1))
@@ -361,9 +363,17 @@ def test_weights_read_every_config_field() -> None:
     named = {**coarse_weights(cfg), **detail_weights(cfg), **coarse_options(cfg)}
     # landmark_source, contour_weight: read by landmark_point_weights (test_landmark_weights.py);
     # clean_consistency_smooth: by temporal_step (test_corrupt_crops.py)
-    # z_sym_region: by the generator step (test_detail_switches.py)
-    not_weights = {"identity_weights", "id_mrf_weights", "gan_type", "landmark_source",
-                   "contour_weight", "clean_consistency_smooth", "z_sym_region"}  # fmt: skip
+    # z_sym_region, critic_region: by the generator and critic steps (test_detail_switches.py)
+    not_weights = {
+        "identity_weights",
+        "id_mrf_weights",
+        "gan_type",
+        "landmark_source",
+        "contour_weight",
+        "clean_consistency_smooth",
+        "z_sym_region",
+        "critic_region",
+    }
     names = {f.name for f in fields(LossConfig)} - not_weights
     assert names <= set(named) | set(critic_weights(cfg))
     cfg.landmark = 7.0
@@ -463,11 +473,16 @@ def test_au_render_term_is_wired_and_trains_the_codes() -> None:
     b, t = 1, 2
     images = torch.rand(b, t, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     batch = WindowBatch(
-        images=images, landmarks=torch.zeros(b, t, 478, 2), landmarks68=torch.zeros(b, t, 68, 2),
-        masks=torch.ones(b, t, 224, 224, dtype=torch.uint8), valid=torch.ones(b, t, dtype=bool),
-        au=-torch.ones(b, t, 12), au_proxy=torch.zeros(b, t, 0), clip_ids=["c"],
+        images=images,
+        landmarks=torch.zeros(b, t, 478, 2),
+        landmarks68=torch.zeros(b, t, 68, 2),
+        masks=torch.ones(b, t, 224, 224, dtype=torch.uint8),
+        valid=torch.ones(b, t, dtype=bool),
+        au=-torch.ones(b, t, 12),
+        au_proxy=torch.zeros(b, t, 0),
+        clip_ids=["c"],
         frames=torch.arange(t)[None],
-    )  # fmt: skip
+    )
     skips = SkipLog()
     kwargs = {"loss_cfg": cfg.loss, "mediapipe_ids": None, "skips": skips}
     without = coarse_terms(model(images, batch.valid), batch, **kwargs)
@@ -496,9 +511,20 @@ def test_residual_reg_pulls_the_fused_codes_to_the_per_frame_ones() -> None:
     b, t = 1, 3
     images = torch.rand(b, t, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     valid = torch.ones(b, t, dtype=torch.bool)
-    weights = {k: 0.0 for k in ("landmark", "eye_closure", "lip_closure", "photometric",
-                                "light_reg", "au_label", "shape_reg", "expression_reg",
-                                "texture_reg")}  # fmt: skip
+    weights = {
+        k: 0.0
+        for k in (
+            "landmark",
+            "eye_closure",
+            "lip_closure",
+            "photometric",
+            "light_reg",
+            "au_label",
+            "shape_reg",
+            "expression_reg",
+            "texture_reg",
+        )
+    }
     for name, value in weights.items():
         setattr(cfg.loss, name, value)
     kwargs = {"loss_cfg": cfg.loss, "mediapipe_ids": None, "skips": SkipLog()}
@@ -509,7 +535,7 @@ def test_residual_reg_pulls_the_fused_codes_to_the_per_frame_ones() -> None:
         torch.nn.init.normal_(model.temporal_fusion.residual_head.weight, std=0.05)
     out = model(images, valid)
     terms = coarse_terms(out, batch, **kwargs)
-    torch.testing.assert_close(terms["residual_reg"], code_l2(out["residual"], valid))
+    torch.testing.assert_close(terms["residual_reg"], code_l2(out.fused.residual, valid))
     assert terms["residual_reg"].detach().item() > 0
     terms["residual_reg"].backward()
     assert model.temporal_fusion.residual_head.weight.grad.abs().sum() > 0

@@ -15,15 +15,15 @@ import pytest
 import torch
 
 from seqdeca.config import load_config
-from seqdeca.data.crop import apply_transform
-from seqdeca.data.face_association import FaceAssociator, associate_frames
-from seqdeca.data.tracking import interpolate_gaps
 from seqdeca.errors import UserError
 from seqdeca.inference.engines import ChunkResult
 from seqdeca.inference.faces import face_selection
 from seqdeca.inference.outputs import ClipOutputs
 from seqdeca.inference.pipeline import video2mesh
 from seqdeca.inference.stream import ChunkFrames
+from seqdeca.prep.crop import apply_transform
+from seqdeca.prep.face_association import FaceAssociator, associate_frames
+from seqdeca.prep.tracking import interpolate_gaps
 from tools import video2mesh as video2mesh_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,8 +71,10 @@ def test_slots_ignore_detection_order_and_number_left_to_right():
 
 def test_short_loss_is_reacquired_and_gap_filled():
     a, b = _layout(1), _layout(2)
-    frames = [[_face(a, 100, 100)] + ([] if 5 <= t < 8 else [_face(b, 300 + 3 * t, 100)])
-              for t in range(15)]  # fmt: skip
+    frames = [
+        [_face(a, 100, 100)] + ([] if 5 <= t < 8 else [_face(b, 300 + 3 * t, 100)])
+        for t in range(15)
+    ]
     points, found = associate_frames(frames, max_faces=2, max_gap=5, point_shape=SHAPE)
     assert found[:, 0].all()
     assert found[:5, 1].all() and not found[5:8, 1].any() and found[8:, 1].all()
@@ -152,8 +154,9 @@ def test_face_selection_parses_and_refuses_bad_values():
 
 
 def test_cli_bad_faces_is_one_line_before_any_clip(tmp_path, capsys):
-    code = video2mesh_tool.main([str(tmp_path / "missing.mp4"), "--faces", "many", "--out",
-                                 str(tmp_path / "out")])  # fmt: skip
+    code = video2mesh_tool.main(
+        [str(tmp_path / "missing.mp4"), "--faces", "many", "--out", str(tmp_path / "out")]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "\n" not in err and "--faces" in err
     assert not (tmp_path / "out").exists()
@@ -164,20 +167,40 @@ def _chunk(start: int, valid: list[bool]) -> tuple[ChunkFrames, ChunkResult]:
     n = len(valid)
     ok = np.array(valid)
     mats = np.where(ok[:, None, None], np.eye(3), np.nan)
-    data = ChunkFrames(start=start, own=slice(0, n), frames=np.zeros((n, 8, 8, 3), np.uint8),
-                       landmarks=np.ones((n, 478, 3), np.float32), valid=ok,
-                       interpolated=np.zeros(n, bool), crop_from_frame=mats,
-                       decoded_from_original=np.eye(3), is_last=False)  # fmt: skip
-    res = ChunkResult(codes={"expression": np.ones((n, 4)), "cam": np.ones((n, 3))},
-                      vertices=torch.rand(n, 3, 3), landmarks=torch.zeros(n, 5, 2))  # fmt: skip
+    data = ChunkFrames(
+        start=start,
+        own=slice(0, n),
+        frames=np.zeros((n, 8, 8, 3), np.uint8),
+        landmarks=np.ones((n, 478, 3), np.float32),
+        valid=ok,
+        interpolated=np.zeros(n, bool),
+        crop_from_frame=mats,
+        decoded_from_original=np.eye(3),
+        is_last=False,
+    )
+    res = ChunkResult(
+        codes={"expression": np.ones((n, 4)), "cam": np.ones((n, 3))},
+        vertices=torch.rand(n, 3, 3),
+        landmarks=torch.zeros(n, 5, 2),
+    )
     return data, res
 
 
 def test_face_outputs_have_one_row_per_frame_of_the_clip(tmp_path):
     """Rows before a face appears and chunks without it are written as frames without a face."""
-    outputs = ClipOutputs(tmp_path, "clip", slots=2, separate=True, faces=np.array([[0, 1, 2]]),
-                          verts_uvs=None, faces_uvs=None, overlay=None, texture=None,
-                          crop_size=16, block=3)  # fmt: skip
+    outputs = ClipOutputs(
+        tmp_path,
+        "clip",
+        slots=2,
+        separate=True,
+        faces=np.array([[0, 1, 2]]),
+        verts_uvs=None,
+        faces_uvs=None,
+        overlay=None,
+        texture=None,
+        crop_size=16,
+        block=3,
+    )
     late = outputs.faces[1]
     late.empty(4)  # not seen yet: nothing written
     assert late.writer is None and outputs.found == []
@@ -188,8 +211,14 @@ def test_face_outputs_have_one_row_per_frame_of_the_clip(tmp_path):
     folder = outputs.finish({"frames": 16}, [{"face": "face_1"}])
     assert sorted(p.name for p in folder.iterdir()) == ["face_1", "summary.json"]
     codes = np.load(folder / "face_1" / "codes.npz")
-    assert list(codes.files) == ["frame", "valid", "interpolated", "crop_from_frame", "expression",
-                                 "cam"]  # fmt: skip
+    assert list(codes.files) == [
+        "frame",
+        "valid",
+        "interpolated",
+        "crop_from_frame",
+        "expression",
+        "cam",
+    ]
     assert codes["frame"].tolist() == list(range(16))
     assert np.flatnonzero(codes["valid"]).tolist() == [5, 6, 12]
     assert np.isnan(codes["expression"][~codes["valid"]]).all()
@@ -208,7 +237,7 @@ def people(shared_clips) -> list[np.ndarray]:
     """The first 24 frames (24, 224, 224, 3) of two LRS3 sample clips (two people)."""
     pytest.importorskip("mediapipe", reason="MediaPipe is not installed (face tracking)")
     pytest.importorskip("av", reason="PyAV is not installed (video writing)")
-    from seqdeca.data.video import VideoReader
+    from seqdeca.io.video import VideoReader
 
     out = []
     for name in PEOPLE:
@@ -246,14 +275,19 @@ def side_by_side(people, tmp_path_factory) -> Path:
 
 def test_side_by_side_gives_two_stable_faces(side_by_side, tmp_path, capsys):
     out = tmp_path / "out"
-    code = video2mesh_tool.main([str(side_by_side), "--faces", "all", "--out", str(out),
-                                 *FAST, "inference.chunk_frames=6"])  # fmt: skip
+    code = video2mesh_tool.main(
+        [str(side_by_side), "--faces", "all", "--out", str(out), *FAST, "inference.chunk_frames=6"]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "2 faces" in captured.out
     clip = out / "duo"
-    assert sorted(p.name for p in clip.iterdir()) == ["face_0", "face_1", "overlay.mp4",
-                                                      "summary.json"]  # fmt: skip
+    assert sorted(p.name for p in clip.iterdir()) == [
+        "face_0",
+        "face_1",
+        "overlay.mp4",
+        "summary.json",
+    ]
     for face in ("face_0", "face_1"):
         names = {p.name for p in (clip / face).iterdir()}
         assert {"meshes", "codes.npz", "landmarks.npz", "rig.glb", "summary.json"} <= names
@@ -272,7 +306,7 @@ def test_side_by_side_gives_two_stable_faces(side_by_side, tmp_path, capsys):
         assert [int(p.stem) for p in meshes] == np.flatnonzero(valid).tolist()
     _, valid1 = _crop_centres(clip / "face_1")
     assert not valid1[:8].any()
-    from seqdeca.data.video import VideoReader
+    from seqdeca.io.video import VideoReader
 
     with VideoReader(clip / "overlay.mp4") as reader:
         assert reader.num_frames == 20
@@ -284,8 +318,11 @@ def test_faces_cross_and_keep_identities(people, tmp_path):
     rng = np.random.default_rng(0)
     import cv2
 
-    background = cv2.resize(rng.integers(60, 200, (h // 8, w // 8, 3)).astype(np.uint8), (w, h),
-                            interpolation=cv2.INTER_CUBIC)  # fmt: skip
+    background = cv2.resize(
+        rng.integers(60, 200, (h // 8, w // 8, 3)).astype(np.uint8),
+        (w, h),
+        interpolation=cv2.INTER_CUBIC,
+    )
     frames = np.repeat(background[None], t_len, axis=0)
     for t in range(t_len):
         u = t / (t_len - 1)

@@ -77,8 +77,13 @@ def test_dense_detail_mesh_exports_and_round_trips(tmp_path):
     from seqdeca.render import Renderer, dense_detail_mesh
 
     model = FaceModel(load_face_model())
-    renderer = Renderer(faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
-                        image_size=32, uv_size=48)  # fmt: skip
+    renderer = Renderer(
+        faces=model.faces,
+        verts_uvs=model.verts_uvs,
+        faces_uvs=model.faces_uvs,
+        image_size=32,
+        uv_size=48,
+    )
     vertices = model(expression=torch.zeros(1, model.num_expression)).vertices
     uv_vertices = renderer.world2uv(vertices)
     uv_normals = renderer.world2uv(vertex_normals(vertices, model.faces))
@@ -87,8 +92,14 @@ def test_dense_detail_mesh_exports_and_round_trips(tmp_path):
     dense = dense_detail_mesh(uv_vertices, uv_normals, uv_z, mask, texture=uv_vertices.abs())
     assert dense.faces.shape[0] > 1000
     texture = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(1)).numpy()
-    path = write_obj(tmp_path / "detail.obj", dense.vertices[0].numpy(), dense.faces.numpy(),
-                     verts_uvs=dense.uvs.numpy(), faces_uvs=dense.faces.numpy(), texture=texture)  # fmt: skip
+    path = write_obj(
+        tmp_path / "detail.obj",
+        dense.vertices[0].numpy(),
+        dense.faces.numpy(),
+        verts_uvs=dense.uvs.numpy(),
+        faces_uvs=dense.faces.numpy(),
+        texture=texture,
+    )
     mesh = read_obj(path)
     np.testing.assert_allclose(mesh.vertices, dense.vertices[0].numpy(), atol=1e-6)
     np.testing.assert_array_equal(mesh.faces, dense.faces.numpy())

@@ -12,11 +12,11 @@ import pytest
 from skimage import data as skdata
 
 from seqdeca.config.schema import Config
-from seqdeca.data.au_proxy import AU_PROXY_NAMES
-from seqdeca.data.crop import apply_transform
-from seqdeca.data.prepare import ClipSource, _au_labels, prepare_clip
-from seqdeca.data.tracking import FaceTracker
-from seqdeca.data.video import VideoReader
+from seqdeca.io.video import VideoReader
+from seqdeca.prep.au_proxy import AU_PROXY_NAMES
+from seqdeca.prep.crop import apply_transform
+from seqdeca.prep.prepare import ClipSource, _au_labels, prepare_clip
+from seqdeca.prep.tracking import FaceTracker
 
 LRS3_CLIP = "PbgB2TaYhio_00007.mp4"  # 35 frames, 224x224
 
@@ -43,9 +43,14 @@ def test_prepared_clip_has_every_file_with_the_right_shapes(prepared):
     mask = cv2.imread(str(root / "masks" / "000000.png"), cv2.IMREAD_UNCHANGED)
     assert frame.shape == (224, 224, 3) and mask.shape == (224, 224) and mask.dtype == np.uint8
     assert set(np.unique(mask)) <= {0, 1, 2} and (mask == 2).any()
-    expect = {"landmarks": ((t, 478, 3), np.float32), "landmarks68": ((t, 68, 2), np.float32),
-              "valid": ((t,), np.bool_), "transforms": ((t, 3, 3), np.float32),
-              "au": ((t, 12), np.float32), "au_proxy": ((t, len(AU_PROXY_NAMES)), np.float32)}  # fmt: skip
+    expect = {
+        "landmarks": ((t, 478, 3), np.float32),
+        "landmarks68": ((t, 68, 2), np.float32),
+        "valid": ((t,), np.bool_),
+        "transforms": ((t, 3, 3), np.float32),
+        "au": ((t, 12), np.float32),
+        "au_proxy": ((t, len(AU_PROXY_NAMES)), np.float32),
+    }
     arrays = {k: np.load(root / f"{k}.npy") for k in expect}
     for key, (shape, dtype) in expect.items():
         assert arrays[key].shape == shape and arrays[key].dtype == dtype, key
@@ -83,8 +88,9 @@ def test_transforms_map_frame_landmarks_onto_the_crop(prepared):
 
 def test_second_call_is_skipped_and_nothing_temporary_remains(prepared):
     report, video, out = prepared
-    again = prepare_clip(ClipSource(dataset="videos", clip_id="lrs3_sample", video=video), out,
-                         Config())  # fmt: skip
+    again = prepare_clip(
+        ClipSource(dataset="videos", clip_id="lrs3_sample", video=video), out, Config()
+    )
     assert again.status == "skipped" and again.path == report.path
     assert [p.name for p in (out / "videos").iterdir()] == ["lrs3_sample"]
 
@@ -99,8 +105,10 @@ def _bad_inputs(tmp: Path, real: Path) -> dict[str, Path]:
     # The same clip remuxed with its index first ("faststart"), then cut: it opens, but the
     # decoder runs out of frames before the announced count.
     faststart = tmp / "faststart.mp4"
-    with av.open(str(real)) as src, av.open(str(faststart), "w",
-                                            options={"movflags": "faststart"}) as dst:  # fmt: skip
+    with (
+        av.open(str(real)) as src,
+        av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst,
+    ):
         stream = dst.add_stream_from_template(src.streams.video[0])
         for packet in src.demux(src.streams.video[0]):
             if packet.dts is not None:
@@ -113,8 +121,14 @@ def _bad_inputs(tmp: Path, real: Path) -> dict[str, Path]:
     for _ in range(5):
         writer.write(np.zeros((128, 128, 3), np.uint8))
     writer.release()
-    return {"missing": tmp / "missing.mp4", "empty": empty, "text": text,
-            "truncated": truncated, "cut": cut, "noface": black}  # fmt: skip
+    return {
+        "missing": tmp / "missing.mp4",
+        "empty": empty,
+        "text": text,
+        "truncated": truncated,
+        "cut": cut,
+        "noface": black,
+    }
 
 
 def test_bad_inputs_fail_with_a_reason_and_leave_no_folder(shared_clips, tmp_path):
@@ -142,8 +156,7 @@ def test_frame_folder_source_keeps_missing_frames_invalid_and_aligns_labels(tmp_
     for n in (1, 2, 3, 5, 6):
         cv2.imwrite(str(folder / f"{n:05d}.jpg"), face)
     labels = np.tile(np.arange(12, dtype=np.float32), (8, 1)) * (np.arange(8)[:, None] % 2)
-    source = ClipSource(dataset="affwild2", clip_id="vid_left", frames_dir=folder,
-                        au_labels=labels)  # fmt: skip
+    source = ClipSource(dataset="affwild2", clip_id="vid_left", frames_dir=folder, au_labels=labels)
     report = prepare_clip(source, tmp_path / "out", Config())
     assert report.status == "done", report.reason
     valid = np.load(report.path / "valid.npy")

@@ -15,15 +15,15 @@ import pytest
 from test_sources import build_mead_tree
 
 from seqdeca.config import Config
-from seqdeca.data.prepare import ClipReport, ClipSource
-from seqdeca.data.prepare_run import (
+from seqdeca.errors import UserError
+from seqdeca.prep.prepare import ClipReport, ClipSource
+from seqdeca.prep.prepare_run import (
     clip_splits,
     discover,
     format_summary,
     prepare_dataset,
     write_manifests,
 )
-from seqdeca.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 LRS3 = ("0Fi83BHQsMA_00002.mp4", "PbgB2TaYhio_00007.mp4")
@@ -96,8 +96,9 @@ def test_runner_resume_and_failures(tmp_path, shared_clips):
     assert paths[0].read_text() == ""  # the only test-split clip failed
     train = [s.clip_id for s in sources if s.subject != "M005" and s.clip_id != "X_crash"]
     assert paths[1].read_text().split() == sorted(train) and len(train) == 5
-    limited = prepare_dataset(sources, tmp_path / "o2", Config(), limit=2, progress=False,
-                              prepare=fake_prepare)  # fmt: skip
+    limited = prepare_dataset(
+        sources, tmp_path / "o2", Config(), limit=2, progress=False, prepare=fake_prepare
+    )
     assert limited.clips == 2 and len(list((tmp_path / "o2" / "mead").iterdir())) == 2
 
 
@@ -133,13 +134,23 @@ def test_help(capsys):
 
 def test_tool_arguments_errors(tmp_path, capsys):
     tool = _load_tool()
-    code = tool.main(["--dataset", "videos", "--input", str(tmp_path / "nope"), "--out",
-                      str(tmp_path / "out")])  # fmt: skip
+    code = tool.main(
+        ["--dataset", "videos", "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "input folder not found" in err and err.count("\n") == 1
     (tmp_path / "in").mkdir()
-    code = tool.main(["--dataset", "videos", "--input", str(tmp_path / "in"), "--out",
-                      str(tmp_path / "out"), "prepare.jpegquality=3"])  # fmt: skip
+    code = tool.main(
+        [
+            "--dataset",
+            "videos",
+            "--input",
+            str(tmp_path / "in"),
+            "--out",
+            str(tmp_path / "out"),
+            "prepare.jpegquality=3",
+        ]
+    )
     assert code == 2 and "did you mean 'prepare.jpeg_quality'" in capsys.readouterr().err
 
 
@@ -151,8 +162,18 @@ def test_tool_end_to_end(tmp_path, shared_clips, capsys):
         (data / name).symlink_to(shared_clips / name)
     (data / "broken.mp4").write_bytes(b"")
     out = tmp_path / "out"
-    args = ["--dataset", "videos", "--input", str(data), "--out", str(out), "--workers", "2",
-            "--no-progress", "prepare.jpeg_quality=90"]  # fmt: skip
+    args = [
+        "--dataset",
+        "videos",
+        "--input",
+        str(data),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--no-progress",
+        "prepare.jpeg_quality=90",
+    ]
     tool = _load_tool()
     assert tool.main(args) == 0
     printed = capsys.readouterr().out
@@ -173,7 +194,16 @@ def test_tool_end_to_end(tmp_path, shared_clips, capsys):
 def test_tool_exit_2_when_nothing_prepared(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "empty.mp4").write_bytes(b"")
-    code = _load_tool().main(["--dataset", "videos", "--input", str(tmp_path / "in"), "--out",
-                              str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    code = _load_tool().main(
+        [
+            "--dataset",
+            "videos",
+            "--input",
+            str(tmp_path / "in"),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "0 done, 0 skipped, 1 failed" in capsys.readouterr().out

@@ -18,8 +18,9 @@ def test_mead_raw_tree_with_extra_folder_level(tmp_path, shared_clips, capsys):
         path.parent.mkdir(parents=True)
         path.symlink_to(shared_clips / "W023_level_2_surprised_010.mp4")
     out = tmp_path / "out"
-    code = _load_tool().main(["--dataset", "mead", "--input", str(root), "--out", str(out),
-                              "--no-progress"])  # fmt: skip
+    code = _load_tool().main(
+        ["--dataset", "mead", "--input", str(root), "--out", str(out), "--no-progress"]
+    )
     assert code == 0, capsys.readouterr().err
     folders = list((out / "mead").iterdir())
     assert [f.name for f in folders] == ["W023_front_surprised_level2_010"]
@@ -55,8 +56,9 @@ def test_affwild2_labels_align_line_i_plus_1_with_frame_i(tmp_path, shared_clips
     rows = [[(i + k) % 2 if i % 7 else -1 for k in range(12)] for i in range(35)]
     write_au(root / "AU_Detection_Challenge" / "Train_Set" / "1-30-1280x720.txt", rows)
     out = tmp_path / "out"
-    code = _load_tool().main(["--dataset", "affwild2", "--input", str(root), "--out", str(out),
-                              "--no-progress"])  # fmt: skip
+    code = _load_tool().main(
+        ["--dataset", "affwild2", "--input", str(root), "--out", str(out), "--no-progress"]
+    )
     assert code == 0, capsys.readouterr().err
     prepared = out / "affwild2" / "1-30-1280x720"
     au = np.load(prepared / "au.npy")

@@ -20,10 +20,20 @@ from seqdeca.losses.supervision import au_intensity_loss, code_supervision_loss
 from seqdeca.train.loop import train
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "synthetic_tiny.yaml"
-PRETRAIN = ["loss.landmark=0", "loss.landmark_mediapipe=0", "loss.shape_reg=0",
-            "loss.expression_reg=0", "loss.texture_reg=0", "loss.light_reg=0",
-            "loss.code_supervision=1", "data.window=1", "data.min_window=0",
-            "model.use_temporal=false", "train.lr=1e-3", "train.warmup_steps=0"]  # fmt: skip
+PRETRAIN = [
+    "loss.landmark=0",
+    "loss.landmark_mediapipe=0",
+    "loss.shape_reg=0",
+    "loss.expression_reg=0",
+    "loss.texture_reg=0",
+    "loss.light_reg=0",
+    "loss.code_supervision=1",
+    "data.window=1",
+    "data.min_window=0",
+    "model.use_temporal=false",
+    "train.lr=1e-3",
+    "train.warmup_steps=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +45,10 @@ def synthetic(tmp_path_factory) -> Path:
 
 def test_code_supervision_is_zero_for_the_truth_and_pads_sizes():
     gen = torch.Generator().manual_seed(0)
-    truth = {"expression": torch.randn(2, 3, 6, generator=gen),
-             "cam": torch.randn(2, 3, 3, generator=gen)}  # fmt: skip
+    truth = {
+        "expression": torch.randn(2, 3, 6, generator=gen),
+        "cam": torch.randn(2, 3, 3, generator=gen),
+    }
     assert float(code_supervision_loss(truth, truth, None)) == 0.0
     short = {"expression": truth["expression"][..., :4], "cam": truth["cam"]}
     missing = truth["expression"][..., 4:].abs().mean() * 2 / 6  # zero-padded components
@@ -67,13 +79,24 @@ def test_refusals_in_one_line(synthetic, tmp_path):
         SequenceDataset(sources=[tmp_path / "real"], window=3, ground_truth=True)
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="flip_prob=0"):
-        SequenceDataset(sources=[synthetic], window=3, ground_truth=True,
-                        augmentation=load_config().data.augmentation)  # fmt: skip
+        SequenceDataset(
+            sources=[synthetic],
+            window=3,
+            ground_truth=True,
+            augmentation=load_config().data.augmentation,
+        )
 
 
 def test_code_supervision_trains_the_coarse_encoder(synthetic, tmp_path):
-    cfg = load_config(TINY, [*PRETRAIN, "train.max_steps=40", "data.batch_size=4",
-                             f"run.output_dir={tmp_path / 'run'}"])  # fmt: skip
+    cfg = load_config(
+        TINY,
+        [
+            *PRETRAIN,
+            "train.max_steps=40",
+            "data.batch_size=4",
+            f"run.output_dir={tmp_path / 'run'}",
+        ],
+    )
     cfg.data.sources = [DataSourceConfig(root=str(synthetic))]
     train(cfg)
     lines = [json.loads(x) for x in (tmp_path / "run" / "losses.jsonl").read_text().splitlines()]
@@ -84,11 +107,26 @@ def test_code_supervision_trains_the_coarse_encoder(synthetic, tmp_path):
 
 def test_au_head_supervision_trains_the_detail_condition(tmp_path):
     data = tmp_path / "au_clips"
-    make_synthetic_dataset(data, load_config(TINY, ["synthetic.expression=au"]), clips=2,
-                           frames=6, seed=3, progress=False)  # fmt: skip
-    cfg = load_config(TINY, [*PRETRAIN, "loss.code_supervision=0", "loss.au_label=0",
-                             "loss.au_head_supervision=1", "train.max_steps=30",
-                             "data.batch_size=4", f"run.output_dir={tmp_path / 'run'}"])  # fmt: skip
+    make_synthetic_dataset(
+        data,
+        load_config(TINY, ["synthetic.expression=au"]),
+        clips=2,
+        frames=6,
+        seed=3,
+        progress=False,
+    )
+    cfg = load_config(
+        TINY,
+        [
+            *PRETRAIN,
+            "loss.code_supervision=0",
+            "loss.au_label=0",
+            "loss.au_head_supervision=1",
+            "train.max_steps=30",
+            "data.batch_size=4",
+            f"run.output_dir={tmp_path / 'run'}",
+        ],
+    )
     cfg.data.sources = [DataSourceConfig(root=str(data))]
     train(cfg)
     lines = [json.loads(x) for x in (tmp_path / "run" / "losses.jsonl").read_text().splitlines()]

@@ -9,6 +9,7 @@ import torch
 from torch.testing import assert_close
 
 import seqdeca.render.rasterizer as raster_module
+from benchmarks.bench_render import head_batch, synthetic_head
 from seqdeca.geometry import pixels_to_ndc
 from seqdeca.render import (
     SH_CONSTANTS,
@@ -20,7 +21,6 @@ from seqdeca.render import (
     rasterize,
     sh_shading,
 )
-from seqdeca.render.benchmark import head_batch, synthetic_head
 from seqdeca.render.pytorch3d_backend import is_available as pytorch3d_available
 
 

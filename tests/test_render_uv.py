@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
+from benchmarks.bench_render import head_batch, synthetic_head
 from seqdeca.render import (
     Renderer,
     dense_detail_mesh,
@@ -14,7 +15,6 @@ from seqdeca.render import (
     sample_uv_texture,
     world_to_uv,
 )
-from seqdeca.render.benchmark import head_batch, synthetic_head
 from seqdeca.render.uv import grid_faces, uv_pixel_centres
 
 

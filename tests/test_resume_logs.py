@@ -25,9 +25,17 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def _args(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
-    return ["--config", str(TINY), f"data.sources=[{{root: {data_root}}}]", "data.batch_size=1",
-            "train.max_steps=4", "train.checkpoint_every=2", "train.log_every=1",
-            f"run.output_dir={run_dir}", *extra]  # fmt: skip
+    return [
+        "--config",
+        str(TINY),
+        f"data.sources=[{{root: {data_root}}}]",
+        "data.batch_size=1",
+        "train.max_steps=4",
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+        f"run.output_dir={run_dir}",
+        *extra,
+    ]
 
 
 def _steps(run_dir: Path) -> list[dict]:

@@ -36,8 +36,8 @@ from seqdeca.io.safe_pickle import (
     _allowed,
     load_pickle,
 )
+from seqdeca.io.weights import WeightsError, read_checkpoint
 from seqdeca.losses.optional import build_id_mrf_loss, build_identity_loss, read_weight_file
-from seqdeca.models.weights import WeightsError, read_checkpoint
 from seqdeca.train.state import (
     CheckpointError,
     TrainState,
@@ -128,16 +128,32 @@ def test_landmark_embedding_is_refused_by_render_face_model(
 def test_network_checkpoints_are_refused_by_video2mesh(tmp_path, marker, capsys, name) -> None:
     evil = tmp_path / name
     torch.save({"E_flame" if name.endswith(".tar") else "model": Touch(marker)}, evil)
-    code = _tool("video2mesh").main([str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "out"),
-                                     "--checkpoint", str(evil), "--mode", "network"])  # fmt: skip
+    code = _tool("video2mesh").main(
+        [
+            str(tmp_path / "clip.mp4"),
+            "--out",
+            str(tmp_path / "out"),
+            "--checkpoint",
+            str(evil),
+            "--mode",
+            "network",
+        ]
+    )
     _one_line_refusal(capsys, code, evil)
 
 
 def test_opengraphau_checkpoint_is_refused_by_train_seq(tmp_path, marker, capsys) -> None:
     evil = tmp_path / "OpenGprahAU-ResNet50_first_stage.pth"
     torch.save({"epoch": 1, "state_dict": Touch(marker)}, evil)
-    code = _tool("train_seq").main(["--config", str(TINY), f"run.output_dir={tmp_path / 'run'}",
-                                    "model.au_backbone=resnet50", f"model.au_checkpoint={evil}"])  # fmt: skip
+    code = _tool("train_seq").main(
+        [
+            "--config",
+            str(TINY),
+            f"run.output_dir={tmp_path / 'run'}",
+            "model.au_backbone=resnet50",
+            f"model.au_checkpoint={evil}",
+        ]
+    )
     _one_line_refusal(capsys, code, evil)
 
 
@@ -290,9 +306,13 @@ def test_official_format_fixtures_still_load(tmp_path) -> None:
     au = au_factory.write_opengraphau_checkpoint(tmp_path / "au.pth", {"w": torch.ones(2)})
     assert torch.equal(read_checkpoint(au, "OpenGraphAU")["state_dict"]["module.w"], torch.ones(2))
     model_pt = export_inference_checkpoint(
-        tmp_path / "model.pt", state_dict=linear.state_dict(), config_yaml="run: {}\n",
-        face_model="default", stage="temporal", step=3,
-    )  # fmt: skip
+        tmp_path / "model.pt",
+        state_dict=linear.state_dict(),
+        config_yaml="run: {}\n",
+        face_model="default",
+        stage="temporal",
+        step=3,
+    )
     assert read_checkpoint(model_pt, "model.pt")["step"] == 3
 
     weights = {"conv1.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "fc.bias": np.ones(2)}

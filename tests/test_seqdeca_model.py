@@ -9,9 +9,10 @@ import torch
 from torch.testing import assert_close
 
 from seqdeca.config import load_config
+from seqdeca.io.weights import WeightsError
 from seqdeca.models.from_config import build_critic, build_model
+from seqdeca.models.outputs import SeqDECAOutput, cat_outputs
 from seqdeca.models.seqdeca_model import SeqDECA
-from seqdeca.models.weights import WeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny_cpu.yaml"
@@ -43,38 +44,80 @@ def test_forward_shapes_both_stages(model, images) -> None:
     with torch.no_grad():
         out = model(images, None, "temporal", render_shape=True)
         detail = model(images, torch.ones(B, T, dtype=torch.bool), "detail")
-    assert isinstance(out, dict) and all(torch.is_tensor(v) for v in out.values())
+    assert isinstance(out, SeqDECAOutput)
     expected = {
-        "shape": (model.layout.n_shape,), "expression": (e,), "pose": (6,), "jaw_pose": (3,),
-        "cam": (3,), "light": (9, 3), "au_intensities": (27,), "au_probabilities": (41,),
-        "vertices": (model.face_model.num_vertices, 3), "landmarks68": (68, 2),
-        "render": (3, hw, hw), "render_mask": (1, hw, hw), "shape_image": (3, hw, hw),
-    }  # fmt: skip
+        "shape": (model.layout.n_shape,),
+        "expression": (e,),
+        "pose": (6,),
+        "jaw_pose": (3,),
+        "cam": (3,),
+        "light": (9, 3),
+        "fused.au_intensities": (27,),
+        "encoded.au_probabilities": (41,),
+        "decoded.vertices": (model.face_model.num_vertices, 3),
+        "decoded.landmarks68": (68, 2),
+        "decoded.render": (3, hw, hw),
+        "decoded.render_mask": (1, hw, hw),
+        "decoded.shape_image": (3, hw, hw),
+    }
     for key, tail in expected.items():
-        assert out[key].shape == (B, T, *tail), key
+        assert _field(out, key).shape == (B, T, *tail), key
     detail_expected = {
-        "detail_code": (128,), "au_condition": (27,), "displacement": (1, uv, uv),
-        "detail_normals": (3, uv, uv), "uv_shading": (3, uv, uv), "uv_input": (3, uv, uv),
-    }  # fmt: skip
+        "detail_code": (128,),
+        "au_condition": (27,),
+        "displacement": (1, uv, uv),
+        "detail_normals": (3, uv, uv),
+        "uv_shading": (3, uv, uv),
+        "uv_input": (3, uv, uv),
+    }
     for key, tail in detail_expected.items():
-        assert detail[key].shape == (B, T, *tail), key
-    assert "detail_code" not in out
-    assert 0 <= out["au_intensities"].min() and out["au_intensities"].max() <= 1
-    assert detail["displacement"].abs().max() <= 0.01
+        assert getattr(detail.detail, key).shape == (B, T, *tail), key
+    assert out.detail is None and detail.decoded.shape_image is None
+    au = out.fused.au_intensities
+    assert 0 <= au.min() and au.max() <= 1
+    assert detail.detail.displacement.abs().max() <= 0.01
     inside = (model.uv_detail_mask(images) == 1) & (model.renderer.uv_mask[0, 0] > 0)
-    norms = detail["detail_normals"].norm(dim=2)[..., inside]  # unit where the detail applies
-    assert inside.sum() > 100 and torch.isfinite(detail["detail_normals"]).all()
+    normals = detail.detail.detail_normals
+    norms = normals.norm(dim=2)[..., inside]  # unit where the detail applies
+    assert inside.sum() > 100 and torch.isfinite(normals).all()
     assert_close(norms, torch.ones_like(norms), atol=1e-4, rtol=0)
+
+
+def _field(out: object, path: str) -> torch.Tensor:
+    """``out.a.b`` for ``path`` "a.b"."""
+    for name in path.split("."):
+        out = getattr(out, name)
+    return out
 
 
 def test_untrained_temporal_model_returns_the_per_frame_codes(model, images) -> None:
     with torch.no_grad():
         out = model(images)
         encoded = model.encode(images)
-    assert_close(out["expression"], encoded["expression"])
-    assert_close(out["pose"], encoded["pose"])
-    assert_close(out["light"], encoded["light"])
-    assert_close(out["coarse_expression"], encoded["expression"])
+    assert_close(out.expression, encoded.expression)
+    assert_close(out.pose, encoded.pose)
+    assert_close(out.light, encoded.light)
+    assert_close(out.encoded.expression, encoded.expression)
+
+
+def test_outputs_are_pytrees_that_ddp_and_the_helpers_walk(model, images) -> None:
+    """DDP's output hooks flatten with torch's pytree (and find tensors in dataclasses); the
+    helpers map over and concatenate every tensor, nested parts included, keeping None."""
+    from torch.nn.parallel.distributed import _find_tensors
+    from torch.utils import _pytree as pytree
+
+    with torch.no_grad():
+        out = model(images, stage="detail")
+    leaves, spec = pytree.tree_flatten(out)
+    assert all(torch.is_tensor(x) for x in leaves)
+    assert any(x is out.detail.uv_shading for x in leaves)
+    assert len(list(_find_tensors(out))) == len(leaves)
+    assert pytree.tree_unflatten(leaves, spec).decoded.vertices is out.decoded.vertices
+    first = out.map_tensors(lambda v: v[:, :1])
+    assert first.decoded.render.shape[1] == 1 and first.render_au_probabilities is None
+    both = cat_outputs([first, out.map_tensors(lambda v: v[:, 1:])], dim=1)
+    assert_close(both.detail.displacement, out.detail.displacement)
+    assert_close(both.encoded.valid, out.encoded.valid)
 
 
 def test_frozen_modules_are_in_eval_and_outside_the_optimizer(model) -> None:
@@ -112,7 +155,8 @@ def test_gradients_reach_exactly_the_trainable_modules(model, images, freeze_coa
         model.set_stage("temporal")
         model.zero_grad(set_to_none=True)
         out = model(images[:, :2])
-        sum(v.float().sum() for v in out.values() if v.is_floating_point()).backward()
+        tensors = torch.utils._pytree.tree_leaves(out)
+        sum(v.float().sum() for v in tensors if v.is_floating_point()).backward()
         want = {"temporal_fusion", "au_head"} | (set() if freeze_coarse else {"coarse_encoder"})
         assert _grad_modules(model) == want
         for p in model.temporal_fusion.residual_head.parameters():  # the zero-init layer learns
@@ -133,11 +177,11 @@ def test_per_frame_mode_equals_single_frame_windows(model, images) -> None:
             singles = [model(images[:, t : t + 1], per_frame=False) for t in range(T)]
             model.use_temporal = False
             default_off = model(images)
-        for key in ("expression", "pose", "light", "au_intensities"):
-            stacked = torch.cat([s[key] for s in singles], dim=1)
-            assert_close(per_frame[key], stacked, atol=1e-5, rtol=1e-5)
-            assert_close(default_off[key], per_frame[key])
-        assert not torch.allclose(windowed["expression"], per_frame["expression"], atol=1e-5)
+        for key in ("expression", "pose", "light", "fused.au_intensities"):
+            stacked = torch.cat([_field(s, key) for s in singles], dim=1)
+            assert_close(_field(per_frame, key), stacked, atol=1e-5, rtol=1e-5)
+            assert_close(_field(default_off, key), _field(per_frame, key))
+        assert not torch.allclose(windowed.expression, per_frame.expression, atol=1e-5)
     finally:
         model.use_temporal = True
         head.load_state_dict(saved)
@@ -151,7 +195,7 @@ def test_build_model_reads_the_model_section() -> None:
     critic = build_critic(cfg, built)
     with torch.no_grad():
         out = built(torch.rand(1, 2, 3, 224, 224), stage="detail")
-        scores = critic(critic.detail_render(out), out["au_condition"].flatten(0, 1))
+        scores = critic(critic.detail_render(out.detail), out.detail.au_condition.flatten(0, 1))
     assert scores["realism"].shape == (2, 1, 2, 2) and scores["au"].shape == (2, 12)
     none = build_model(load_config(TINY, ["model.detail_au_condition=none"]))
     assert none.detail_generator.au_dim == 0 and len(none.detail_generator.film) == 0
@@ -179,33 +223,40 @@ def test_au_checkpoint_needs_the_resnet_backbone(tmp_path) -> None:
 
 
 def test_untrained_coarse_encoder_frames_the_mean_face_like_a_prepared_crop(model, images) -> None:
-    from seqdeca.data.crop import DECA_BOX_FACTOR
     from seqdeca.models.code_layout import CROP_BOX_FACTOR, framing_cam, neutral_light
+    from seqdeca.prep.crop import DECA_BOX_FACTOR
 
     assert CROP_BOX_FACTOR == DECA_BOX_FACTOR
     scale = load_config(TINY).crop.scale
     with torch.no_grad():
         encoded = model.encode(images)
-        out = model.decode({k: encoded[k] for k in ("shape", "texture", "expression", "pose",
-                                                    "cam", "light")})  # fmt: skip
+        out = model.decode(
+            {
+                k: getattr(encoded, k)
+                for k in ("shape", "texture", "expression", "pose", "cam", "light")
+            }
+        )
     cam = framing_cam(model.face_model, scale)
-    assert_close(encoded["cam"], cam.expand_as(encoded["cam"]))  # every image: the prior
-    assert_close(encoded["light"], neutral_light().expand_as(encoded["light"]))
-    assert encoded["expression"].abs().max() == 0 and encoded["shape"].abs().max() == 0
+    assert_close(encoded.cam, cam.expand_as(encoded.cam))  # every image: the prior
+    assert_close(encoded.light, neutral_light().expand_as(encoded.light))
+    assert encoded.expression.abs().max() == 0 and encoded.shape.abs().max() == 0
     # The projected neutral 68-landmark box is centred with side 2 / (scale * 1.1), as the crop.
-    points = out["landmarks68"][0, 0]
+    points = out.landmarks68[0, 0]
     lo, hi = points.amin(0), points.amax(0)
     assert_close((lo + hi) / 2, torch.zeros(2), atol=1e-5, rtol=0)
     assert_close((hi - lo).mean(), torch.tensor(2 / (scale * DECA_BOX_FACTOR)), rtol=1e-5, atol=0)
     # Neutral light: the render shows the albedo (shading 1), not black.
-    covered = out["render_mask"][0, 0, 0] > 0
-    assert covered.sum() > 100 and out["render"][0, 0][:, covered].mean() > 0.2
+    covered = out.render_mask[0, 0, 0] > 0
+    assert covered.sum() > 100 and out.render[0, 0][:, covered].mean() > 0.2
 
 
 def test_a_loaded_coarse_encoder_replaces_the_start(model) -> None:
     head = model.coarse_encoder.layers[2]
-    state = {k: torch.randn_like(v) for k, v in model.coarse_encoder.state_dict().items()
-             if v.is_floating_point()}  # fmt: skip
+    state = {
+        k: torch.randn_like(v)
+        for k, v in model.coarse_encoder.state_dict().items()
+        if v.is_floating_point()
+    }
     saved = {k: v.clone() for k, v in model.coarse_encoder.state_dict().items()}
     try:
         model.coarse_encoder.load_state_dict(state, strict=False)
@@ -217,9 +268,10 @@ def test_a_loaded_coarse_encoder_replaces_the_start(model) -> None:
 def test_render_au_composites_the_render_over_the_input(model, images) -> None:
     with torch.no_grad():
         out = model(images, au_render=True)
-        same = model.render_au(images, {"render": torch.zeros_like(out["render"]),
-                                        "render_mask": torch.zeros_like(out["render_mask"])})  # fmt: skip
-    assert out["render_au_probabilities"].shape == (B, T, 41)
-    assert_close(same, out["au_probabilities"])  # nothing drawn: the AU net sees the input
-    assert not torch.allclose(out["render_au_probabilities"], out["au_probabilities"])
-    assert "render_au_probabilities" not in model(images[:, :1])
+        nothing = out.decoded.map_tensors(torch.zeros_like)
+        same = model.render_au(images, nothing)
+    assert out.render_au_probabilities.shape == (B, T, 41)
+    probabilities = out.encoded.au_probabilities
+    assert_close(same, probabilities)  # nothing drawn: the AU net sees the input
+    assert not torch.allclose(out.render_au_probabilities, probabilities)
+    assert model(images[:, :1]).render_au_probabilities is None

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from seqdeca.data.prepare_run import ClipOutcome, RunSummary, format_summary, merge_summaries
 from seqdeca.errors import UserError
 from seqdeca.inference.demo import make_demo_clip
+from seqdeca.prep.prepare_run import ClipOutcome, RunSummary, format_summary, merge_summaries
 from seqdeca.shards import Shard, current_shard
 from tools import prepare_data as prepare_tool
 from tools import video2mesh as video2mesh_tool
@@ -30,8 +30,18 @@ from tools import video2mesh as video2mesh_tool
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["track.max_gap=0", "inference.fit.iterations=5"]
 LAUNCHER = Path(sys.executable).parent / "accelerate"
-LAUNCH = ["launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-          "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+LAUNCH = [
+    "launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 LINE = re.compile(r"^\[(\d)/2\] (?:failed )?(\S+?):")
 
 
@@ -41,8 +51,14 @@ LINE = re.compile(r"^\[(\d)/2\] (?:failed )?(\S+?):")
 def test_current_shard_reads_the_launcher_environment():
     assert current_shard({}) == Shard()
     assert not Shard().sharded and Shard().is_main and Shard().tag == ""
-    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
-           "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}  # fmt: skip
+    env = {
+        "RANK": "3",
+        "WORLD_SIZE": "4",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "2",
+        "MASTER_ADDR": "10.0.0.1",
+        "MASTER_PORT": "29500",
+    }
     shard = current_shard(env)
     assert shard == Shard(rank=3, world_size=4, local_rank=1, local_world_size=2)
     assert shard.sharded and not shard.is_main and not shard.one_machine
@@ -84,10 +100,16 @@ def test_merge_summaries():
         summary.seconds = seconds
         return summary
 
-    first = part([ClipOutcome("c", "done", frames=10, valid_frames=8),
-                  ClipOutcome("a", "failed", "unreadable")], 4.0)  # fmt: skip
-    second = part([ClipOutcome("b", "skipped"), ClipOutcome("d", "done", frames=30,
-                                                            valid_frames=30)], 8.0)  # fmt: skip
+    first = part(
+        [
+            ClipOutcome("c", "done", frames=10, valid_frames=8),
+            ClipOutcome("a", "failed", "unreadable"),
+        ],
+        4.0,
+    )
+    second = part(
+        [ClipOutcome("b", "skipped"), ClipOutcome("d", "done", frames=30, valid_frames=30)], 8.0
+    )
     merged = merge_summaries([first, second], order=["a", "b", "c", "d"])
     assert [o.clip_id for o in merged.outcomes] == ["a", "b", "c", "d"]
     assert (merged.clips, merged.done, merged.skipped, merged.failed) == (4, 2, 1, 1)
@@ -110,12 +132,19 @@ def _launch(tool: str, args: list[str]) -> subprocess.CompletedProcess:
     """``accelerate launch`` two CPU processes of ``tools/<tool>``."""
     if not LAUNCHER.is_file():
         pytest.skip(f"accelerate launcher not found next to {sys.executable}")
-    cmd = [str(LAUNCHER), *LAUNCH, "--main_process_port", str(_free_port()),
-           str(ROOT / "tools" / tool), *args]  # fmt: skip
+    cmd = [
+        str(LAUNCHER),
+        *LAUNCH,
+        "--main_process_port",
+        str(_free_port()),
+        str(ROOT / "tools" / tool),
+        *args,
+    ]
     env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     try:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
-                              check=False)  # fmt: skip
+        return subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=240, check=False
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"2-process {tool} did not finish in 240 s")
 
@@ -140,8 +169,9 @@ def _ranks(text: str) -> dict[str, list[int]]:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.mark.slow
@@ -165,7 +195,11 @@ def test_video2mesh_two_processes_match_one(tmp_path):
         assert summary[key] == expected[key], key
     assert (summary["clips"], summary["done"], summary["frames"]) == (4, 3, 5 + 7 + 6)
     assert [(o["clip"], o["process"]) for o in summary["outcomes"]] == [
-        ("a", 0), ("broken", 1), ("c", 0), ("d", 1)]  # fmt: skip
+        ("a", 0),
+        ("broken", 1),
+        ("c", 0),
+        ("d", 1),
+    ]
     for clip in ("a", "c", "d"):
         for name in ("codes.npz", "landmarks.npz"):
             ref, got = np.load(one / clip / name), np.load(two / clip / name)
@@ -199,5 +233,6 @@ def test_prepare_data_two_processes_match_one(tmp_path):
     assert [o["clip_id"] for o in summary["outcomes"]] == ["a", "broken", "c", "d"]
     assert [f["clip_id"] for f in summary["failures"]] == ["broken"]
     assert (two / "config.yaml").read_text() == (one / "config.yaml").read_text()
-    assert Counter(p.name for p in two.iterdir()) == Counter(["config.yaml", "summary.json",
-                                                              "videos"])  # fmt: skip
+    assert Counter(p.name for p in two.iterdir()) == Counter(
+        ["config.yaml", "summary.json", "videos"]
+    )

@@ -32,8 +32,9 @@ def test_resnet18_encoder_gives_the_2048_feature_and_learns():
 
 
 def test_encoder_size_resizes_encoder_inputs_only():
-    cfg = load_config([TINY], ["model.backbone=resnet18", "model.au_backbone=resnet18",
-                               "model.encoder_size=48"])  # fmt: skip
+    cfg = load_config(
+        [TINY], ["model.backbone=resnet18", "model.au_backbone=resnet18", "model.encoder_size=48"]
+    )
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     seen: list[tuple[int, ...]] = []
@@ -43,17 +44,18 @@ def test_encoder_size_resizes_encoder_inputs_only():
     with torch.no_grad():
         out = model(images)
     assert seen == [(2, 3, 48, 48), (2, 3, 48, 48)]
-    assert tuple(out["render"].shape[-2:]) == (cfg.render.image_size,) * 2
+    assert tuple(out.decoded.render.shape[-2:]) == (cfg.render.image_size,) * 2
     # Resizing is what the encoders see: feeding the pre-resized crops gives the same codes.
-    small = torch.nn.functional.interpolate(images[0], size=(48, 48), mode="bilinear",
-                                            align_corners=False, antialias=True)[None]  # fmt: skip
+    small = torch.nn.functional.interpolate(
+        images[0], size=(48, 48), mode="bilinear", align_corners=False, antialias=True
+    )[None]
     model.encoder_size = 0
     with torch.no_grad():
         direct = model.encode(small)
     model.encoder_size = 48
     with torch.no_grad():
         resized = model.encode(images)
-    torch.testing.assert_close(direct["codes"], resized["codes"])
+    torch.testing.assert_close(direct.codes, resized.codes)
 
 
 def test_negative_encoder_size_is_refused():

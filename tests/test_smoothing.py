@@ -25,8 +25,10 @@ def test_filters_restart_at_gaps_and_leave_invalid_frames():
     x = np.concatenate([np.zeros(6), np.full(6, 10.0)])[:, None]
     valid = np.ones(12, bool)
     valid[6] = False
-    for out in (savgol_smooth(x, valid, window=5, order=1),
-                one_euro_smooth(x, valid, min_cutoff=0.5)):  # fmt: skip
+    for out in (
+        savgol_smooth(x, valid, window=5, order=1),
+        one_euro_smooth(x, valid, min_cutoff=0.5),
+    ):
         np.testing.assert_allclose(out[:6], 0.0, atol=1e-9)  # nothing leaks across the gap
         np.testing.assert_allclose(out[7:], 10.0, atol=1e-9)
         assert out[6, 0] == 10.0
@@ -62,10 +64,13 @@ def test_parse_filter_and_its_errors():
 
     x = np.random.default_rng(2).normal(0, 1, (20, 2))
     valid = np.ones(20, bool)
-    np.testing.assert_allclose(parse_filter("savgol:5:1")(x, valid),
-                               savgol_smooth(x, valid, window=5, order=1))  # fmt: skip
-    np.testing.assert_allclose(parse_filter("one_euro:2.0:0.1", fps=30)(x, valid),
-                               one_euro_smooth(x, valid, fps=30, min_cutoff=2.0, beta=0.1))  # fmt: skip
+    np.testing.assert_allclose(
+        parse_filter("savgol:5:1")(x, valid), savgol_smooth(x, valid, window=5, order=1)
+    )
+    np.testing.assert_allclose(
+        parse_filter("one_euro:2.0:0.1", fps=30)(x, valid),
+        one_euro_smooth(x, valid, fps=30, min_cutoff=2.0, beta=0.1),
+    )
     for bad in ("savgol:4:2", "median:3", "one_euro:0:1", "savgol:x:1"):
         with pytest.raises(UserError):
             parse_filter(bad)
@@ -91,16 +96,29 @@ def test_evaluation_adds_filtered_per_frame_rows(tmp_path):
     with torch.no_grad():  # a random per-frame answer that moves from frame to frame
         model.coarse_encoder.layers[-1].weight.normal_(0, 0.05)
     ckpt = export_inference_checkpoint(
-        tmp_path / "net" / "model.pt", state_dict=model.state_dict(),
-        config_yaml=config_to_yaml(cfg), face_model=model.face_model.name, stage="temporal",
+        tmp_path / "net" / "model.pt",
+        state_dict=model.state_dict(),
+        config_yaml=config_to_yaml(cfg),
+        face_model=model.face_model.name,
+        stage="temporal",
         step=0,
-    )  # fmt: skip
-    evaluate(EvalOptions(data=tmp_path / "data", out=tmp_path / "out", config=cfg,
-                         checkpoints=[ckpt], per_frame=True, filters=["savgol:1:0", "savgol:7:1"],
-                         plots=False, progress=False))  # fmt: skip
+    )
+    evaluate(
+        EvalOptions(
+            data=tmp_path / "data",
+            out=tmp_path / "out",
+            config=cfg,
+            checkpoints=[ckpt],
+            per_frame=True,
+            filters=["savgol:1:0", "savgol:7:1"],
+            plots=False,
+            progress=False,
+        )
+    )
     methods = json.loads((tmp_path / "out" / "metrics.json").read_text())["methods"]
-    plain, same, smooth = (methods[f"net+per-frame{s}"]["overall"]
-                           for s in ("", "+savgol:1:0", "+savgol:7:1"))  # fmt: skip
+    plain, same, smooth = (
+        methods[f"net+per-frame{s}"]["overall"] for s in ("", "+savgol:1:0", "+savgol:7:1")
+    )
     assert same["accel_vertices"] == pytest.approx(plain["accel_vertices"], rel=1e-5)
     assert same["nme_68"] == pytest.approx(plain["nme_68"], rel=1e-5)
     assert smooth["accel_vertices"] < 0.8 * plain["accel_vertices"]

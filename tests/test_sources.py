@@ -11,21 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqdeca.data.annotations import (
+from seqdeca.errors import UserError
+from seqdeca.prep.annotations import (
     AFFWILD2_AU_NAMES,
     AnnotationError,
     read_au_file,
     read_expression_file,
     read_va_file,
 )
-from seqdeca.data.sources import (
+from seqdeca.prep.sources import (
     affwild2_splits,
     find_affwild2,
     find_mead,
     find_videos,
     read_mead_split,
 )
-from seqdeca.errors import UserError
 
 AU_HEADER = ",".join(AFFWILD2_AU_NAMES)
 MEAD_SPLIT = Path(__file__).resolve().parents[1] / "datasets" / "mead_split.json"
@@ -100,8 +100,12 @@ def test_find_mead_front(tmp_path, shared_clips):
     ]
     w023 = sources[3]
     assert (w023.dataset, w023.subject, w023.emotion, w023.level, w023.view) == (
-        "mead", "W023", "surprised", 2, "front",
-    )  # fmt: skip
+        "mead",
+        "W023",
+        "surprised",
+        2,
+        "front",
+    )
     assert w023.video == root / MEAD_TREE["W023_level_2_surprised_010.mp4"]
     assert all(s.view == "front" and s.au_labels is None for s in sources)
 
@@ -126,8 +130,11 @@ def test_find_affwild2(tmp_path, shared_clips):
     root = build_affwild2_tree(tmp_path / "AffWild2", shared_clips)
     sources = {s.clip_id: s for s in find_affwild2(root)}
     assert sorted(sources) == [
-        "1-30-1280x720", "10-60-1280x720_left", "10-60-1280x720_right", "frames_only",
-    ]  # fmt: skip
+        "1-30-1280x720",
+        "10-60-1280x720_left",
+        "10-60-1280x720_right",
+        "frames_only",
+    ]
     left, right = sources["10-60-1280x720_left"], sources["10-60-1280x720_right"]
     assert left.video == right.video == root / "videos" / "10-60-1280x720.avi"
     if hasattr(left, "face_side"):

@@ -22,8 +22,9 @@ FRAMES = 6
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    paths = make_synthetic_dataset(out, load_config(), clips=2, frames=FRAMES, seed=4,
-                                   progress=False)  # fmt: skip
+    paths = make_synthetic_dataset(
+        out, load_config(), clips=2, frames=FRAMES, seed=4, progress=False
+    )
     return out, paths
 
 
@@ -81,8 +82,9 @@ def test_ground_truth_reproduces_landmarks(synth):
         stored = torch.from_numpy(np.load(clip / "landmarks.npy"))
         torch.testing.assert_close(mp, stored[..., :2], atol=1e-3, rtol=0)
         torch.testing.assert_close(mp, gt["landmarks"], atol=1e-3, rtol=0)
-        torch.testing.assert_close(lmk68, torch.from_numpy(np.load(clip / "landmarks68.npy")),
-                                   atol=1e-3, rtol=0)  # fmt: skip
+        torch.testing.assert_close(
+            lmk68, torch.from_numpy(np.load(clip / "landmarks68.npy")), atol=1e-3, rtol=0
+        )
         # Pose stays within +-30 / 20 / 10 degrees (pitch, yaw, roll as x, y, z axis-angle).
         limits = torch.deg2rad(torch.tensor([20.0, 30.0, 10.0]))
         assert (gt["global_pose"].abs() <= limits + 1e-6).all()
@@ -91,22 +93,23 @@ def test_ground_truth_reproduces_landmarks(synth):
 
 def test_rewrite_is_deterministic_and_resumes(synth, tmp_path):
     _, paths = synth
-    again = make_synthetic_dataset(tmp_path, load_config(), clips=1, frames=FRAMES, seed=4,
-                                   progress=False)  # fmt: skip
+    again = make_synthetic_dataset(
+        tmp_path, load_config(), clips=1, frames=FRAMES, seed=4, progress=False
+    )
     a = np.load(paths[0] / "gt.npz")
     b = np.load(again[0] / "gt.npz")
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
     stamp = (again[0] / "valid.npy").stat().st_mtime_ns
-    make_synthetic_dataset(tmp_path, load_config(), clips=1, frames=FRAMES, seed=4,
-                           progress=False)  # fmt: skip
+    make_synthetic_dataset(tmp_path, load_config(), clips=1, frames=FRAMES, seed=4, progress=False)
     assert (again[0] / "valid.npy").stat().st_mtime_ns == stamp  # existing clip skipped
 
 
 def test_worker_processes_write_the_same_clips(synth, tmp_path):
     _, paths = synth
-    again = make_synthetic_dataset(tmp_path, load_config(), clips=2, frames=FRAMES, seed=4,
-                                   progress=False, workers=2)  # fmt: skip
+    again = make_synthetic_dataset(
+        tmp_path, load_config(), clips=2, frames=FRAMES, seed=4, progress=False, workers=2
+    )
     assert [p.name for p in again] == [p.name for p in paths]
     for mine, theirs in zip(paths, again):
         a, b = np.load(mine / "gt.npz"), np.load(theirs / "gt.npz")
@@ -124,8 +127,15 @@ def test_unknown_setting_is_a_one_line_error(tmp_path):
     from seqdeca.errors import UserError
 
     with pytest.raises(UserError, match="unknown synthetic setting.*max_yew"):
-        make_synthetic_dataset(tmp_path, load_config(), clips=1, frames=2, seed=0,
-                               progress=False, ranges={"max_yew": 5.0})  # fmt: skip
+        make_synthetic_dataset(
+            tmp_path,
+            load_config(),
+            clips=1,
+            frames=2,
+            seed=0,
+            progress=False,
+            ranges={"max_yew": 5.0},
+        )
     assert not any(tmp_path.iterdir())
 
 

@@ -63,8 +63,9 @@ def test_record_is_small_and_round_trips(params):
     assert sum(a.size for a in arrays.values()) < 1000
     again = DetailParams.from_arrays(arrays)
     au = _intensity(3, AU1=0.5, AU12=1.0)
-    np.testing.assert_array_equal(detail_displacement_maps(again, au, UV),
-                                  detail_displacement_maps(params, au, UV))  # fmt: skip
+    np.testing.assert_array_equal(
+        detail_displacement_maps(again, au, UV), detail_displacement_maps(params, au, UV)
+    )
     with pytest.raises(UserError, match="no detail record"):
         DetailParams.from_arrays({k: v for k, v in arrays.items() if k != "detail_waves"})
 
@@ -94,8 +95,12 @@ def test_region_energy_grows_with_its_aus(model, params, region):
     masks = detail_region_masks(model, UV)
     aus = WRINKLE_REGIONS[region]
     levels = (0.0, 0.25, 0.5, 1.0)
-    maps = np.stack([detail_displacement_maps(params, _intensity(1, **dict.fromkeys(aus, x)), UV)[0]
-                     for x in levels])  # fmt: skip
+    maps = np.stack(
+        [
+            detail_displacement_maps(params, _intensity(1, **dict.fromkeys(aus, x)), UV)[0]
+            for x in levels
+        ]
+    )
     wrinkles = maps - maps[0]
     energy = [(w[masks[region]] ** 2).mean() for w in wrinkles]
     assert all(b > a for a, b in itertools.pairwise(energy)), energy
@@ -157,19 +162,31 @@ def test_clip_maps_regenerate_exactly_from_gt(tmp_path, monkeypatch):
 def _clip_files(clip: Path) -> dict[str, np.ndarray]:
     out = {name: np.load(clip / f"{name}.npy") for name in ("landmarks", "landmarks68", "valid")}
     out["masks"] = np.stack([np.asarray(Image.open(p)) for p in sorted(clip.glob("masks/*"))])
-    out["frames"] = np.stack([np.asarray(Image.open(p), np.int16)
-                              for p in sorted(clip.glob("frames/*"))])  # fmt: skip
+    out["frames"] = np.stack(
+        [np.asarray(Image.open(p), np.int16) for p in sorted(clip.glob("frames/*"))]
+    )
     return out
 
 
 def test_detail_changes_shading_only(tmp_path):
-    base = [*SMALL, "crop.size=96", "synthetic.fill=0.5", "synthetic.expression=au",
-            "synthetic.au_events=3.0"]  # fmt: skip
+    base = [
+        *SMALL,
+        "crop.size=96",
+        "synthetic.fill=0.5",
+        "synthetic.expression=au",
+        "synthetic.au_events=3.0",
+    ]
     plain, detailed = (
-        make_synthetic_dataset(tmp_path / name, load_config(None, [*base, *extra]), clips=1,
-                               frames=4, seed=8, progress=False)[0]
+        make_synthetic_dataset(
+            tmp_path / name,
+            load_config(None, [*base, *extra]),
+            clips=1,
+            frames=4,
+            seed=8,
+            progress=False,
+        )[0]
         for name, extra in (("plain", []), ("detail", ["synthetic.detail.scale=1.0"]))
-    )  # fmt: skip
+    )
     a, b = _clip_files(plain), _clip_files(detailed)
     for name in ("landmarks", "landmarks68", "valid", "masks"):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
@@ -190,8 +207,13 @@ def test_render_changes_only_face_pixels(model, params):
     settings = load_config(None, DETAIL).synthetic
     gen = torch.Generator().manual_seed(0)
     codes = sample_clip_codes(model, gen, settings, frames=3, au_map=au_expression_map(model))
-    renderer = Renderer(faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
-                        image_size=96, uv_size=UV)  # fmt: skip
+    renderer = Renderer(
+        faces=model.faces,
+        verts_uvs=model.verts_uvs,
+        faces_uvs=model.faces_uvs,
+        image_size=96,
+        uv_size=UV,
+    )
     background = random_background(gen, 96)
     displacement = torch.from_numpy(detail_displacement_maps(params, codes["au_intensity"], 64))
     plain = render_clip(model, renderer, codes, background)
@@ -214,8 +236,21 @@ def test_tool_detail_writes_the_record(tmp_path):
     with np.load(clip / "gt.npz") as gt:
         assert set(DETAIL_KEYS) <= set(gt.files) and "au_intensity" in gt.files
         assert detail_ground_truth(gt, 16).shape == (3, 16, 16)
-    assert main([str(tmp_path / "b"), "--detail", "--clips", "1", "--frames", "3", *SMALL,
-                 "synthetic.expression=smooth"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                str(tmp_path / "b"),
+                "--detail",
+                "--clips",
+                "1",
+                "--frames",
+                "3",
+                *SMALL,
+                "synthetic.expression=smooth",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "b" / "synthetic" / "synth_00000").exists()
 
 
@@ -224,8 +259,13 @@ def test_experiment_config_loads():
     settings = synthetic.resolve_settings(cfg)
     assert settings.detail.scale > 0 and settings.expression == "au"
     assert 20 <= settings.min_frames <= settings.frames <= 40
-    assert sum(getattr(settings.corruption, k) for k in ("occluder", "blur", "noise", "jpeg",
-                                                          "flicker")) == 0  # fmt: skip
+    assert (
+        sum(
+            getattr(settings.corruption, k)
+            for k in ("occluder", "blur", "noise", "jpeg", "flicker")
+        )
+        == 0
+    )
 
 
 def test_detail_without_au_expression_is_a_one_line_error():
@@ -237,8 +277,14 @@ def test_detail_without_au_expression_is_a_one_line_error():
 def test_check_picture(model, tmp_path):
     from seqdeca.vis.detail_check import detail_check_picture
 
-    picture = detail_check_picture(model, seed=2, image_size=48, uv_size=UV,
-                                   intensities=(0.0, 1.0), path=tmp_path / "check.png")  # fmt: skip
+    picture = detail_check_picture(
+        model,
+        seed=2,
+        image_size=48,
+        uv_size=UV,
+        intensities=(0.0, 1.0),
+        path=tmp_path / "check.png",
+    )
     assert picture.dtype == np.uint8 and picture.shape[0] > 2 * 48 and picture.shape[1] > 4 * 48
     assert (tmp_path / "check.png").is_file()
 

@@ -84,12 +84,16 @@ def test_occluder_changes_only_its_pixels():
 
 
 def test_corruption_records_match_frames_and_keep_clean_draws(tmp_path):
-    rates = [*(f"synthetic.corruption.{k}=0.3" for k in REALISTIC_MIX),
-             "synthetic.corruption.occluder=0.7"]  # fmt: skip
-    clean = make_synthetic_dataset(tmp_path / "a", _cfg(), clips=2, frames=30, seed=5,
-                                   progress=False)  # fmt: skip
-    dirty = make_synthetic_dataset(tmp_path / "b", _cfg(*rates), clips=2, frames=30, seed=5,
-                                   progress=False)  # fmt: skip
+    rates = [
+        *(f"synthetic.corruption.{k}=0.3" for k in REALISTIC_MIX),
+        "synthetic.corruption.occluder=0.7",
+    ]
+    clean = make_synthetic_dataset(
+        tmp_path / "a", _cfg(), clips=2, frames=30, seed=5, progress=False
+    )
+    dirty = make_synthetic_dataset(
+        tmp_path / "b", _cfg(*rates), clips=2, frames=30, seed=5, progress=False
+    )
     seen, clean_frames = set(), 0
     for a, b in zip(clean, dirty):
         gt_a, gt_b = np.load(a / "gt.npz"), np.load(b / "gt.npz")
@@ -124,8 +128,12 @@ def test_au_map_moves_landmarks_the_right_way(model):
         intensity[row, MAIN_AU_NAMES.index(name)] = 1.0
     expression, jaw = au_map.codes(intensity)
     jaw_pose = torch.stack([jaw, torch.zeros(4), torch.zeros(4)], -1)
-    params = FlameParams(shape=torch.zeros(4, model.num_shape), expression=expression,
-                         global_pose=torch.zeros(4, 3), jaw_pose=jaw_pose)  # fmt: skip
+    params = FlameParams(
+        shape=torch.zeros(4, model.num_shape),
+        expression=expression,
+        global_pose=torch.zeros(4, 3),
+        jaw_pose=jaw_pose,
+    )
     y = model(params).landmarks68[..., 1].detach()  # model y points up
     assert (y[1, [21, 22]] - y[0, [21, 22]]).min() > 0  # AU1 raises the inner brows
     assert (y[2, [48, 54]] - y[0, [48, 54]]).min() > 0  # AU12 raises the mouth corners
@@ -149,10 +157,12 @@ def test_au_scale_multiplies_the_au_driven_part_only(model):
     au_map = au_expression_map(model)
     codes = {}
     for scale in (1.0, 2.0):
-        settings = replace(SyntheticConfig(), expression="au", frames=60, au_events=3.0,
-                           au_scale=scale)  # fmt: skip
-        codes[scale] = sample_clip_codes(model, torch.Generator().manual_seed(5), settings,
-                                         au_map=au_map)  # fmt: skip
+        settings = replace(
+            SyntheticConfig(), expression="au", frames=60, au_events=3.0, au_scale=scale
+        )
+        codes[scale] = sample_clip_codes(
+            model, torch.Generator().manual_seed(5), settings, au_map=au_map
+        )
     torch.testing.assert_close(codes[2.0]["au_intensity"], codes[1.0]["au_intensity"])
     from_au = au_map.codes(codes[1.0]["au_intensity"])[0]
     torch.testing.assert_close(codes[2.0]["expression"] - codes[1.0]["expression"], from_au)
@@ -160,9 +170,14 @@ def test_au_scale_multiplies_the_au_driven_part_only(model):
 
 
 def test_au_ground_truth_files(tmp_path):
-    (clip,) = make_synthetic_dataset(tmp_path, _cfg("synthetic.expression=au",
-                                     "synthetic.background=photo", "synthetic.fast_turns=0.5"),
-                                     clips=1, frames=30, seed=2, progress=False)  # fmt: skip
+    (clip,) = make_synthetic_dataset(
+        tmp_path,
+        _cfg("synthetic.expression=au", "synthetic.background=photo", "synthetic.fast_turns=0.5"),
+        clips=1,
+        frames=30,
+        seed=2,
+        progress=False,
+    )
     gt = np.load(clip / "gt.npz")
     intensity = gt["au_intensity"]
     assert intensity.shape == (30, 27) and intensity.min() >= 0 and intensity.max() <= 1
@@ -172,10 +187,18 @@ def test_au_ground_truth_files(tmp_path):
 
 
 def test_same_seed_same_bytes(tmp_path):
-    overrides = ("synthetic.expression=au", "synthetic.background=photo",
-                 "synthetic.min_frames=5", *(f"synthetic.corruption.{k}=0.3" for k in REALISTIC_MIX))  # fmt: skip
-    a, b = (make_synthetic_dataset(tmp_path / n, _cfg(*overrides), clips=2, frames=10, seed=9,
-                                   progress=False) for n in "ab")  # fmt: skip
+    overrides = (
+        "synthetic.expression=au",
+        "synthetic.background=photo",
+        "synthetic.min_frames=5",
+        *(f"synthetic.corruption.{k}=0.3" for k in REALISTIC_MIX),
+    )
+    a, b = (
+        make_synthetic_dataset(
+            tmp_path / n, _cfg(*overrides), clips=2, frames=10, seed=9, progress=False
+        )
+        for n in "ab"
+    )
     assert len(list(a[0].glob("frames/*"))) != len(list(a[1].glob("frames/*")))  # 5-10 frames
     for x, y in zip(a, b):
         files = sorted(p.relative_to(x) for p in x.rglob("*") if p.is_file())
@@ -212,8 +235,14 @@ def _projected(model, gt, size: int) -> torch.Tensor:
 
 
 def test_cropped_exact_clip_ground_truth_is_consistent(model, tmp_path):
-    (clip,) = make_synthetic_dataset(tmp_path, _cfg("synthetic.frame_size=160", "synthetic.fill=0.5"),
-                                     clips=1, frames=8, seed=1, progress=False)  # fmt: skip
+    (clip,) = make_synthetic_dataset(
+        tmp_path,
+        _cfg("synthetic.frame_size=160", "synthetic.fill=0.5"),
+        clips=1,
+        frames=8,
+        seed=1,
+        progress=False,
+    )
     gt = np.load(clip / "gt.npz")
     transforms = np.load(clip / "transforms.npy")
     assert not np.allclose(transforms, np.eye(3))  # really cropped
@@ -226,11 +255,15 @@ def test_cropped_exact_clip_ground_truth_is_consistent(model, tmp_path):
 
 @pytest.mark.skipif(not HAS_MEDIAPIPE, reason="mediapipe is not installed: no tracking")
 def test_tracked_landmarks_close_to_exact(model, tmp_path):
-    cfg = load_config(EXPERIMENT, ["synthetic.min_frames=0", "synthetic.fast_turns=0"]
-                      + [f"synthetic.corruption.{k}=0" for k in REALISTIC_MIX])  # fmt: skip
+    cfg = load_config(
+        EXPERIMENT,
+        ["synthetic.min_frames=0", "synthetic.fast_turns=0"]
+        + [f"synthetic.corruption.{k}=0" for k in REALISTIC_MIX],
+    )
     (clip,) = make_synthetic_dataset(tmp_path, cfg, clips=1, frames=12, seed=0, progress=False)
-    (again,) = make_synthetic_dataset(tmp_path / "again", cfg, clips=1, frames=12, seed=0,
-                                      progress=False)  # fmt: skip
+    (again,) = make_synthetic_dataset(
+        tmp_path / "again", cfg, clips=1, frames=12, seed=0, progress=False
+    )
     for name in ("landmarks.npy", "transforms.npy", "gt.npz", "frames/000011.jpg"):
         assert (clip / name).read_bytes() == (again / name).read_bytes(), name
     valid = np.load(clip / "valid.npy")
@@ -241,8 +274,9 @@ def test_tracked_landmarks_close_to_exact(model, tmp_path):
     iod = np.linalg.norm(exact[:, 36] - exact[:, 45], axis=-1)
     nme = (np.linalg.norm(tracked - exact, axis=-1).mean(1) / iod).mean() * 100
     assert nme < 6.0, f"tracked vs exact NME {nme:.2f} %"
-    np.testing.assert_allclose(_projected(model, gt, 224).detach().numpy(), gt["landmarks68"],
-                               atol=1e-2)  # fmt: skip
+    np.testing.assert_allclose(
+        _projected(model, gt, 224).detach().numpy(), gt["landmarks68"], atol=1e-2
+    )
 
 
 def _tool_main():
@@ -255,8 +289,10 @@ def test_experiment_config_and_tool(tmp_path):
     assert cfg.synthetic.landmarks == "tracked" and cfg.synthetic.expression == "au"
     assert {k: getattr(cfg.synthetic.corruption, k) for k in REALISTIC_MIX} == REALISTIC_MIX
     fast = [*SMALL, "synthetic.landmarks=exact", "synthetic.frame_size=128"]
-    assert main([str(tmp_path), "--config", str(EXPERIMENT), "--clips", "1", "--frames", "6",
-                 *fast]) == 0  # fmt: skip
+    assert (
+        main([str(tmp_path), "--config", str(EXPERIMENT), "--clips", "1", "--frames", "6", *fast])
+        == 0
+    )
     gt = np.load(tmp_path / "synthetic" / "synth_00000" / "gt.npz")
     assert "au_intensity" in gt and "corrupt_occluder" in gt
     assert main([str(tmp_path / "c"), "--corrupt", "--clips", "1", "--frames", "4", *SMALL]) == 0
@@ -274,8 +310,13 @@ def test_frames_without_a_face_are_invalid_or_filled(model):
     settings = replace(SyntheticConfig(), fill=0.6, expression="smooth")
     gen = torch.Generator().manual_seed(0)
     codes = sample_clip_codes(model, gen, settings, frames=16)
-    renderer = Renderer(faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
-                        image_size=320, uv_size=64)  # fmt: skip
+    renderer = Renderer(
+        faces=model.faces,
+        verts_uvs=model.verts_uvs,
+        faces_uvs=model.faces_uvs,
+        image_size=320,
+        uv_size=64,
+    )
     rendered = render_clip(model, renderer, codes, random_background(gen, 320))
     rendered["images"][[3, 4]] = 0  # a short gap: interpolated
     rendered["images"][7:14] = 0  # longer than max_gap: invalid

@@ -22,11 +22,33 @@ SCRIPT = ROOT / "experiments" / "temporal_ablation.py"
 )
 def test_toy_run_writes_every_row_on_every_set(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, str(SCRIPT), str(out), "--quick", "--rows", "per-frame",
-           "per-frame+filter", "bivit-w3", "spectre-conv", "--train-clips", "3",
-           "--heldout-clips", "2", "--max-frames", "10", "--pretrain-clips", "4",
-           "--pretrain-steps", "3", "--steps", "3",
-           "--seeds", "2", "--no-progress", "data.batch_size=2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        str(out),
+        "--quick",
+        "--rows",
+        "per-frame",
+        "per-frame+filter",
+        "bivit-w3",
+        "spectre-conv",
+        "--train-clips",
+        "3",
+        "--heldout-clips",
+        "2",
+        "--max-frames",
+        "10",
+        "--pretrain-clips",
+        "4",
+        "--pretrain-steps",
+        "3",
+        "--steps",
+        "3",
+        "--seeds",
+        "2",
+        "--no-progress",
+        "data.batch_size=2",
+    ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
@@ -36,8 +58,13 @@ def test_toy_run_writes_every_row_on_every_set(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"heldout_corrupted", "heldout_clean"}
     for rows in results.values():
-        assert list(rows) == ["per-frame", "per-frame+filter", "bivit-w3", "spectre-conv",
-                              "mean-face"]  # fmt: skip
+        assert list(rows) == [
+            "per-frame",
+            "per-frame+filter",
+            "bivit-w3",
+            "spectre-conv",
+            "mean-face",
+        ]
         assert rows["mean-face"]["expression_vertex_error"] > 0  # the floor, from the truth
         for metrics in rows.values():
             for key in ("expression_jaw_vertex_error", "expression_vertex_error", "accel_error"):
@@ -81,8 +108,18 @@ def test_overrides_after_heldout_folders_stay_overrides():
         spec = importlib.util.spec_from_file_location("temporal_ablation_cli", SCRIPT)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        args = module.parse(["OUT", "--heldout", "a", "b/c", "loss.temporal=5.0", "--seeds", "1",
-                             "model.fusion_code_mixing=false"])  # fmt: skip
+        args = module.parse(
+            [
+                "OUT",
+                "--heldout",
+                "a",
+                "b/c",
+                "loss.temporal=5.0",
+                "--seeds",
+                "1",
+                "model.fusion_code_mixing=false",
+            ]
+        )
     finally:
         sys.path.remove(str(ROOT / "experiments"))
     assert args.heldout == ["a", "b/c"]

@@ -39,28 +39,47 @@ def clip_and_gt(tmp_path_factory):
 
 def _prediction(clip, vertices, expression, jaw, global_pose=None) -> ClipPrediction:
     pose = clip.gt["global_pose"] if global_pose is None else global_pose
-    return ClipPrediction(landmarks68=None, landmarks_mp=None, vertices=vertices,
-                          global_pose=pose, jaw_pose=jaw, expression=expression,
-                          render=None, au_probabilities=None, seconds=0.0)  # fmt: skip
+    return ClipPrediction(
+        landmarks68=None,
+        landmarks_mp=None,
+        vertices=vertices,
+        global_pose=pose,
+        jaw_pose=jaw,
+        expression=expression,
+        render=None,
+        au_probabilities=None,
+        seconds=0.0,
+    )
 
 
 def _series(clip, gt, pred):
-    return clip_series(pred, clip, mediapipe_ids=None, gt_vertices=gt.vertices(clip),
-                       expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
+    return clip_series(
+        pred,
+        clip,
+        mediapipe_ids=None,
+        gt_vertices=gt.vertices(clip),
+        expression_meshes=gt.expression_meshes(clip, pred),
+    )
 
 
 def test_the_truth_scores_zero_and_the_mean_face_does_not(clip_and_gt):
     clip, gt = clip_and_gt
     truth = clip.gt
-    exact = _series(clip, gt, _prediction(clip, gt.vertices(clip), truth["expression"],
-                                          truth["jaw_pose"]))  # fmt: skip
-    for key in ("expression_vertex_error", "expression_jaw_vertex_error", "accel_error",
-                "expression_jaw_accel_error"):
+    exact = _series(
+        clip, gt, _prediction(clip, gt.vertices(clip), truth["expression"], truth["jaw_pose"])
+    )
+    for key in (
+        "expression_vertex_error",
+        "expression_jaw_vertex_error",
+        "accel_error",
+        "expression_jaw_accel_error",
+    ):
         values = exact[key][torch.isfinite(exact[key])]
         assert len(values) > 0 and float(values.abs().max()) < 1e-3, key
     zero = torch.zeros_like(truth["expression"])
-    mean_face = _series(clip, gt, _prediction(clip, gt.vertices(clip), zero,
-                                              torch.zeros_like(truth["jaw_pose"])))  # fmt: skip
+    mean_face = _series(
+        clip, gt, _prediction(clip, gt.vertices(clip), zero, torch.zeros_like(truth["jaw_pose"]))
+    )
     assert float(mean_face["expression_vertex_error"].nanmean()) > 0.05
     assert (
         float(mean_face["expression_jaw_vertex_error"].nanmean())
@@ -73,14 +92,25 @@ def test_a_motionless_prediction_pays_the_truths_acceleration(clip_and_gt):
     truth_vertices = gt.vertices(clip)
     head = M.remove_global_pose(truth_vertices, clip.gt["global_pose"])
     flat = head.mean(0, keepdim=True).expand_as(head)  # a head that never moves
-    series = _series(clip, gt, _prediction(clip, flat, clip.gt["expression"], clip.gt["jaw_pose"],
-                                           torch.zeros_like(clip.gt["global_pose"])))  # fmt: skip
-    truth = _series(clip, gt, _prediction(clip, truth_vertices, clip.gt["expression"],
-                                          clip.gt["jaw_pose"]))  # fmt: skip
+    series = _series(
+        clip,
+        gt,
+        _prediction(
+            clip,
+            flat,
+            clip.gt["expression"],
+            clip.gt["jaw_pose"],
+            torch.zeros_like(clip.gt["global_pose"]),
+        ),
+    )
+    truth = _series(
+        clip, gt, _prediction(clip, truth_vertices, clip.gt["expression"], clip.gt["jaw_pose"])
+    )
     assert float(series["accel_vertices"].nanmean()) < 1e-6  # no motion: no acceleration...
     assert float(series["accel_error"].nanmean()) > 0.0  # ...but an acceleration error
-    torch.testing.assert_close(series["accel_error"].nanmean(), truth["accel_vertices"].nanmean(),
-                               rtol=1e-3, atol=1e-4)  # fmt: skip
+    torch.testing.assert_close(
+        series["accel_error"].nanmean(), truth["accel_vertices"].nanmean(), rtol=1e-3, atol=1e-4
+    )
 
 
 def test_identity_jitter_counts_in_accel_error_only(clip_and_gt):
@@ -93,11 +123,12 @@ def test_identity_jitter_counts_in_accel_error_only(clip_and_gt):
     wobble = torch.zeros(clip.num_frames, 1, 1)
     wobble[::2] = 0.01  # +-1 % scale every other frame
     jittering = vertices * (1.0 + wobble)
-    series = _series(clip, gt, _prediction(clip, jittering, truth["expression"],
-                                           truth["jaw_pose"]))  # fmt: skip
+    series = _series(clip, gt, _prediction(clip, jittering, truth["expression"], truth["jaw_pose"]))
     assert float(series["accel_error"].nanmean()) > 0.1
     assert float(series["expression_jaw_accel_error"].nanmean()) < 1e-3
-    noisy = truth["expression"] + 0.5 * wobble[:, :, 0] / 0.01 * torch.ones_like(truth["expression"])
+    noisy = truth["expression"] + 0.5 * wobble[:, :, 0] / 0.01 * torch.ones_like(
+        truth["expression"]
+    )
     series = _series(clip, gt, _prediction(clip, vertices, noisy, truth["jaw_pose"]))
     assert float(series["expression_jaw_accel_error"].nanmean()) > 0.01
 
@@ -118,8 +149,9 @@ def test_mean_face_row_is_the_neutral_truth(clip_and_gt, tmp_path):
     references.add(clip, None, gt.vertices(clip))
     names = [row.name for row in references.rows()]
     assert names == ["input", "mean-face"] and list(references.mean_face.clips) == [clip.name]
-    torch.testing.assert_close(references.mean_face.clips[clip.name].series["expression_error"],
-                               series["expression_error"])  # fmt: skip
+    torch.testing.assert_close(
+        references.mean_face.clips[clip.name].series["expression_error"], series["expression_error"]
+    )
     no_truth = _GroundTruth(load_config(TINY))
     no_truth.failed = True  # as when the face model cannot be built: no row, no error
     without = _References(no_truth)

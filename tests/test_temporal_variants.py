@@ -29,8 +29,15 @@ def _inputs(b: int, t: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, 
 
 def _conv(**kwargs) -> TemporalConv:
     torch.manual_seed(0)
-    options = {"n_expression": E, "feature_dim": FEAT, "au_dim": AU_DIM, "dim": 16, "depth": 2,
-               "kernel": 5, "max_frames": 16} | kwargs  # fmt: skip
+    options = {
+        "n_expression": E,
+        "feature_dim": FEAT,
+        "au_dim": AU_DIM,
+        "dim": 16,
+        "depth": 2,
+        "kernel": 5,
+        "max_frames": 16,
+    } | kwargs
     return TemporalConv(**options).eval()
 
 
@@ -83,8 +90,16 @@ def test_conv_ignores_padding_frames():
 
 def test_transformer_without_au_tokens_ignores_them_in_the_codes():
     torch.manual_seed(0)
-    model = TemporalFusion(n_expression=E, feature_dim=FEAT, au_dim=AU_DIM, dim=32, depth=1,
-                           heads=4, max_frames=8, use_au_tokens=False).eval()  # fmt: skip
+    model = TemporalFusion(
+        n_expression=E,
+        feature_dim=FEAT,
+        au_dim=AU_DIM,
+        dim=32,
+        depth=1,
+        heads=4,
+        max_frames=8,
+        use_au_tokens=False,
+    ).eval()
     _perturb(model)
     feats, aus, codes = _inputs(2, 3)
     out = model(feats, aus, codes)
@@ -100,8 +115,8 @@ def test_config_builds_each_variant(overrides):
     model = build_model(cfg, load_checkpoints=False).eval()
     images = torch.rand(1, 3, 3, 64, 64)
     out = model(images)
-    assert out["expression"].shape == (1, 3, cfg.face_model.n_expression)
-    assert out["au_intensities"].shape == (1, 3, 27)
+    assert out.expression.shape == (1, 3, cfg.face_model.n_expression)
+    assert out.fused.au_intensities.shape == (1, 3, 27)
 
 
 def test_unknown_temporal_model_is_refused():
@@ -118,9 +133,13 @@ def test_init_modules_take_the_encoders_under_a_new_temporal_model(tmp_path):
     cfg = load_config(TINY)
     source = build_model(cfg, load_checkpoints=False)
     path = export_inference_checkpoint(
-        tmp_path / "model.pt", state_dict=source.state_dict(), config_yaml=config_to_yaml(cfg),
-        face_model=source.face_model.name, stage="temporal", step=1,
-    )  # fmt: skip
+        tmp_path / "model.pt",
+        state_dict=source.state_dict(),
+        config_yaml=config_to_yaml(cfg),
+        face_model=source.face_model.name,
+        stage="temporal",
+        step=1,
+    )
     torch.manual_seed(1)
     conv = build_model(load_config(TINY, ["model.temporal=conv"]), load_checkpoints=False)
     before = {k: v.clone() for k, v in conv.temporal_fusion.state_dict().items()}

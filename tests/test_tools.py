@@ -40,8 +40,16 @@ def test_render_face_model_with_flame_files(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SEQDECA_ASSETS", str(tmp_path / "assets"))
     tool = _load_tool("render_face_model")
     out = tmp_path / "out"
-    code = tool.main(["--out", str(out), "--config", str(ROOT / "configs" / "flame_deca.yaml"),
-                      "render.image_size=48", "render.uv_size=32"])  # fmt: skip
+    code = tool.main(
+        [
+            "--out",
+            str(out),
+            "--config",
+            str(ROOT / "configs" / "flame_deca.yaml"),
+            "render.image_size=48",
+            "render.uv_size=32",
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "flame" and summary["vertices"] == 30

@@ -10,16 +10,16 @@ import pytest
 from skimage import data as skdata
 from skimage.transform import resize
 
-from seqdeca.data.landmark_sets import (
+from seqdeca.errors import UserError
+from seqdeca.io.video import VideoError, VideoReader, scaled_size
+from seqdeca.prep.landmark_sets import (
     IBUG68_FROM_MEDIAPIPE,
     MEDIAPIPE105,
     OUTER_EYE_CORNERS,
     inter_ocular_distance,
     mediapipe_to_ibug68,
 )
-from seqdeca.data.tracking import FaceTracker, TrackResult, track_video
-from seqdeca.data.video import VideoError, VideoReader, scaled_size
-from seqdeca.errors import UserError
+from seqdeca.prep.tracking import FaceTracker, TrackResult, track_video
 
 
 def _write_video(path: Path, frames: np.ndarray, fps: int = 25) -> Path:

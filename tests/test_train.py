@@ -41,9 +41,13 @@ def _overrides(data_root: Path, run_dir: Path, **train_keys) -> list[str]:
     keys = {"max_steps": 4, "checkpoint_every": 2, "keep_checkpoints": 2, "log_every": 1}
     keys |= train_keys
     return [
-        "data.window=3", "data.min_window=1", "data.batch_size=1", f"run.output_dir={run_dir}",
-        "loss.temporal=0.1", *(f"train.{k}={v}" for k, v in keys.items()),
-    ]  # fmt: skip
+        "data.window=3",
+        "data.min_window=1",
+        "data.batch_size=1",
+        f"run.output_dir={run_dir}",
+        "loss.temporal=0.1",
+        *(f"train.{k}={v}" for k, v in keys.items()),
+    ]
 
 
 def _config(data_root: Path, run_dir: Path, **train_keys) -> Config:
@@ -87,8 +91,11 @@ def test_frozen_modules_are_unchanged_and_trained_ones_move(reference_run, data_
     for prefix in ("coarse_encoder.", "au_net.", "detail_encoder.", "detail_generator."):
         for key in (k for k in initial if k.startswith(prefix)):
             assert_close(saved[key], initial[key], rtol=0, atol=0, msg=key)
-    moved = [k for k in initial if k.startswith(("temporal_fusion.", "au_head."))
-             and not torch.equal(saved[k], initial[k])]  # fmt: skip
+    moved = [
+        k
+        for k in initial
+        if k.startswith(("temporal_fusion.", "au_head.")) and not torch.equal(saved[k], initial[k])
+    ]
     assert moved, "no trainable parameter changed"
 
 
@@ -103,8 +110,15 @@ def test_resume_mid_epoch_continues_the_same_trajectory(reference_run, data_root
     assert _losses(run_dir) == _losses(reference_run)[:2]
     copy = tmp_path / "c_copy"
     shutil.copytree(run_dir, copy)
-    code = train_seq.main(["--config", str(TINY), "--resume", *_overrides(data_root, copy),
-                           f"data.sources=[{{root: {data_root}}}]"])  # fmt: skip
+    code = train_seq.main(
+        [
+            "--config",
+            str(TINY),
+            "--resume",
+            *_overrides(data_root, copy),
+            f"data.sources=[{{root: {data_root}}}]",
+        ]
+    )
     assert code == 0
     assert _losses(copy) == _losses(reference_run)
     assert [p.name for p in list_checkpoints(copy)] == ["step_000002", "step_000004"]
@@ -122,8 +136,15 @@ def test_non_finite_losses_are_skipped_then_training_stops(
         train(cfg)
     records = _losses(tmp_path / "nan")
     assert [r["skipped"] for r in records] == [True, True, True]
-    code = train_seq.main(["--config", str(TINY), *_overrides(data_root, tmp_path / "nan2"),
-                           "train.max_bad_steps=2", f"data.sources=[{{root: {data_root}}}]"])  # fmt: skip
+    code = train_seq.main(
+        [
+            "--config",
+            str(TINY),
+            *_overrides(data_root, tmp_path / "nan2"),
+            "train.max_bad_steps=2",
+            f"data.sources=[{{root: {data_root}}}]",
+        ]
+    )
     errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert code == 2 and len(errors) == 1
     assert errors[0].startswith("error: training stopped at step 2: 2 non-finite losses in a row")
@@ -144,8 +165,15 @@ def test_a_corrupt_checkpoint_is_a_one_line_error(
         (latest / "train_state.json").write_text("{")
     with pytest.raises(CheckpointError, match=str(latest.name)):
         train(_config(data_root, copy, max_steps=6), resume="latest")
-    code = train_seq.main(["--config", str(TINY), "--resume", *_overrides(data_root, copy),
-                           f"data.sources=[{{root: {data_root}}}]"])  # fmt: skip
+    code = train_seq.main(
+        [
+            "--config",
+            str(TINY),
+            "--resume",
+            *_overrides(data_root, copy),
+            f"data.sources=[{{root: {data_root}}}]",
+        ]
+    )
     errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert code == 2 and len(errors) == 1 and latest.name in errors[0]
 
@@ -157,13 +185,29 @@ def test_two_process_cpu_ddp_smoke_run(data_root, tmp_path) -> None:
     if not launcher.is_file():
         pytest.skip(f"accelerate launcher not found next to {sys.executable}")
     config = tmp_path / "ddp.yaml"
-    config.write_text(f"_base_: {TINY}\ndata:\n  sources:\n    - root: {data_root}\n"
-                      f"  val_sources:\n    - root: {data_root}\n")  # fmt: skip
+    config.write_text(
+        f"_base_: {TINY}\ndata:\n  sources:\n    - root: {data_root}\n"
+        f"  val_sources:\n    - root: {data_root}\n"
+    )
     run_dir = tmp_path / "ddp"
     monitor = {"validate_every": 2, "val_windows": 1, "images_every": 3}  # main process only
-    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "tools" / "train_seq.py"),
-           "--config", str(config), *_overrides(data_root, run_dir, max_steps=3, **monitor)]  # fmt: skip
+    cmd = [
+        str(launcher),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "tools" / "train_seq.py"),
+        "--config",
+        str(config),
+        *_overrides(data_root, run_dir, max_steps=3, **monitor),
+    ]
     env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     try:
         proc = subprocess.run(
@@ -209,11 +253,23 @@ def test_detail_stage_runs_and_checkpoints_the_critic(detail_run) -> None:
     assert {"model.safetensors", "model_1.safetensors", "optimizer.bin", "optimizer_1.bin"} <= names
     records = _losses(detail_run)
     assert [r["step"] for r in records] == [1, 2, 3]
-    want = {"adversarial", "au_regression", "detail_photometric", "z_reg", "z_diff", "z_sym",
-            "total", "D_critic", "D_gradient_penalty", "D_au_regression", "D_total"}  # fmt: skip
+    want = {
+        "adversarial",
+        "au_regression",
+        "detail_photometric",
+        "z_reg",
+        "z_diff",
+        "z_sym",
+        "total",
+        "D_critic",
+        "D_gradient_penalty",
+        "D_au_regression",
+        "D_total",
+    }
     assert want <= set(records[0])
-    assert all(torch.isfinite(torch.tensor([v for k, v in r.items() if k in want])).all()
-               for r in records)  # fmt: skip
+    assert all(
+        torch.isfinite(torch.tensor([v for k, v in r.items() if k in want])).all() for r in records
+    )
     assert torch.load(detail_run / "model.pt", weights_only=False)["stage"] == "detail"
 
 

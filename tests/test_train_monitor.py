@@ -38,8 +38,16 @@ from tools import train_seq
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny_cpu.yaml"
 DETAIL = ROOT / "configs" / "detail.yaml"
-FRAME_METRICS = {"nme_68", "nme_mp", "l1", "psnr", "ssim", "accel_landmarks",
-                 "accel_landmarks_input", "accel_vertices"}  # fmt: skip
+FRAME_METRICS = {
+    "nme_68",
+    "nme_mp",
+    "l1",
+    "psnr",
+    "ssim",
+    "accel_landmarks",
+    "accel_landmarks_input",
+    "accel_vertices",
+}
 SYNTHETIC_METRICS = {"expression_error", "jaw_error", "vertex_error"}
 
 
@@ -52,8 +60,12 @@ def data_root(tmp_path_factory) -> Path:
 
 def _config(data_root: Path, run_dir: Path, *files: Path, **train_keys) -> Config:
     keys = {"max_steps": 2, "checkpoint_every": 0, "log_every": 1} | train_keys
-    overrides = ["data.window=3", "data.batch_size=1", f"run.output_dir={run_dir}",
-                 *(f"train.{k}={v}" for k, v in keys.items())]  # fmt: skip
+    overrides = [
+        "data.window=3",
+        "data.batch_size=1",
+        f"run.output_dir={run_dir}",
+        *(f"train.{k}={v}" for k, v in keys.items()),
+    ]
     cfg = load_config([TINY, *files], overrides)
     cfg.data.sources = [DataSourceConfig(root=str(data_root))]
     cfg.data.val_sources = [DataSourceConfig(root=str(data_root))]
@@ -145,8 +157,17 @@ def test_detail_stage_from_the_temporal_model_validates_and_draws(
 ) -> None:
     temporal_dir, _ = monitored_run
     run_dir = tmp_path / "detail"
-    cfg = _config(data_root, run_dir, DETAIL, max_steps=1, n_critic=1, validate_every=1,
-                  val_windows=1, images_every=1, init_from=temporal_dir / "model.pt")  # fmt: skip
+    cfg = _config(
+        data_root,
+        run_dir,
+        DETAIL,
+        max_steps=1,
+        n_critic=1,
+        validate_every=1,
+        val_windows=1,
+        images_every=1,
+        init_from=temporal_dir / "model.pt",
+    )
     summary = train(cfg)
     assert {"detail_l1", "detail_psnr", "expression_error"} <= set(summary.last_val)
     with Image.open(run_dir / "images" / "step_000001.png") as im:
@@ -176,9 +197,12 @@ def test_spread_indices_are_fixed_distinct_and_cover_the_ends() -> None:
 def test_training_grid_layout_and_displacement_range() -> None:
     r, s, h = 3, 32, 16
     frames = GridFrames(
-        images=torch.rand(r, 3, s, s), render=torch.rand(r, 3, h, h), shape=torch.rand(r, 3, h, h),
-        landmarks=torch.zeros(r, 68, 2), target_landmarks=torch.full((r, 68, 2), float("nan")),
-    )  # fmt: skip
+        images=torch.rand(r, 3, s, s),
+        render=torch.rand(r, 3, h, h),
+        shape=torch.rand(r, 3, h, h),
+        landmarks=torch.zeros(r, 68, 2),
+        target_landmarks=torch.full((r, 68, 2), float("nan")),
+    )
     grid, labels = training_grid(frames, tile=24)
     assert grid.shape == (*grid_size(r, 4, 24), 3) and labels == list(COARSE_COLUMNS)
     frames.detail_shape = torch.rand(r, 3, h, h)
@@ -192,19 +216,35 @@ def test_training_grid_layout_and_displacement_range() -> None:
 
 
 def test_throughput_after_warmup() -> None:
-    summary = TrainSummary(run_dir=Path("."), steps=3, skipped_steps=0,
-                           step_marks=[(5.0, 4), (6.0, 8), (7.0, 12)])  # fmt: skip
+    summary = TrainSummary(
+        run_dir=Path("."), steps=3, skipped_steps=0, step_marks=[(5.0, 4), (6.0, 8), (7.0, 12)]
+    )
     assert summary.windows_per_s_after(1) == pytest.approx(4.0)
     assert summary.windows_per_s_after(0) == pytest.approx(12 / 7)
     assert np.isnan(summary.windows_per_s_after(3))
 
 
 def test_bench_tool_prints_a_throughput_table(capsys) -> None:
-    from tools import bench_train
+    from benchmarks import bench_train
 
-    code = bench_train.main(["--configs", "tiny", "--stages", "temporal", "--steps", "1",
-                             "--warmup", "1", "--clips", "1", "--frames", "4", "data.window=1",
-                             "data.batch_size=1"])  # fmt: skip
+    code = bench_train.main(
+        [
+            "--configs",
+            "tiny",
+            "--stages",
+            "temporal",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--clips",
+            "1",
+            "--frames",
+            "4",
+            "data.window=1",
+            "data.batch_size=1",
+        ]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0 and len(lines) == 3
     assert lines[2].startswith("| tiny | temporal | cpu | 1 x 1 | 1 |")

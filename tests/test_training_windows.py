@@ -85,8 +85,9 @@ def test_loader_refuses_an_even_training_window_in_one_line(root):
 
 
 def test_default_config_masks_a_tenth_of_the_frames(root):
-    loader = window_loader(DataConfig(sources=[DataSourceConfig(root=str(root))], window=5,
-                                      batch_size=4), train=True)  # fmt: skip
+    loader = window_loader(
+        DataConfig(sources=[DataSourceConfig(root=str(root))], window=5, batch_size=4), train=True
+    )
     valid = torch.cat([batch.valid for batch in loader])
     assert bool(valid[:, 2].all())
     assert 0.0 < 1 - valid.float().mean().item() < 0.2

@@ -17,11 +17,10 @@ import pytest
 import torch
 
 from seqdeca.config import config_to_yaml, load_config
-from seqdeca.data.video import VideoReader
 from seqdeca.inference.demo import make_demo_clip
 from seqdeca.inference.pipeline import video2mesh
 from seqdeca.io.obj import read_obj
-from seqdeca.io.video import VideoWriter
+from seqdeca.io.video import VideoReader, VideoWriter
 from seqdeca.models.from_config import build_model
 from seqdeca.train.state import export_inference_checkpoint
 from tools import video2mesh as video2mesh_tool
@@ -56,8 +55,18 @@ def test_fit_mode_output_layout_and_contents(fit_run):
     valid = codes["valid"]
     assert valid.shape == (FRAMES,) and not valid[BLANK[0] : BLANK[1]].any()
     assert valid.sum() == FRAMES - (BLANK[1] - BLANK[0])
-    for key in ("shape", "expression", "global_pose", "jaw_pose", "cam", "light", "texture",
-                "crop_from_frame", "frame", "interpolated"):  # fmt: skip
+    for key in (
+        "shape",
+        "expression",
+        "global_pose",
+        "jaw_pose",
+        "cam",
+        "light",
+        "texture",
+        "crop_from_frame",
+        "frame",
+        "interpolated",
+    ):
         assert codes[key].shape[0] == FRAMES, key
     assert codes["light"].shape[1:] == (9, 3) and codes["crop_from_frame"].shape[1:] == (3, 3)
     assert np.isfinite(codes["expression"][valid]).all()
@@ -121,8 +130,14 @@ def test_bad_inputs_fail_alone_with_one_line(clip, tmp_path, capsys):
     _noise_clip(bad / "noise.mp4")
     missing = tmp_path / "missing.mp4"
     out = tmp_path / "out"
-    inputs = [str(missing), str(bad / "empty.mp4"), str(bad / "notes.mp4"),
-              str(bad / "truncated.mp4"), str(bad / "noise.mp4"), str(clip)]  # fmt: skip
+    inputs = [
+        str(missing),
+        str(bad / "empty.mp4"),
+        str(bad / "notes.mp4"),
+        str(bad / "truncated.mp4"),
+        str(bad / "noise.mp4"),
+        str(clip),
+    ]
     code = video2mesh_tool.main([*inputs, "--out", str(out), "--no-video", *FAST])
     captured = capsys.readouterr()
     assert code == 2
@@ -130,8 +145,12 @@ def test_bad_inputs_fail_alone_with_one_line(clip, tmp_path, capsys):
     assert len(errors) == 5, captured.err
     assert all(line.startswith("error: ") for line in errors)
     assert "Traceback" not in captured.err
-    for name, words in (("missing", "not found"), ("empty", "cannot read"),
-                        ("notes", "cannot read"), ("noise", "no face")):  # fmt: skip
+    for name, words in (
+        ("missing", "not found"),
+        ("empty", "cannot read"),
+        ("notes", "cannot read"),
+        ("noise", "no face"),
+    ):
         line = next(line for line in errors if f"{name}.mp4" in line)
         assert words in line, line
     # nothing else, no temp folders; the run's summary lists the 5 failures
@@ -144,10 +163,19 @@ def test_bad_inputs_fail_alone_with_one_line(clip, tmp_path, capsys):
 def test_cli_subprocess_no_face_is_one_stderr_line(tmp_path):
     noise = _noise_clip(tmp_path / "noise.mp4", frames=3)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "video2mesh.py"), str(noise), "--out",
-         str(tmp_path / "out"), "--no-video"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "tools" / "video2mesh.py"),
+            str(noise),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-video",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no face" in lines[0], lines
@@ -174,13 +202,29 @@ def test_network_mode_with_exported_tiny_model(tmp_path, capsys):
     cfg = load_config(ROOT / "configs" / "tiny_cpu.yaml")
     model = build_model(cfg, load_checkpoints=False)
     ckpt = export_inference_checkpoint(
-        tmp_path / "model.pt", state_dict=model.state_dict(), config_yaml=config_to_yaml(cfg),
-        face_model=model.face_model.name, stage="temporal", step=1,
-    )  # fmt: skip
+        tmp_path / "model.pt",
+        state_dict=model.state_dict(),
+        config_yaml=config_to_yaml(cfg),
+        face_model=model.face_model.name,
+        stage="temporal",
+        step=1,
+    )
     clip = make_demo_clip(tmp_path / "short.mp4", frames=5, size=192)
     out = tmp_path / "out"
-    code = video2mesh_tool.main([str(clip), "--checkpoint", str(ckpt), "--out", str(out), "--detail",
-                         "--batch-size", "2", "crop.size=64", "inference.chunk_frames=2"])  # fmt: skip
+    code = video2mesh_tool.main(
+        [
+            str(clip),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--detail",
+            "--batch-size",
+            "2",
+            "crop.size=64",
+            "inference.chunk_frames=2",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     folder = out / "short"
     summary = json.loads((folder / "summary.json").read_text())

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqdeca.models.weights import WeightsError, load_weights, read_checkpoint
+from seqdeca.io.weights import WeightsError, load_weights, read_checkpoint
 
 
 def _net() -> nn.Module:

@@ -17,14 +17,14 @@ import json
 from pathlib import Path
 
 from seqdeca.cli import run_main
-from seqdeca.data.face_model_builder import (
+from seqdeca.errors import UserError
+from seqdeca.face_model import DEFAULT_MODEL_PATH, save_assets
+from seqdeca.model_builder import (
     BuildConfig,
     build_face_model,
     evaluate_leave_one_out,
     format_residual_table,
 )
-from seqdeca.errors import UserError
-from seqdeca.face_model import DEFAULT_MODEL_PATH, save_assets
 
 SAMPLE_CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 
@@ -60,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         videos = args.videos or sorted(SAMPLE_CLIPS.glob("*.mp4"))
         if not videos:
             raise UserError(f"no videos given and no sample clips in {SAMPLE_CLIPS}")
-        config = BuildConfig(n_shape=args.n_shape, n_expression=args.n_expression, n_texture=args.n_texture,
-                             texture=not args.no_texture, build_date=args.build_date)  # fmt: skip
+        config = BuildConfig(
+            n_shape=args.n_shape,
+            n_expression=args.n_expression,
+            n_texture=args.n_texture,
+            texture=not args.no_texture,
+            build_date=args.build_date,
+        )
         if args.eval_leave_one_out:
             rows = evaluate_leave_one_out(
                 videos, config=config, frame_step=args.frame_step, log=print

@@ -1,6 +1,6 @@
 """Runs ``seqdeca-evaluate`` (:mod:`seqdeca.commands.evaluate`) from a checkout, same options.
 
-    python tools/evaluate.py --help
+python tools/evaluate.py --help
 """
 
 from __future__ import annotations

@@ -31,17 +31,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("out", help="output root (clips go to OUT/synthetic/)")
     parser.add_argument("--clips", type=int, default=10, help="number of clips (default 10)")
-    parser.add_argument("--frames", type=int, default=None,
-                        help="frames per clip (default: synthetic.frames, 50)")  # fmt: skip
+    parser.add_argument(
+        "--frames", type=int, default=None, help="frames per clip (default: synthetic.frames, 50)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed (default: run.seed)")
-    parser.add_argument("--corrupt", action="store_true",
-                        help="corrupt about one frame in four (occluders, blur, noise, JPEG, "
-                             "flicker; explicit synthetic.corruption.* overrides win)")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=1,
-                        help="processes writing clips (default 1; e.g. the number of cores)")
-    parser.add_argument("--detail", action="store_true",
-                        help="ground-truth detail: AU-driven wrinkles and fine skin detail "
-                             "(implies synthetic.expression=au; explicit overrides win)")  # fmt: skip
+    parser.add_argument(
+        "--corrupt",
+        action="store_true",
+        help="corrupt about one frame in four (occluders, blur, noise, JPEG, "
+        "flicker; explicit synthetic.corruption.* overrides win)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes writing clips (default 1; e.g. the number of cores)",
+    )
+    parser.add_argument(
+        "--detail",
+        action="store_true",
+        help="ground-truth detail: AU-driven wrinkles and fine skin detail "
+        "(implies synthetic.expression=au; explicit overrides win)",
+    )
     parser.add_argument("--config", action="append", default=[], help="YAML config file(s)")
     parser.add_argument("overrides", nargs="*", help="config overrides section.key=value")
     args = parser.parse_intermixed_args(argv)  # overrides may follow the options

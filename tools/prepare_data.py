@@ -1,6 +1,6 @@
 """Runs ``seqdeca-prepare`` (:mod:`seqdeca.commands.prepare`) from a checkout, same options.
 
-    python tools/prepare_data.py --help
+python tools/prepare_data.py --help
 """
 
 from __future__ import annotations

@@ -29,9 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, split_overrides(args.overrides))
         out = args.out or cfg.run.output_dir
         summary = write_face_model_demo(cfg, out)
-        print(f"{summary['model']}: {summary['vertices']} vertices, {summary['faces']} faces, "
-              f"{summary['identity_components']} identity / {summary['expression_components']} "
-              f"expression components -> {out}/face_model.png, {out}/neutral.obj")  # fmt: skip
+        print(
+            f"{summary['model']}: {summary['vertices']} vertices, {summary['faces']} faces, "
+            f"{summary['identity_components']} identity / {summary['expression_components']} "
+            f"expression components -> {out}/face_model.png, {out}/neutral.obj"
+        )
         return 0
 
     return run_main(job)

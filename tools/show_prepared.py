@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         view = load_prepared_view(args.clip_dir)
         out = Path(args.out) if args.out else view.folder.parent / f"{view.clip_id}_sheet.png"
-        sheet = contact_sheet(view.folder, frames=args.frames, columns=args.columns,
-                              tile=args.tile, dense=args.dense)  # fmt: skip
+        sheet = contact_sheet(
+            view.folder, frames=args.frames, columns=args.columns, tile=args.tile, dense=args.dense
+        )
         save_png(sheet, out)
         print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]})")
         return 0

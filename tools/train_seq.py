@@ -1,7 +1,7 @@
 """Runs ``seqdeca-train`` (:mod:`seqdeca.commands.train`) from a checkout, same options.
 
-    python tools/train_seq.py --help
-    accelerate launch ... tools/train_seq.py ...   (or ... -m seqdeca.commands.train ...)
+python tools/train_seq.py --help
+accelerate launch ... tools/train_seq.py ...   (or ... -m seqdeca.commands.train ...)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Runs ``seqdeca-video2mesh`` (:mod:`seqdeca.commands.video2mesh`) from a checkout, same options.
 
-    python tools/video2mesh.py --help
+python tools/video2mesh.py --help
 """
 
 from __future__ import annotations

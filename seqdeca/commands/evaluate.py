@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset folder")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
-        "--window", type=int, default=None,
-        help="frames per window, odd (default: inference.window; 0 = each checkpoint's trained)"
+        "--window",
+        type=int,
+        default=None,
+        help="frames per window, odd (default: inference.window; 0 = each checkpoint's trained)",
     )
     parser.add_argument(
         "--per-frame",
@@ -49,10 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also evaluate each checkpoint with the temporal model off (T=1)",
     )
     parser.add_argument(
-        "--filter", action="append", default=[], dest="filters", metavar="SPEC",
+        "--filter",
+        action="append",
+        default=[],
+        dest="filters",
+        metavar="SPEC",
         help="also evaluate each checkpoint per frame with its codes smoothed over time: "
-             "savgol:WINDOW:ORDER or one_euro:MIN_CUTOFF:BETA (repeatable)",
-    )  # fmt: skip
+        "savgol:WINDOW:ORDER or one_euro:MIN_CUTOFF:BETA (repeatable)",
+    )
     parser.add_argument(
         "--mode",
         choices=("network", "fit"),
@@ -75,11 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         cfg = load_config(args.config, split_overrides(args.overrides))
         opts = EvalOptions(
-            data=args.data, out=args.out, config=cfg, checkpoints=args.checkpoint,
-            mode=args.mode, per_frame=args.per_frame, filters=args.filters, window=args.window,
+            data=args.data,
+            out=args.out,
+            config=cfg,
+            checkpoints=args.checkpoint,
+            mode=args.mode,
+            per_frame=args.per_frame,
+            filters=args.filters,
+            window=args.window,
             device=args.device,
-            tensorboard=args.tensorboard, progress=not args.no_progress,
-        )  # fmt: skip
+            tensorboard=args.tensorboard,
+            progress=not args.no_progress,
+        )
         evaluate(opts)
         print(f"{len(args.checkpoint)} checkpoint(s), mode {args.mode} -> {args.out}/metrics.md")
         return 0

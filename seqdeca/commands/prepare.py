@@ -22,7 +22,7 @@ from pathlib import Path
 
 from seqdeca.cli import EXIT_USER_ERROR, run_main, split_overrides
 from seqdeca.config import load_config
-from seqdeca.data.prepare_run import (
+from seqdeca.prep.prepare_run import (
     DATASETS,
     ClipOutcome,
     clip_splits,
@@ -31,7 +31,7 @@ from seqdeca.data.prepare_run import (
     prepare_dataset,
     write_manifests,
 )
-from seqdeca.data.sources import MEAD_VIEWS
+from seqdeca.prep.sources import MEAD_VIEWS
 from seqdeca.shards import current_shard
 
 # The checkout's datasets/ (seqdeca is installed editable from it).
@@ -43,8 +43,10 @@ def report(outcome: ClipOutcome, tag: str = "") -> None:
     from tqdm import tqdm
 
     if outcome.status == "done":
-        tqdm.write(f"{tag}{outcome.clip_id}: {outcome.frames} frames ({outcome.valid_frames} "
-                   f"with a face), {outcome.seconds:.1f} s")  # fmt: skip
+        tqdm.write(
+            f"{tag}{outcome.clip_id}: {outcome.frames} frames ({outcome.valid_frames} "
+            f"with a face), {outcome.seconds:.1f} s"
+        )
     elif outcome.status == "failed":
         tqdm.write(f"{tag}failed {outcome.clip_id}: {outcome.reason}")
     sys.stdout.flush()
@@ -58,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", required=True, choices=DATASETS, help="raw dataset layout")
     parser.add_argument("--input", required=True, help="raw dataset root (see datasets/README.md)")
     parser.add_argument("--out", required=True, help="prepared-data root")
-    parser.add_argument("--views", nargs="+", default=["front"], choices=MEAD_VIEWS,
-                        help="MEAD camera views (default: front)")  # fmt: skip
+    parser.add_argument(
+        "--views",
+        nargs="+",
+        default=["front"],
+        choices=MEAD_VIEWS,
+        help="MEAD camera views (default: front)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many clips")
     parser.add_argument("--mead-split", default=str(MEAD_SPLIT), help="MEAD subject split file")
@@ -74,10 +81,19 @@ def main(argv: list[str] | None = None) -> int:
         sources = discover(args.dataset, args.input, views=args.views)
         if shard.is_main:
             shared = f", shared by {shard.world_size} processes" if shard.sharded else ""
-            print(f"found {len(sources)} clips ({args.dataset}) in {args.input}{shared}", flush=True)
-        summary = prepare_dataset(sources, args.out, cfg, workers=max(1, args.workers),
-                                  limit=args.limit, progress=not args.no_progress,
-                                  report=partial(report, tag=shard.tag), shard=shard)  # fmt: skip
+            print(
+                f"found {len(sources)} clips ({args.dataset}) in {args.input}{shared}", flush=True
+            )
+        summary = prepare_dataset(
+            sources,
+            args.out,
+            cfg,
+            workers=max(1, args.workers),
+            limit=args.limit,
+            progress=not args.no_progress,
+            report=partial(report, tag=shard.tag),
+            shard=shard,
+        )
         if not shard.is_main:
             return 0  # process 0 holds every outcome; a failed exit here would stop it early
         print(format_summary(summary))

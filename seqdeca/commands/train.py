@@ -33,15 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", action="append", default=[], help="YAML config file(s)")
     parser.add_argument(
-        "--resume", action="store_true",
-        help="resume from the newest checkpoint of run.output_dir (none yet: start from scratch)"
+        "--resume",
+        action="store_true",
+        help="resume from the newest checkpoint of run.output_dir (none yet: start from scratch)",
     )
     parser.add_argument("--resume-from", default=None, help="resume from this checkpoint folder")
     parser.add_argument(
-        "--export", nargs=2, metavar=("CHECKPOINT", "OUT"), default=None,
+        "--export",
+        nargs=2,
+        metavar=("CHECKPOINT", "OUT"),
+        default=None,
         help="write OUT (an inference model.pt) from a checkpoint folder or a run folder's newest "
         "checkpoint, without training",
-    )  # fmt: skip
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides section.key=value")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -58,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         if not summary.main_process:
             return 0
         losses = " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.last_losses.items()))
-        print(f"{summary.steps} steps ({summary.skipped_steps} skipped, "
-              f"{summary.bad_samples} unreadable windows), "
-              f"{summary.windows_per_s:.2f} windows/s; last: {losses}; -> {summary.run_dir}")  # fmt: skip
+        print(
+            f"{summary.steps} steps ({summary.skipped_steps} skipped, "
+            f"{summary.bad_samples} unreadable windows), "
+            f"{summary.windows_per_s:.2f} windows/s; last: {losses}; -> {summary.run_dir}"
+        )
         return 0
 
     return run_main(job)

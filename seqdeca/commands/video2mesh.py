@@ -50,8 +50,11 @@ def report(res: ClipResult, tag: str = "", *, faces: bool = False) -> None:
     ``faces``: say how many faces were found)."""
     if res.status == "done":
         found = f"{res.faces} face{'s' if res.faces != 1 else ''}, " if faces else ""
-        print(f"{tag}{res.source}: {res.frames} frames ({res.valid_frames} with a face), "
-              f"{found}{res.frames_per_second:.1f} frames/s -> {res.out}", flush=True)  # fmt: skip
+        print(
+            f"{tag}{res.source}: {res.frames} frames ({res.valid_frames} with a face), "
+            f"{found}{res.frames_per_second:.1f} frames/s -> {res.out}",
+            flush=True,
+        )
     else:
         where = "" if res.source in res.reason else f"{res.source}: "
         print(f"{tag}error: {where}{res.reason}", file=sys.stderr, flush=True)
@@ -63,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("clips", nargs="*", metavar="CLIP", help="video files or folders")
-    parser.add_argument("--demo", action="store_true",
-                        help="also process the built-in demo clip (written to OUT/astronaut.mp4)")  # fmt: skip
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="also process the built-in demo clip (written to OUT/astronaut.mp4)",
+    )
     parser.add_argument("--out", default="outputs/video2mesh", help="output folder")
     parser.add_argument("--checkpoint", help="seqdeca model.pt or DECA deca_model.tar")
     parser.add_argument("--mode", choices=MODES, help="default: the config's inference.mode")
@@ -72,18 +78,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detail", action="store_true", help="also write detail meshes")
     parser.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
     parser.add_argument("--no-rig", action="store_true", help="skip rig.glb (the glTF rig)")
-    parser.add_argument("--faces", help="largest (default: one face), all (up to --max-faces) "
-                        "or N: faces to reconstruct, one folder each (inference.faces)")  # fmt: skip
-    parser.add_argument("--max-faces", type=int,
-                        help="faces followed at most with --faces all (inference.max_faces, 4)")  # fmt: skip
-    parser.add_argument("--texture", choices=TEXTURE_MODES,
-                        help="fit mode's appearance (inference.fit.texture): model (default: "
-                        "texture coefficients and per-frame light estimated), extract (also a "
-                        "UV texture map unwrapped from the frames) or mean (mean albedo, fixed "
-                        "light)")  # fmt: skip
+    parser.add_argument(
+        "--faces",
+        help="largest (default: one face), all (up to --max-faces) "
+        "or N: faces to reconstruct, one folder each (inference.faces)",
+    )
+    parser.add_argument(
+        "--max-faces",
+        type=int,
+        help="faces followed at most with --faces all (inference.max_faces, 4)",
+    )
+    parser.add_argument(
+        "--texture",
+        choices=TEXTURE_MODES,
+        help="fit mode's appearance (inference.fit.texture): model (default: "
+        "texture coefficients and per-frame light estimated), extract (also a "
+        "UV texture map unwrapped from the frames) or mean (mean albedo, fixed "
+        "light)",
+    )
     parser.add_argument("--batch-size", type=int, help="windows per network forward")
-    parser.add_argument("--config", action="append", default=None,
-                        help=f"YAML config file(s) (default: {DEFAULT_CONFIG.name})")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=None,
+        help=f"YAML config file(s) (default: {DEFAULT_CONFIG.name})",
+    )
     args, rest = parser.parse_known_args(argv)
     clips = [c for c in args.clips if "=" not in c or Path(c).exists()]
     overrides = [c for c in args.clips if c not in clips] + rest
@@ -115,10 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_faces is not None:
             cfg.inference.max_faces = args.max_faces
         separate = face_selection(cfg).separate  # a bad value stops here, before any clip
-        results = video2mesh(clips, args.out, cfg, detail=args.detail,
-                             video=not args.no_video, rig=not args.no_rig,
-                             report=partial(report, tag=shard.tag, faces=separate),
-                             explicit=given_keys(files, items), shard=shard)  # fmt: skip
+        results = video2mesh(
+            clips,
+            args.out,
+            cfg,
+            detail=args.detail,
+            video=not args.no_video,
+            rig=not args.no_rig,
+            report=partial(report, tag=shard.tag, faces=separate),
+            explicit=given_keys(files, items),
+            shard=shard,
+        )
         if not shard.is_main:
             return 0  # process 0 holds every result; a failed exit here would stop it early
         return EXIT_USER_ERROR if any(r.status != "done" for r in results) else 0

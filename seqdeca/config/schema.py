@@ -151,6 +151,12 @@ class LossConfig:
     au_head_supervision: float = 0.0  # the AU head's 27 intensities (the detail condition) too
     # detail stage
     detail_photometric: float = 2.0
+    # L1 between the detail shading contrast of the generated map and the one observed in the
+    # photo (the quantities the critic compares: smooth coarse-stage errors divide out)
+    detail_contrast: float = 0.0
+    # texels of that contrast the critic sees: "visible" (the visible face texels) or "compared"
+    # (also away from borders and albedo edges, as the detail_contrast term)
+    critic_region: str = "visible"
     id_mrf: float = 0.0  # needs id_mrf_weights (VGG19)
     z_reg: float = 5e-3
     z_diff: float = 5e-3
@@ -189,6 +195,8 @@ class ModelConfig:
     # > 0: the per-frame encoders see the crops resized to this side (e.g. 64 for resnet18 on
     # a CPU); 0: as prepared (224, which resnet50 requires)
     encoder_size: int = 0
+    # the same for the detail encoder alone (0: as prepared); -1: encoder_size
+    detail_encoder_size: int = -1
     # temporal model: "transformer" (window transformer over global, AU and code tokens) or
     # "conv" (SPECTRE-style 1D convolution over time, residual on expression and jaw)
     temporal: str = "transformer"
@@ -211,6 +219,9 @@ class ModelConfig:
     # side of the generator's displacement map (a multiple of 32; DECA: 256, the only size its
     # weights fit); resized to render.uv_size. Smaller sizes keep every block (CPU experiments)
     detail_uv_size: int = 256
+    # bound of the generator's displacement (tanh x this, face-model units: metres for FLAME;
+    # DECA: 0.01)
+    detail_max_displacement: float = 0.01
     critic_width: int = 64  # detail critic: channels of its first convolution, doubled per layer
     deca_checkpoint: str = ""  # DECA deca_model.tar (E_flame, E_detail, D_detail); "" = none
     au_checkpoint: str = ""  # OpenGraphAU .pth for the AU net; "" = none

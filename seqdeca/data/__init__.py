@@ -1,23 +1,17 @@
-"""Video decoding, face tracking, the shared crop, masks, dataset preparation and windows.
+"""What training reads: prepared clip files, the window dataset with its augmentation and input
+corruptions, and the synthetic clips with ground truth (``synthetic`` and its ``synthetic_*``
+parts).
 
-Re-exported here: the pieces most users touch. The face-model builder
-(``seqdeca.data.face_model_builder`` and its parts ``model_alignment``, ``model_statistics``,
-``model_rig``), preparation (``prepare``, ``prepare_run``, ``sources``, ``annotations``) and
-synthetic data (``synthetic``) are imported from their modules.
+Re-exported here: the pieces most users touch. Synthetic data (``synthetic``) is imported from
+its module. Preparing clips from video is :mod:`seqdeca.prep`; reading video is
+:mod:`seqdeca.io.video`.
 """
 
 from seqdeca.data.dataset import SequenceDataset, WindowBatch, collate_windows, window_loader
-from seqdeca.data.tracking import FaceTracker, TrackResult, track_video
-from seqdeca.data.video import VideoError, VideoReader
 
 __all__ = [
-    "FaceTracker",
     "SequenceDataset",
-    "TrackResult",
-    "VideoError",
-    "VideoReader",
     "WindowBatch",
     "collate_windows",
-    "track_video",
     "window_loader",
 ]

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from seqdeca.config.schema import AugmentationConfig
-from seqdeca.data.landmark_sets import MEDIAPIPE105
+from seqdeca.prep.landmark_sets import MEDIAPIPE105
 
 __all__ = [
     "IBUG68_FLIP",
@@ -133,9 +133,14 @@ def draw_augmentation(cfg: AugmentationConfig, gen: torch.Generator) -> WindowAu
     shift = (2 * _uniform(gen, cfg.shift_jitter), 2 * _uniform(gen, cfg.shift_jitter))
     jitter = [1.0 + _uniform(gen, cfg.color_jitter) for _ in range(3)]
     return WindowAugmentation(
-        flip=flip, angle=angle, scale=scale, shift=shift,
-        brightness=jitter[0], contrast=jitter[1], saturation=jitter[2],
-    )  # fmt: skip
+        flip=flip,
+        angle=angle,
+        scale=scale,
+        shift=shift,
+        brightness=jitter[0],
+        contrast=jitter[1],
+        saturation=jitter[2],
+    )
 
 
 def transform_points(points: torch.Tensor, aug: WindowAugmentation) -> torch.Tensor:

@@ -22,8 +22,14 @@ from PIL import Image
 
 from seqdeca.errors import UserError
 
-__all__ = ["ARRAY_NAMES", "READ_ERRORS", "BadWindow", "UnreadableFileError", "open_clip_arrays",
-           "read_image"]  # fmt: skip
+__all__ = [
+    "ARRAY_NAMES",
+    "READ_ERRORS",
+    "BadWindow",
+    "UnreadableFileError",
+    "open_clip_arrays",
+    "read_image",
+]
 
 #: What reading a missing, cut or corrupt prepared file raises (the OS, numpy, PIL, zlib).
 READ_ERRORS = (OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error)
@@ -48,8 +54,12 @@ class UnreadableFileError(UserError):
         """The error for ``file`` of clip ``clip_id`` that raised ``cause``."""
         text = "missing" if isinstance(cause, FileNotFoundError) else str(cause)
         reason = " ".join(text.split())[:200] or type(cause).__name__
-        return cls(f"cannot read {file} of clip {clip_id} ({reason}): prepare that clip again "
-                   "or leave it out of the source", file=file, reason=reason)  # fmt: skip
+        return cls(
+            f"cannot read {file} of clip {clip_id} ({reason}): prepare that clip again "
+            "or leave it out of the source",
+            file=file,
+            reason=reason,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,8 +97,16 @@ def read_image(clip: Path, name: str, mode: str) -> np.ndarray:
 
 
 #: ``gt.npz`` arrays a batch carries when ground truth is asked for (those the clip has).
-GROUND_TRUTH_KEYS = ("expression", "global_pose", "jaw_pose", "shape", "cam", "light",
-                     "texture", "au_intensity")  # fmt: skip
+GROUND_TRUTH_KEYS = (
+    "expression",
+    "global_pose",
+    "jaw_pose",
+    "shape",
+    "cam",
+    "light",
+    "texture",
+    "au_intensity",
+)
 
 
 def read_ground_truth(folder: Path, clip_id: str, frames: slice) -> dict[str, np.ndarray]:
@@ -100,8 +118,11 @@ def read_ground_truth(folder: Path, clip_id: str, frames: slice) -> dict[str, np
     file = folder / "gt.npz"
     try:  # a cut archive raises zipfile.BadZipFile, which is not an OSError
         with np.load(file, allow_pickle=False) as data:
-            return {k: np.asarray(data[k][frames], np.float32) for k in GROUND_TRUTH_KEYS
-                    if k in data.files}  # fmt: skip
+            return {
+                k: np.asarray(data[k][frames], np.float32)
+                for k in GROUND_TRUTH_KEYS
+                if k in data.files
+            }
     except (*READ_ERRORS, zipfile.BadZipFile) as exc:
         raise UnreadableFileError.of(clip_id, file, exc) from exc
 

@@ -30,9 +30,11 @@ def corruption_rates(scale: float) -> SyntheticCorruptionConfig:
 
 
 def corrupt_window(
-    images: torch.Tensor, landmarks68: torch.Tensor, rates: SyntheticCorruptionConfig,
+    images: torch.Tensor,
+    landmarks68: torch.Tensor,
+    rates: SyntheticCorruptionConfig,
     rng: np.random.Generator,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Corrupt the frames of one window.
 
     Args:

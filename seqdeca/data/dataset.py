@@ -118,9 +118,10 @@ def find_clips(root: Path) -> list[Path]:
             found.append(child)
         else:
             found += [
-                g for g in sorted(child.iterdir())
+                g
+                for g in sorted(child.iterdir())
                 if g.is_dir() and not g.name.startswith(".") and _is_clip(g)
-            ]  # fmt: skip
+            ]
     return found
 
 
@@ -139,11 +140,15 @@ def training_window_lengths(window: int, min_window: int = 0) -> list[int]:
     """
     low = int(min_window) or int(window)
     if window < 1 or window % 2 == 0:
-        raise UserError(f"data.window={window} must be odd (the predicted frame is the window's "
-                        "centre): use e.g. 3, or a range with data.min_window")  # fmt: skip
+        raise UserError(
+            f"data.window={window} must be odd (the predicted frame is the window's "
+            "centre): use e.g. 3, or a range with data.min_window"
+        )
     if not 1 <= low <= window or low % 2 == 0:
-        raise UserError(f"data.min_window={min_window} must be odd and in 1..data.window={window} "
-                        "(0 = data.window only)")  # fmt: skip
+        raise UserError(
+            f"data.min_window={min_window} must be odd and in 1..data.window={window} "
+            "(0 = data.window only)"
+        )
     return list(range(low, int(window) + 1, 2))
 
 
@@ -165,14 +170,17 @@ def index_source(source: DataSourceConfig, number: int, window: int) -> list[Cli
         wanted = _read_manifest(Path(source.manifest))
         missing = [c for c in wanted if c not in by_id]
         if missing:
-            raise UserError(f"manifest {source.manifest} names clips not under {root}: "
-                            f"{missing[:5]} (prepare them or fix the manifest)")  # fmt: skip
+            raise UserError(
+                f"manifest {source.manifest} names clips not under {root}: "
+                f"{missing[:5]} (prepare them or fix the manifest)"
+            )
         clips = [by_id[c] for c in wanted]
     return [
-        ClipIndex(path=p, clip_id=p.name, source=number,
-                  starts=window_starts(_read_valid(p), window))
+        ClipIndex(
+            path=p, clip_id=p.name, source=number, starts=window_starts(_read_valid(p), window)
+        )
         for p in clips
-    ]  # fmt: skip
+    ]
 
 
 def _read_valid(clip: Path) -> np.ndarray:
@@ -181,8 +189,10 @@ def _read_valid(clip: Path) -> np.ndarray:
     try:
         valid = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"{path} is unreadable ({type(exc).__name__}): prepare the clip again "
-                        "or remove it from the source") from None  # fmt: skip
+        raise UserError(
+            f"{path} is unreadable ({type(exc).__name__}): prepare the clip again "
+            "or remove it from the source"
+        ) from None
     if valid.ndim != 1:
         raise UserError(f"{path} holds shape {valid.shape}, not (T,): prepare the clip again")
     return valid
@@ -262,8 +272,10 @@ class SequenceDataset(torch.utils.data.Dataset):
         if weights is not None:
             if len(weights) != len(sources):
                 raise ValueError(f"{len(weights)} weights for {len(sources)} sources")
-            sources = [DataSourceConfig(root=s.root, weight=float(w), manifest=s.manifest)
-                       for s, w in zip(sources, weights)]  # fmt: skip
+            sources = [
+                DataSourceConfig(root=s.root, weight=float(w), manifest=s.manifest)
+                for s, w in zip(sources, weights)
+            ]
         self.weights = [float(s.weight) for s in sources]
         if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
             raise UserError(f"data source weights {self.weights} must be >= 0 with a positive sum")
@@ -277,8 +289,10 @@ class SequenceDataset(torch.utils.data.Dataset):
         owner = clip_source[self.windows[:, 0]] if len(self.windows) else np.zeros(0, np.int64)
         self.source_windows = [np.flatnonzero(owner == k) for k in range(len(sources))]
         if len(self.windows) == 0:
-            raise UserError(f"no window of {window} consecutive valid frames in "
-                            f"{[s.root for s in sources]}: prepare data or lower data.window")  # fmt: skip
+            raise UserError(
+                f"no window of {window} consecutive valid frames in "
+                f"{[s.root for s in sources]}: prepare data or lower data.window"
+            )
         self.epoch_size = int(epoch_size or len(self.windows))
         self.ground_truth = ground_truth
         self.ground_truth_for = ground_truth_for
@@ -296,9 +310,9 @@ class SequenceDataset(torch.utils.data.Dataset):
 
     def source_counts(self) -> list[int]:
         """Windows per source in one training epoch (weights of empty sources are dropped)."""
-        weights = np.asarray([
-            w if len(idx) else 0.0 for w, idx in zip(self.weights, self.source_windows)
-        ])  # fmt: skip
+        weights = np.asarray(
+            [w if len(idx) else 0.0 for w, idx in zip(self.weights, self.source_windows)]
+        )
         share = weights / weights.sum() * self.epoch_size
         counts = np.floor(share).astype(np.int64)
         # Largest remainders get the leftover windows so that the counts sum to epoch_size.
@@ -377,7 +391,7 @@ class SequenceDataset(torch.utils.data.Dataset):
             "au_proxy": torch.from_numpy(np.array(arrays["au_proxy"][sl], dtype=np.float32)),
             "frames": torch.arange(start, start + length, dtype=torch.int64),
             "clip": torch.tensor(number, dtype=torch.int64),
-        }  # fmt: skip
+        }
         sample |= {f"gt_{k}": torch.from_numpy(v) for k, v in truth.items()}
         if self.train:
             gen = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch, index))
@@ -386,34 +400,43 @@ class SequenceDataset(torch.utils.data.Dataset):
             if self.corruption is not None:  # the input only: targets keep the clean crops
                 rng = np.random.default_rng(mixed_seed(self.seed, self.epoch, index, -4))
                 sample["clean_images"] = sample["images"]
-                sample["images"] = corrupt_window(sample["images"], sample["landmarks68"],
-                                                  self.corruption, rng)  # fmt: skip
+                sample["images"] = corrupt_window(
+                    sample["images"], sample["landmarks68"], self.corruption, rng
+                )
         return sample
 
     def _check_ground_truth(self) -> None:
         """One-line errors for a clip without ``gt.npz`` or a geometric augmentation."""
         lacking = next((c for c in self.clips if not (c.path / "gt.npz").is_file()), None)
         if lacking is not None:
-            raise UserError(f"{lacking.path} has no gt.npz: {self.ground_truth_for} need(s) "
-                            "synthetic clips (tools/make_synthetic_data.py) in every data "
-                            "source")  # fmt: skip
+            raise UserError(
+                f"{lacking.path} has no gt.npz: {self.ground_truth_for} need(s) "
+                "synthetic clips (tools/make_synthetic_data.py) in every data "
+                "source"
+            )
         a = self.augmentation
-        moved = {"flip_prob": a.flip_prob, "max_rotation_deg": a.max_rotation_deg,
-                 "scale_jitter": a.scale_jitter, "shift_jitter": a.shift_jitter}  # fmt: skip
+        moved = {
+            "flip_prob": a.flip_prob,
+            "max_rotation_deg": a.max_rotation_deg,
+            "scale_jitter": a.scale_jitter,
+            "shift_jitter": a.shift_jitter,
+        }
         moved = [k for k, v in moved.items() if v > 0]
         if self.train and moved:
-            raise UserError(f"{self.ground_truth_for} need(s) data.augmentation.{moved[0]}=0 "
-                            f"(and {', '.join(moved[1:]) or 'nothing else'}): the true pose "
-                            "and camera do not follow a geometric augmentation")  # fmt: skip
+            raise UserError(
+                f"{self.ground_truth_for} need(s) data.augmentation.{moved[0]}=0 "
+                f"(and {', '.join(moved[1:]) or 'nothing else'}): the true pose "
+                "and camera do not follow a geometric augmentation"
+            )
 
     def _unreadable(self, index: int, clip: ClipIndex, exc: UnreadableFileError) -> BadWindow:
         """Training: log one line and return the marker; evaluation: raise ``exc``."""
         if not self.train:
             raise exc
-        log.warning("skipping training window %d: cannot read %s (%s)", index, exc.file,
-                    exc.reason)  # fmt: skip
-        return BadWindow(clip_id=clip.clip_id, file=exc.file.relative_to(clip.path).as_posix(),
-                         reason=exc.reason)  # fmt: skip
+        log.warning("skipping training window %d: cannot read %s (%s)", index, exc.file, exc.reason)
+        return BadWindow(
+            clip_id=clip.clip_id, file=exc.file.relative_to(clip.path).as_posix(), reason=exc.reason
+        )
 
     def window_length(self, index: int) -> int:
         """Frames of item ``index``: ``window``, or in training with a range, the length drawn
@@ -529,28 +552,48 @@ def collate_windows(
     items = [item for item in items if not isinstance(item, BadWindow)]
     if not items:
         empty = torch.zeros(0)
-        return WindowBatch(images=empty, landmarks=empty, landmarks68=empty, masks=empty,
-                           valid=empty.bool(), au=empty, au_proxy=empty, clip_ids=[],
-                           frames=empty.long(), read_ok=read_ok, unreadable=unreadable)  # fmt: skip
+        return WindowBatch(
+            images=empty,
+            landmarks=empty,
+            landmarks68=empty,
+            masks=empty,
+            valid=empty.bool(),
+            au=empty,
+            au_proxy=empty,
+            clip_ids=[],
+            frames=empty.long(),
+            read_ok=read_ok,
+            unreadable=unreadable,
+        )
 
     def stack(key: str) -> torch.Tensor:
         return torch.stack([item[key] for item in items])
 
     width = max(item["au_proxy"].shape[-1] for item in items)
-    proxy = torch.stack([
-        torch.nn.functional.pad(item["au_proxy"], (0, width - item["au_proxy"].shape[-1]),
-                                value=float("nan"))
-        for item in items
-    ])  # fmt: skip
+    proxy = torch.stack(
+        [
+            torch.nn.functional.pad(
+                item["au_proxy"], (0, width - item["au_proxy"].shape[-1]), value=float("nan")
+            )
+            for item in items
+        ]
+    )
     numbers = [int(item["clip"]) for item in items]
     return WindowBatch(
-        images=stack("images"), landmarks=stack("landmarks"), landmarks68=stack("landmarks68"),
-        masks=stack("masks"), valid=stack("valid"), au=stack("au"), au_proxy=proxy,
-        clip_ids=[clip_ids[n] if clip_ids else str(n) for n in numbers], frames=stack("frames"),
+        images=stack("images"),
+        landmarks=stack("landmarks"),
+        landmarks68=stack("landmarks68"),
+        masks=stack("masks"),
+        valid=stack("valid"),
+        au=stack("au"),
+        au_proxy=proxy,
+        clip_ids=[clip_ids[n] if clip_ids else str(n) for n in numbers],
+        frames=stack("frames"),
         gt={k.removeprefix("gt_"): stack(k) for k in items[0] if k.startswith("gt_")},
-        read_ok=read_ok, unreadable=unreadable,
+        read_ok=read_ok,
+        unreadable=unreadable,
         clean_images=stack("clean_images") if "clean_images" in items[0] else None,
-    )  # fmt: skip
+    )
 
 
 def check_crop(dataset: SequenceDataset, crop: CropConfig) -> None:
@@ -573,16 +616,23 @@ def check_crop(dataset: SequenceDataset, crop: CropConfig) -> None:
         for key, value in recorded.items():
             mine = getattr(crop, key, None)
             if mine is not None and value is not None and float(mine) != float(value):
-                raise UserError(f"{clip.path} was prepared with crop.{key}={value} but the "
-                                f"config says crop.{key}={mine}: set crop.{key}={value} (the "
-                                "export records the crop inference will use)")  # fmt: skip
+                raise UserError(
+                    f"{clip.path} was prepared with crop.{key}={value} but the "
+                    f"config says crop.{key}={mine}: set crop.{key}={value} (the "
+                    "export records the crop inference will use)"
+                )
 
 
 def window_loader(
-    cfg: DataConfig, *, train: bool, seed: int = 0, shuffle_eval: bool = False,
-    crop: CropConfig | None = None, ground_truth: bool = False,
+    cfg: DataConfig,
+    *,
+    train: bool,
+    seed: int = 0,
+    shuffle_eval: bool = False,
+    crop: CropConfig | None = None,
+    ground_truth: bool = False,
     ground_truth_for: str = GROUND_TRUTH_TERMS,
-) -> torch.utils.data.DataLoader:  # fmt: skip
+) -> torch.utils.data.DataLoader:
     """A DataLoader over the configured sources (the data section's builder).
 
     The dataset's epoch plan already orders the windows, so the loader does not shuffle; call
@@ -594,16 +644,25 @@ def window_loader(
     if train:
         training_window_lengths(cfg.window, cfg.min_window)  # odd lengths, one-line error
     dataset = SequenceDataset(
-        sources=list(cfg.sources), window=cfg.window, train=train,
-        min_window=cfg.min_window if train else 0, batch_size=cfg.batch_size,
+        sources=list(cfg.sources),
+        window=cfg.window,
+        train=train,
+        min_window=cfg.min_window if train else 0,
+        batch_size=cfg.batch_size,
         frame_mask_prob=cfg.frame_mask_prob if train else 0.0,
-        augmentation=cfg.augmentation, seed=seed, ground_truth=ground_truth,
-        ground_truth_for=ground_truth_for, image_size=crop.size if crop is not None else 224,
-    )  # fmt: skip
+        augmentation=cfg.augmentation,
+        seed=seed,
+        ground_truth=ground_truth,
+        ground_truth_for=ground_truth_for,
+        image_size=crop.size if crop is not None else 224,
+    )
     if crop is not None:
         check_crop(dataset, crop)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=shuffle_eval and not train,
-        num_workers=cfg.num_workers, collate_fn=WindowCollator(dataset.clip_ids),
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle_eval and not train,
+        num_workers=cfg.num_workers,
+        collate_fn=WindowCollator(dataset.clip_ids),
         drop_last=train,
-    )  # fmt: skip
+    )

@@ -4,7 +4,7 @@ Each clip renders one random identity (shape and texture coefficients) of the co
 model over a background, with smooth random trajectories (sums of a few low-frequency sinusoids)
 of global pose (yaw/pitch/roll within +-30/20/10 degrees), expression, jaw opening, camera
 jitter and SH lighting. The clip folder is the same as a prepared real clip
-(``seqdeca.data.prepare``): frames, landmarks, landmarks68, masks, valid, transforms, au,
+(``seqdeca.prep.prepare``): frames, landmarks, landmarks68, masks, valid, transforms, au,
 au_proxy and meta.json (dataset "synthetic"), plus ``gt.npz`` with the per-frame ground truth.
 
 The settings are the ``synthetic`` section of the config (:class:`SyntheticSettings`, the
@@ -90,8 +90,11 @@ __all__ = [
 ]
 
 _CORRUPTION_STREAM = 0xC0DE  # mixed into the corruption generator's seed
-_CHOICES = {"landmarks": ("exact", "tracked"), "expression": ("smooth", "au"),
-            "background": ("noise", "photo")}  # fmt: skip
+_CHOICES = {
+    "landmarks": ("exact", "tracked"),
+    "expression": ("smooth", "au"),
+    "background": ("noise", "photo"),
+}
 
 #: The synthetic settings: the schema's ``synthetic`` section (angles in degrees, codes in
 #: unit-variance units; see :class:`seqdeca.config.schema.SyntheticConfig`).
@@ -136,8 +139,9 @@ def _light(gen: torch.Generator, frames: int, fps: float) -> torch.Tensor:
     return light
 
 
-def _au_expression(model: FaceModel, gen: torch.Generator, settings: SyntheticSettings,
-                   frames: int, au_map: AUMap) -> tuple[torch.Tensor, ...]:  # fmt: skip
+def _au_expression(
+    model: FaceModel, gen: torch.Generator, settings: SyntheticSettings, frames: int, au_map: AUMap
+) -> tuple[torch.Tensor, ...]:
     """(AU intensities (T, 27), expression (T, E), jaw opening (T, 1)) of ``expression: au``.
 
     The AU-driven part (expression and jaw) is multiplied by ``au_scale``. The residual is a
@@ -153,9 +157,13 @@ def _au_expression(model: FaceModel, gen: torch.Generator, settings: SyntheticSe
 
 
 def sample_clip_codes(
-    model: FaceModel, gen: torch.Generator, settings: SyntheticSettings, *,
-    frames: int | None = None, au_map: AUMap | None = None,
-) -> dict[str, torch.Tensor]:  # fmt: skip
+    model: FaceModel,
+    gen: torch.Generator,
+    settings: SyntheticSettings,
+    *,
+    frames: int | None = None,
+    au_map: AUMap | None = None,
+) -> dict[str, torch.Tensor]:
     """Random per-frame codes of one clip (see the module docstring for the keys and shapes).
 
     ``frames`` overrides ``settings.frames``; ``au_map`` is needed with ``expression: au`` (the
@@ -189,19 +197,26 @@ def sample_clip_codes(
         turns = head_turns(gen, t, settings.fps, settings.fast_turns, limits, global_pose)
         global_pose = torch.maximum(torch.minimum(global_pose + turns, limits), -limits)
     return {
-        "shape": shape.contiguous(), "expression": expression, "global_pose": global_pose,
-        "jaw_pose": jaw_pose, "cam": cam, "light": light, "texture": texture.contiguous(),
+        "shape": shape.contiguous(),
+        "expression": expression,
+        "global_pose": global_pose,
+        "jaw_pose": jaw_pose,
+        "cam": cam,
+        "light": light,
+        "texture": texture.contiguous(),
         **extra,
-    }  # fmt: skip
+    }
 
 
 def random_background(gen: torch.Generator, size: int) -> torch.Tensor:
     """(3, size, size) smooth background: a random colour gradient plus low-frequency noise."""
     corners = _rand(gen, 1, 3, 2, 2)
-    gradient = torch.nn.functional.interpolate(corners, size=(size, size), mode="bilinear",
-                                               align_corners=True)  # fmt: skip
-    noise = torch.nn.functional.interpolate(_rand(gen, 1, 3, 6, 6) - 0.5, size=(size, size),
-                                            mode="bicubic", align_corners=False)  # fmt: skip
+    gradient = torch.nn.functional.interpolate(
+        corners, size=(size, size), mode="bilinear", align_corners=True
+    )
+    noise = torch.nn.functional.interpolate(
+        _rand(gen, 1, 3, 6, 6) - 0.5, size=(size, size), mode="bicubic", align_corners=False
+    )
     return (gradient + 0.3 * noise)[0].clamp(0, 1)
 
 
@@ -239,7 +254,7 @@ def _masks(alpha: np.ndarray, landmarks: np.ndarray | None, size: int) -> np.nda
     if landmarks is None or landmarks.shape[1] < 468:
         return masks
     try:
-        from seqdeca.data.masks import region_masks
+        from seqdeca.prep.masks import region_masks
     except ImportError:
         return masks
     regions = np.stack([region_masks(points, size) for points in landmarks])
@@ -273,9 +288,14 @@ def render_clip(
         normals = None
         if displacement is not None:
             normals = detail_normal_maps(model, vertices, displacement)
-        out = renderer(vertices, codes["cam"], light=codes["light"], albedo=albedo,
-                       detail_normals=normals,
-                       background=background.expand(t_count, -1, -1, -1))  # fmt: skip
+        out = renderer(
+            vertices,
+            codes["cam"],
+            light=codes["light"],
+            albedo=albedo,
+            detail_normals=normals,
+            background=background.expand(t_count, -1, -1, -1),
+        )
     images = (out.image.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
     landmarks = lmk_mp.numpy() if lmk_mp is not None else np.zeros((t_count, 0, 3))
     landmarks68 = lmk68.numpy() if lmk68 is not None else np.full((t_count, 68, 2), np.nan)
@@ -288,8 +308,9 @@ def render_clip(
     }
 
 
-def _corrupt(rendered: dict[str, np.ndarray], settings: SyntheticSettings, seed: int
-             ) -> CorruptionDraws | None:  # fmt: skip
+def _corrupt(
+    rendered: dict[str, np.ndarray], settings: SyntheticSettings, seed: int
+) -> CorruptionDraws | None:
     """Corrupt ``rendered["images"]`` in place of the clean ones; returns the draws (or None)."""
     rates = settings.corruption
     if not any(getattr(rates, kind) > 0 for kind in CORRUPTIONS):
@@ -334,13 +355,17 @@ def write_synthetic_clip(
     gen = torch.Generator().manual_seed(_mixed_seed(seed))
     codes = sample_clip_codes(model, gen, settings, frames=frames, au_map=au_map)
     size = renderer.image_size[0]
-    background = (photo_background(gen, size) if settings.background == "photo"
-                  else random_background(gen, size))  # fmt: skip
+    background = (
+        photo_background(gen, size)
+        if settings.background == "photo"
+        else random_background(gen, size)
+    )
     detail, displacement = {}, None
     if settings.detail.scale > 0:
         params = clip_detail_params(model, seed=seed, settings=settings.detail)
-        displacement = torch.from_numpy(detail_displacement_maps(
-            params, codes["au_intensity"], settings.detail.uv_size))  # fmt: skip
+        displacement = torch.from_numpy(
+            detail_displacement_maps(params, codes["au_intensity"], settings.detail.uv_size)
+        )
         detail = params.arrays()
     rendered = render_clip(model, renderer, codes, background, displacement=displacement)
     draws = _corrupt(rendered, settings, seed)
@@ -353,8 +378,9 @@ def write_synthetic_clip(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write_layout(tmp, arrays, au, cfg.prepare.jpeg_quality)
-        np.savez(tmp / "gt.npz", **ground_truth(codes, rendered, arrays, draws, size, tracked),
-                 **detail)  # fmt: skip
+        np.savez(
+            tmp / "gt.npz", **ground_truth(codes, rendered, arrays, draws, size, tracked), **detail
+        )
         meta = clip_meta(clip_id, model, seed, settings, arrays, size)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         os.replace(tmp, final)
@@ -363,8 +389,9 @@ def write_synthetic_clip(
     return final
 
 
-def resolve_settings(cfg: Config, *, frames: int | None = None,
-                     ranges: dict[str, float] | None = None) -> SyntheticSettings:  # fmt: skip
+def resolve_settings(
+    cfg: Config, *, frames: int | None = None, ranges: dict[str, float] | None = None
+) -> SyntheticSettings:
     """``cfg.synthetic`` with ``frames`` and ``ranges`` (other fields) overridden and checked.
 
     Raises:
@@ -379,8 +406,9 @@ def resolve_settings(cfg: Config, *, frames: int | None = None,
         settings = replace(settings, frames=int(frames))
     for name, choices in _CHOICES.items():
         if getattr(settings, name) not in choices:
-            raise UserError(f"synthetic.{name} must be one of {list(choices)}, "
-                            f"got {getattr(settings, name)!r}")  # fmt: skip
+            raise UserError(
+                f"synthetic.{name} must be one of {list(choices)}, got {getattr(settings, name)!r}"
+            )
     if settings.frames < 1:
         raise UserError(f"synthetic.frames must be >= 1, got {settings.frames}")
     _check_detail(settings)
@@ -391,25 +419,36 @@ def _check_detail(settings: SyntheticSettings) -> None:
     """One-line errors for ``synthetic.detail`` settings that cannot work."""
     detail = settings.detail
     if detail.scale < 0 or detail.static < 0:
-        raise UserError(f"synthetic.detail.scale and .static must be >= 0, got {detail.scale} "
-                        f"and {detail.static}")  # fmt: skip
+        raise UserError(
+            f"synthetic.detail.scale and .static must be >= 0, got {detail.scale} "
+            f"and {detail.static}"
+        )
     if detail.scale > 0 and settings.expression != "au":
-        raise UserError("synthetic.detail needs AU-driven expressions (its wrinkles follow "
-                        "the AU intensities): set synthetic.expression=au, not "
-                        f"{settings.expression!r}")  # fmt: skip
+        raise UserError(
+            "synthetic.detail needs AU-driven expressions (its wrinkles follow "
+            "the AU intensities): set synthetic.expression=au, not "
+            f"{settings.expression!r}"
+        )
     if detail.scale > 0 and detail.uv_size < 8:
         raise UserError(f"synthetic.detail.uv_size must be >= 8, got {detail.uv_size}")
 
 
 def make_synthetic_dataset(
-    out_root: str | Path, cfg: Config, *, clips: int, frames: int | None = None, seed: int,
-    progress: bool = True, ranges: dict[str, float] | None = None, workers: int = 1,
-) -> list[Path]:  # fmt: skip
+    out_root: str | Path,
+    cfg: Config,
+    *,
+    clips: int,
+    frames: int | None = None,
+    seed: int,
+    progress: bool = True,
+    ranges: dict[str, float] | None = None,
+    workers: int = 1,
+) -> list[Path]:
     """Write ``clips`` synthetic clips under ``out_root/synthetic``.
 
     The settings come from ``cfg.synthetic``; ``frames`` overrides its ``frames`` and ``ranges``
     its other fields (e.g. ``{"max_yaw": 5.0}``, the presets of
-    :data:`seqdeca.train.learning_check.SYNTHETIC_PRESETS`). The face model comes from
+    ``SYNTHETIC_PRESETS`` in experiments/learning_check.py). The face model comes from
     ``cfg.face_model``, the renderer backend and UV size from ``cfg.render``, the crop from
     ``cfg.crop``, tracking from ``cfg.track`` and the JPEG quality from
     ``cfg.prepare.jpeg_quality``. Clip k is ``synth_{k:05d}``, seeded by ``(seed, k)``.
@@ -432,11 +471,20 @@ def make_synthetic_dataset(
         raise UserError(f"workers must be >= 1, got {workers}")
     (Path(out_root) / DATASET).mkdir(parents=True, exist_ok=True)
     if workers > 1 and clips > 1:
-        return _write_in_processes(Path(out_root), cfg, settings, clips=clips, seed=seed,
-                                   workers=workers, progress=progress)  # fmt: skip
+        return _write_in_processes(
+            Path(out_root),
+            cfg,
+            settings,
+            clips=clips,
+            seed=seed,
+            workers=workers,
+            progress=progress,
+        )
     writer = _ClipWriter.build(cfg, settings)
-    return [writer.write(Path(out_root), k, seed)
-            for k in tqdm(range(clips), desc="synthetic clips", unit="clip", disable=not progress)]
+    return [
+        writer.write(Path(out_root), k, seed)
+        for k in tqdm(range(clips), desc="synthetic clips", unit="clip", disable=not progress)
+    ]
 
 
 @dataclass(frozen=True)
@@ -457,19 +505,28 @@ class _ClipWriter:
                 f"face model '{model.name}' has no UV layout: set face_model.head_template"
             )
         renderer = Renderer(
-            faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
-            image_size=settings.frame_size or cfg.crop.size, uv_size=cfg.render.uv_size,
+            faces=model.faces,
+            verts_uvs=model.verts_uvs,
+            faces_uvs=model.faces_uvs,
+            image_size=settings.frame_size or cfg.crop.size,
+            uv_size=cfg.render.uv_size,
             backend=cfg.render.backend,
-        )  # fmt: skip
+        )
         au_map = au_expression_map(model) if settings.expression == "au" else None
         return cls(cfg=cfg, settings=settings, model=model, renderer=renderer, au_map=au_map)
 
     def write(self, out_root: Path, k: int, seed: int) -> Path:
         """Clip ``k`` of ``seed`` (``synth_{k:05d}``)."""
         return write_synthetic_clip(
-            out_root, f"synth_{k:05d}", model=self.model, renderer=self.renderer,
-            seed=_mixed_seed(seed, k), settings=self.settings, cfg=self.cfg, au_map=self.au_map,
-        )  # fmt: skip
+            out_root,
+            f"synth_{k:05d}",
+            model=self.model,
+            renderer=self.renderer,
+            seed=_mixed_seed(seed, k),
+            settings=self.settings,
+            cfg=self.cfg,
+            au_map=self.au_map,
+        )
 
 
 # The writer of a worker process of _write_in_processes.
@@ -485,8 +542,16 @@ def _write_one(out_root: Path, k: int, seed: int) -> Path:
     return _WORKER["writer"].write(out_root, k, seed)
 
 
-def _write_in_processes(out_root: Path, cfg: Config, settings: SyntheticSettings, *, clips: int,
-                        seed: int, workers: int, progress: bool) -> list[Path]:  # fmt: skip
+def _write_in_processes(
+    out_root: Path,
+    cfg: Config,
+    settings: SyntheticSettings,
+    *,
+    clips: int,
+    seed: int,
+    workers: int,
+    progress: bool,
+) -> list[Path]:
     """:func:`make_synthetic_dataset`'s clips written by ``workers`` spawned processes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -494,12 +559,15 @@ def _write_in_processes(out_root: Path, cfg: Config, settings: SyntheticSettings
     from tqdm import tqdm
 
     context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
-    with ProcessPoolExecutor(max_workers=min(workers, clips), mp_context=context,
-                             initializer=_start_worker, initargs=(cfg, settings)) as pool:  # fmt: skip
+    with ProcessPoolExecutor(
+        max_workers=min(workers, clips),
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(cfg, settings),
+    ) as pool:
         futures = [pool.submit(_write_one, out_root, k, seed) for k in range(clips)]
         try:
-            for future in tqdm(futures, desc="synthetic clips", unit="clip",
-                               disable=not progress):  # fmt: skip
+            for future in tqdm(futures, desc="synthetic clips", unit="clip", disable=not progress):
                 future.result()  # raises a worker's error here
         except BaseException:
             pool.shutdown(cancel_futures=True)  # do not write the remaining clips first

@@ -11,7 +11,7 @@ the ridge-regularised least-squares fit of those displacements by the model's ex
 on the model's mean face seen from the front (the landmarks are linear in the expression, so the
 fit is exact linear algebra, no optimisation). AU19, AU25, AU26 and AU27 also open the jaw by a
 fixed angle (:data:`AU_JAW_RADIANS`); their expression direction fits what the jaw leaves of the
-target. The model's landmark proxies (``seqdeca.data.au_proxy``) cover only 11 AUs, hence the
+target. The model's landmark proxies (``seqdeca.prep.au_proxy``) cover only 11 AUs, hence the
 explicit table. How much of each target the expression basis can reproduce depends on the model
 (``AUMap.explained``). The bundled model (24 expression components learnt from tracked
 video) reproduces the mouth and upper-lid AUs well (AU5, AU10, AU12-AU18, AU25: 0.8-0.98 of the
@@ -71,22 +71,31 @@ AU_TARGETS: dict[str, list[tuple[tuple[int, ...], float, float]]] = {
     "AU24": [((50, 51, 52), 0.0, 0.06), ((56, 57, 58), 0.0, -0.06)],
     "AU25": [((61, 62, 63), 0.0, -0.05), ((65, 66, 67), 0.0, 0.15), ((56, 57, 58), 0.0, 0.1)],
     "AU26": [((56, 57, 58, 65, 66, 67), 0.0, 0.25), ((6, 7, 8, 9, 10), 0.0, 0.25)],
-    "AU27": [((56, 57, 58, 65, 66, 67), 0.0, 0.4), ((6, 7, 8, 9, 10), 0.0, 0.4),
-             ((48, 54), -0.05, 0.0)],
+    "AU27": [
+        ((56, 57, 58, 65, 66, 67), 0.0, 0.4),
+        ((6, 7, 8, 9, 10), 0.0, 0.4),
+        ((48, 54), -0.05, 0.0),
+    ],
     "AU32": [((56, 57, 58), 0.0, -0.08), ((65, 66, 67), 0.0, -0.1)],
     "AU38": [((31, 35), 0.06, 0.0)],
     "AU39": [((31, 35), -0.05, 0.0)],
-}  # fmt: skip
+}
 
 # Jaw opening (radians about the jaw's x axis) at full intensity.
 AU_JAW_RADIANS: dict[str, float] = {"AU19": 0.1, "AU25": 0.03, "AU26": 0.15, "AU27": 0.3}
 
 # Prototypical AU groups of an expression event (the last one is speech: see the docstring).
 _GROUPS: tuple[tuple[str, ...], ...] = (
-    ("AU6", "AU12", "AU25"), ("AU1", "AU2", "AU5", "AU26"), ("AU1", "AU4", "AU15", "AU17"),
-    ("AU4", "AU5", "AU7", "AU23"), ("AU9", "AU10", "AU17"), ("AU1", "AU2", "AU4", "AU5", "AU20",
-    "AU25"), ("AU12", "AU14"), ("AU23", "AU24"), ("AU25", "AU26"),
-)  # fmt: skip
+    ("AU6", "AU12", "AU25"),
+    ("AU1", "AU2", "AU5", "AU26"),
+    ("AU1", "AU4", "AU15", "AU17"),
+    ("AU4", "AU5", "AU7", "AU23"),
+    ("AU9", "AU10", "AU17"),
+    ("AU1", "AU2", "AU4", "AU5", "AU20", "AU25"),
+    ("AU12", "AU14"),
+    ("AU23", "AU24"),
+    ("AU25", "AU26"),
+)
 _SPEECH = len(_GROUPS) - 1
 _GROUP_SHARE = 0.6  # share of events that are groups (the rest: one random AU)
 _INNER_EYE_CORNERS = (39, 42)
@@ -128,10 +137,11 @@ def _landmarks68(model: FaceModel, expression: torch.Tensor, jaw: torch.Tensor) 
     """(N, 68, 2) frontal landmark x, y of the mean identity, float64."""
     n = expression.shape[0]
     params = FlameParams(
-        shape=torch.zeros(n, model.num_shape), expression=expression.float(),
+        shape=torch.zeros(n, model.num_shape),
+        expression=expression.float(),
         global_pose=torch.zeros(n, 3),
         jaw_pose=torch.cat([jaw.float()[:, None], torch.zeros(n, 2)], dim=-1),
-    )  # fmt: skip
+    )
     with torch.no_grad():
         return model(params).landmarks68[..., :2].double()
 
@@ -175,9 +185,9 @@ def _ramp(x: torch.Tensor) -> torch.Tensor:
 
 def _event(gen: torch.Generator, t: torch.Tensor, duration: float) -> torch.Tensor:
     """(T,) one event's envelope in [0, 1] starting at a random time (may start before 0)."""
-    start, rise, hold, fall = (torch.rand(4, generator=gen, dtype=torch.float64)
-                               * torch.tensor([duration + 1.0, 0.45, 1.3, 0.6], dtype=torch.float64)
-                               + torch.tensor([-1.0, 0.15, 0.2, 0.2], dtype=torch.float64))  # fmt: skip
+    start, rise, hold, fall = torch.rand(4, generator=gen, dtype=torch.float64) * torch.tensor(
+        [duration + 1.0, 0.45, 1.3, 0.6], dtype=torch.float64
+    ) + torch.tensor([-1.0, 0.15, 0.2, 0.2], dtype=torch.float64)
     up = _ramp((t - start) / rise)
     down = 1 - _ramp((t - start - rise - hold) / fall)
     return up * down

@@ -45,10 +45,19 @@ __all__ = [
 CORRUPTIONS: tuple[str, ...] = ("occluder", "blur", "noise", "jpeg", "flicker")
 #: ``--corrupt``: about one frame in four has at least one corruption (1 - 0.92*0.93*0.95^2*0.96).
 REALISTIC_MIX: dict[str, float] = {
-    "occluder": 0.08, "blur": 0.07, "noise": 0.05, "jpeg": 0.05, "flicker": 0.04,
-}  # fmt: skip
-_EVENT_FRAMES = {"occluder": (3, 20), "blur": (1, 4), "noise": (2, 10), "jpeg": (2, 10),
-                 "flicker": (1, 2)}  # fmt: skip
+    "occluder": 0.08,
+    "blur": 0.07,
+    "noise": 0.05,
+    "jpeg": 0.05,
+    "flicker": 0.04,
+}
+_EVENT_FRAMES = {
+    "occluder": (3, 20),
+    "blur": (1, 4),
+    "noise": (2, 10),
+    "jpeg": (2, 10),
+    "flicker": (1, 2),
+}
 # Occluder kinds and targets (iBUG-68 point ranges whose mean is the occluder's centre).
 FLAT_ELLIPSE, TEXTURED_ELLIPSE, TEXTURED_BOX = 1, 2, 3
 _TARGETS = (range(48, 68), range(36, 42), range(42, 48), range(27, 36), range(36, 48))
@@ -93,17 +102,21 @@ class CorruptionDraws:
     def active(self) -> dict[str, np.ndarray]:
         """{kind: (T,) bool} frames each kind of corruption affects."""
         return {
-            "occluder": self.occluder > 0, "blur": self.blur[:, 0] > 0, "noise": self.noise > 0,
-            "jpeg": self.jpeg > 0, "flicker": self.brightness != 1.0,
-        }  # fmt: skip
+            "occluder": self.occluder > 0,
+            "blur": self.blur[:, 0] > 0,
+            "noise": self.noise > 0,
+            "jpeg": self.jpeg > 0,
+            "flicker": self.brightness != 1.0,
+        }
 
     def corrupted(self) -> np.ndarray:
         """(T,) bool: any corruption."""
         return np.logical_or.reduce(list(self.active().values()))
 
 
-def _events(rng: np.random.Generator, frames: int, rate: float, lengths: tuple[int, int]
-            ) -> list[tuple[int, int]]:  # fmt: skip
+def _events(
+    rng: np.random.Generator, frames: int, rate: float, lengths: tuple[int, int]
+) -> list[tuple[int, int]]:
     """(start, stop) frame ranges of one kind's events covering about ``rate`` of the frames."""
     if rate <= 0:
         return []
@@ -117,11 +130,18 @@ def _events(rng: np.random.Generator, frames: int, rate: float, lengths: tuple[i
 def _empty(frames: int) -> CorruptionDraws:
     z = np.zeros(frames)
     return CorruptionDraws(
-        occluder=z.astype(np.int8), target=z.astype(np.int8), size=np.zeros((frames, 2)),
-        offset=np.zeros((frames, 2)), colour=np.zeros((frames, 3)), texture=np.zeros((frames, 3)),
-        blur=np.zeros((frames, 2)), noise=z.copy(), noise_seed=z.astype(np.int64), jpeg=z.copy(),
+        occluder=z.astype(np.int8),
+        target=z.astype(np.int8),
+        size=np.zeros((frames, 2)),
+        offset=np.zeros((frames, 2)),
+        colour=np.zeros((frames, 3)),
+        texture=np.zeros((frames, 3)),
+        blur=np.zeros((frames, 2)),
+        noise=z.copy(),
+        noise_seed=z.astype(np.int64),
+        jpeg=z.copy(),
         brightness=np.ones(frames),
-    )  # fmt: skip
+    )
 
 
 def draw_corruptions(
@@ -205,8 +225,14 @@ def _patch(photo: np.ndarray, u: float, v: float, h: int, w: int) -> np.ndarray:
     return cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)
 
 
-def _occlude(image: np.ndarray, kind: int, box: np.ndarray, draws: CorruptionDraws, t: int,
-             photos: tuple[np.ndarray, ...]) -> None:  # fmt: skip
+def _occlude(
+    image: np.ndarray,
+    kind: int,
+    box: np.ndarray,
+    draws: CorruptionDraws,
+    t: int,
+    photos: tuple[np.ndarray, ...],
+) -> None:
     """Paint frame t's occluder into ``image`` (H, W, 3) uint8, in place."""
     mask = occluder_mask(kind, box, *image.shape[:2])
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
@@ -214,8 +240,9 @@ def _occlude(image: np.ndarray, kind: int, box: np.ndarray, draws: CorruptionDra
         return
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     if kind == FLAT_ELLIPSE or not photos:
-        fill = np.broadcast_to(draws.colour[t].round().clip(0, 255).astype(np.uint8),
-                               (y1 - y0, x1 - x0, 3))  # fmt: skip
+        fill = np.broadcast_to(
+            draws.colour[t].round().clip(0, 255).astype(np.uint8), (y1 - y0, x1 - x0, 3)
+        )
     else:
         index, u, v = draws.texture[t]
         fill = _patch(photos[int(index) % len(photos)], u, v, y1 - y0, x1 - x0)
@@ -243,9 +270,11 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 
 
 def apply_corruptions(
-    frames: np.ndarray, draws: CorruptionDraws, landmarks68: np.ndarray,
+    frames: np.ndarray,
+    draws: CorruptionDraws,
+    landmarks68: np.ndarray,
     photos: tuple[np.ndarray, ...] = (),
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray]:
     """Corrupt rendered frames as drawn.
 
     Args:
@@ -280,8 +309,9 @@ def apply_corruptions(
     return out, boxes
 
 
-def scaled_records(draws: CorruptionDraws, boxes: np.ndarray, landmarks68: np.ndarray,
-                   crops: np.ndarray | None) -> dict[str, np.ndarray]:  # fmt: skip
+def scaled_records(
+    draws: CorruptionDraws, boxes: np.ndarray, landmarks68: np.ndarray, crops: np.ndarray | None
+) -> dict[str, np.ndarray]:
     """The per-frame records written to ``gt.npz`` (``corrupt_*`` keys), in crop pixels.
 
     Args:
@@ -295,8 +325,11 @@ def scaled_records(draws: CorruptionDraws, boxes: np.ndarray, landmarks68: np.nd
     blur = draws.blur.copy()
     blur[:, 0] *= _face_width(landmarks68) * k
     return {
-        "corrupted": draws.corrupted(), "corrupt_occluder": draws.occluder.astype(np.int8),
-        "corrupt_occluder_box": box.astype(np.float32), "corrupt_blur": blur.astype(np.float32),
-        "corrupt_noise": draws.noise.astype(np.float32), "corrupt_jpeg": draws.jpeg.astype(np.int16),
+        "corrupted": draws.corrupted(),
+        "corrupt_occluder": draws.occluder.astype(np.int8),
+        "corrupt_occluder_box": box.astype(np.float32),
+        "corrupt_blur": blur.astype(np.float32),
+        "corrupt_noise": draws.noise.astype(np.float32),
+        "corrupt_jpeg": draws.jpeg.astype(np.int16),
         "corrupt_brightness": draws.brightness.astype(np.float32),
-    }  # fmt: skip
+    }

@@ -99,13 +99,24 @@ WRINKLE_REGIONS: dict[str, tuple[str, ...]] = {
 CENTRE_AUS: tuple[str, ...] = ("AU1", "AU2", "AU4", "AU6", "AU9", "AU12", "AU17")
 #: The gt.npz keys of the detail record.
 DETAIL_KEYS: tuple[str, ...] = (
-    "detail_centres", "detail_frame", "detail_unit", "detail_wrinkles", "detail_amplitude",
-    "detail_waves", "detail_pores",
-)  # fmt: skip
+    "detail_centres",
+    "detail_frame",
+    "detail_unit",
+    "detail_wrinkles",
+    "detail_amplitude",
+    "detail_waves",
+    "detail_pores",
+)
 
 _PATTERNS = tuple(WRINKLE_REGIONS)
-_DEPTH = {"forehead": 2.4e-3, "glabella": 2.5e-3, "crows_feet": 1.8e-3, "nose": 1.5e-3,
-          "nasolabial": 4.0e-3, "chin": 1.5e-3}  # fmt: skip
+_DEPTH = {
+    "forehead": 2.4e-3,
+    "glabella": 2.5e-3,
+    "crows_feet": 1.8e-3,
+    "nose": 1.5e-3,
+    "nasolabial": 4.0e-3,
+    "chin": 1.5e-3,
+}
 _NOISE_RMS, _PORE_DEPTH = 0.1e-3, 0.15e-3  # metres
 _NOISE_WAVELENGTH, _PORE_WAVELENGTH = (2e-3, 24e-3), (1.2e-3, 2.2e-3)  # metres
 _WAVES, _PORE_WAVES = 64, 32
@@ -163,8 +174,15 @@ class DetailParams:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The gt.npz arrays (:data:`DETAIL_KEYS`), float32."""
-        values = (self.layout.centres, self.layout.frame, [self.layout.unit], self.wrinkles,
-                  self.amplitude, self.waves, self.pores)  # fmt: skip
+        values = (
+            self.layout.centres,
+            self.layout.frame,
+            [self.layout.unit],
+            self.wrinkles,
+            self.amplitude,
+            self.waves,
+            self.pores,
+        )
         return {k: np.asarray(v, np.float32) for k, v in zip(DETAIL_KEYS, values)}
 
     @classmethod
@@ -172,12 +190,19 @@ class DetailParams:
         """The record back from gt.npz arrays (:data:`DETAIL_KEYS`)."""
         missing = [k for k in DETAIL_KEYS if k not in gt]
         if missing:
-            raise UserError(f"no detail record in gt.npz (missing {missing}): write the clips "
-                            "with tools/make_synthetic_data.py --detail")  # fmt: skip
+            raise UserError(
+                f"no detail record in gt.npz (missing {missing}): write the clips "
+                "with tools/make_synthetic_data.py --detail"
+            )
         a = {k: np.asarray(gt[k], np.float64) for k in DETAIL_KEYS}
         layout = DetailLayout(a["detail_centres"], a["detail_frame"], float(a["detail_unit"][0]))
-        return cls(layout, a["detail_wrinkles"], a["detail_amplitude"], a["detail_waves"],
-                   a["detail_pores"])  # fmt: skip
+        return cls(
+            layout,
+            a["detail_wrinkles"],
+            a["detail_amplitude"],
+            a["detail_waves"],
+            a["detail_pores"],
+        )
 
 
 # ------------------------------------------------------------------------------------ layout
@@ -192,18 +217,26 @@ def _assets_of(source: FaceModelAssets | FaceModel) -> FaceModelAssets:
         landmarks = {}
         if names is not None:
             landmarks["ibug68"] = LandmarkEmbedding(*(getattr(source, n).numpy() for n in names))
-        arr = {k: getattr(source, k).numpy() for k in ("v_template", "faces", "posedirs",
-               "j_regressor", "lbs_weights", "parents")}  # fmt: skip
+        arr = {
+            k: getattr(source, k).numpy()
+            for k in ("v_template", "faces", "posedirs", "j_regressor", "lbs_weights", "parents")
+        }
         empty = np.zeros((source.num_vertices, 3, 0), np.float32)
         assets = FaceModelAssets(
-            name=source.name, shapedirs=empty, exprdirs=empty, landmarks=landmarks,
+            name=source.name,
+            shapedirs=empty,
+            exprdirs=empty,
+            landmarks=landmarks,
             verts_uvs=None if source.verts_uvs is None else source.verts_uvs.numpy(),
-            faces_uvs=None if source.faces_uvs is None else source.faces_uvs.numpy(), **arr,
-        )  # fmt: skip
+            faces_uvs=None if source.faces_uvs is None else source.faces_uvs.numpy(),
+            **arr,
+        )
     if assets.verts_uvs is None or "ibug68" not in assets.landmarks:
-        raise UserError(f"face model '{assets.name}' has no UV layout or iBUG-68 landmarks: "
-                        "synthetic detail needs both (set face_model.head_template and "
-                        "face_model.landmark_embedding)")  # fmt: skip
+        raise UserError(
+            f"face model '{assets.name}' has no UV layout or iBUG-68 landmarks: "
+            "synthetic detail needs both (set face_model.head_template and "
+            "face_model.landmark_embedding)"
+        )
     return assets
 
 
@@ -216,8 +249,12 @@ def detail_layout(source: FaceModelAssets | FaceModel) -> DetailLayout:
     verts = torch.as_tensor(assets.v_template, dtype=torch.float64)
     faces = torch.as_tensor(assets.faces, dtype=torch.int64)
     emb = assets.landmarks["ibug68"]
-    lmk = barycentric_points(verts[None], faces, torch.as_tensor(emb.face_idx),
-                             torch.as_tensor(emb.bary, dtype=torch.float64))[0]  # fmt: skip
+    lmk = barycentric_points(
+        verts[None],
+        faces,
+        torch.as_tensor(emb.face_idx),
+        torch.as_tensor(emb.bary, dtype=torch.float64),
+    )[0]
     unit = float((lmk[39] - lmk[42]).norm())
     # Affine fit of (x, y) on (u, v, 1) over face corners facing the camera inside the centres' box.
     uv = np.asarray(assets.verts_uvs, np.float64)[np.asarray(assets.faces_uvs).reshape(-1)]
@@ -374,14 +411,20 @@ def _chin(g: _Geometry, d: np.ndarray) -> tuple[Terms, np.ndarray]:
     waves = sum(
         np.cos(2 * np.pi * ((x * math.cos(a) + y * math.sin(a)) / (0.13 * r * spacing) + p))
         for a, p in zip(angle + 2 * np.pi * np.arange(3) / 3, phases)
-    )  # fmt: skip
+    )
     dimples = -np.clip((waves / 3 - 0.2) / 0.8, 0, 1)
     env = _window(np.hypot(x / (0.6 * r), y / (0.38 * r)), -1, 1, 0.5)
     return [("AU17", gain * env * dimples)], env > 0
 
 
-_PATTERN_FUNCTIONS = {"forehead": _forehead, "glabella": _glabella, "crows_feet": _crows_feet,
-                      "nose": _nose, "nasolabial": _nasolabial, "chin": _chin}  # fmt: skip
+_PATTERN_FUNCTIONS = {
+    "forehead": _forehead,
+    "glabella": _glabella,
+    "crows_feet": _crows_feet,
+    "nose": _nose,
+    "nasolabial": _nasolabial,
+    "chin": _chin,
+}
 
 
 def _geometry(layout: DetailLayout, uv_size: int) -> tuple[_Geometry, int]:
@@ -451,33 +494,51 @@ def draw_detail_params(
     wavelength = np.exp(rng.uniform(*np.log(_NOISE_WAVELENGTH), _WAVES))
     direction = rng.uniform(0, 2 * np.pi, _WAVES)
     weight = wavelength / np.sqrt((wavelength**2).sum() / 2)  # 1/f amplitudes, unit RMS
-    waves = np.stack([np.cos(direction) / wavelength, np.sin(direction) / wavelength,
-                      rng.random(_WAVES), weight], axis=1)  # fmt: skip
+    waves = np.stack(
+        [
+            np.cos(direction) / wavelength,
+            np.sin(direction) / wavelength,
+            rng.random(_WAVES),
+            weight,
+        ],
+        axis=1,
+    )
     pore_length = rng.uniform(*_PORE_WAVELENGTH, _PORE_WAVES)
     pore_direction = rng.uniform(0, 2 * np.pi, _PORE_WAVES)
-    pores = np.stack([np.cos(pore_direction) / pore_length, np.sin(pore_direction) / pore_length,
-                      rng.random(_PORE_WAVES)], axis=1)  # fmt: skip
-    amplitude = np.array([*(_DEPTH[name] for name in _PATTERNS), _NOISE_RMS * static,
-                          _PORE_DEPTH * static]) * scale  # fmt: skip
+    pores = np.stack(
+        [
+            np.cos(pore_direction) / pore_length,
+            np.sin(pore_direction) / pore_length,
+            rng.random(_PORE_WAVES),
+        ],
+        axis=1,
+    )
+    amplitude = (
+        np.array([*(_DEPTH[name] for name in _PATTERNS), _NOISE_RMS * static, _PORE_DEPTH * static])
+        * scale
+    )
     return DetailParams(layout, wrinkles, amplitude, waves, pores)
 
 
-def clip_detail_params(model: FaceModel, *, seed: int, settings: SyntheticDetailConfig
-                       ) -> DetailParams:  # fmt: skip
+def clip_detail_params(
+    model: FaceModel, *, seed: int, settings: SyntheticDetailConfig
+) -> DetailParams:
     """The detail of clip ``seed``, from a generator of its own (the clip's other draws do not
     depend on it), exactly as stored: :meth:`DetailParams.arrays` round trip (float32)."""
     from seqdeca.data.dataset import mixed_seed
 
     rng = np.random.default_rng(mixed_seed(seed, settings.seed, _DETAIL_STREAM))
-    params = draw_detail_params(detail_layout(model), rng, scale=settings.scale,
-                                static=settings.static)  # fmt: skip
+    params = draw_detail_params(
+        detail_layout(model), rng, scale=settings.scale, static=settings.static
+    )
     return DetailParams.from_arrays(params.arrays())
 
 
 def detail_displacement_maps(
-    params: DetailParams | Mapping[str, np.ndarray], au_intensity: np.ndarray | torch.Tensor,
+    params: DetailParams | Mapping[str, np.ndarray],
+    au_intensity: np.ndarray | torch.Tensor,
     uv_size: int,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """The ground-truth displacement of every frame.
 
     Args:
@@ -502,13 +563,15 @@ def detail_displacement_maps(
 def detail_ground_truth(gt: Mapping[str, np.ndarray], uv_size: int) -> np.ndarray:
     """(T, uv_size, uv_size) float32 displacement, metres, from a clip's gt.npz arrays."""
     if "au_intensity" not in gt:
-        raise UserError("gt.npz has no au_intensity: detail clips are written with "
-                        "synthetic.expression=au")  # fmt: skip
+        raise UserError(
+            "gt.npz has no au_intensity: detail clips are written with synthetic.expression=au"
+        )
     return detail_displacement_maps(gt, gt["au_intensity"], uv_size)
 
 
-def pattern_maps(params: DetailParams | Mapping[str, np.ndarray], uv_size: int
-                 ) -> dict[str, np.ndarray]:  # fmt: skip
+def pattern_maps(
+    params: DetailParams | Mapping[str, np.ndarray], uv_size: int
+) -> dict[str, np.ndarray]:
     """Each pattern alone with its AUs at intensity 1: name -> (H, W) float32 metres."""
     if not isinstance(params, DetailParams):
         params = DetailParams.from_arrays(params)
@@ -526,16 +589,16 @@ def _skin_mask(source: FaceModelAssets | FaceModel, uv_size: int) -> np.ndarray:
         mask = getattr(source, key)
         if mask is not None:
             mask = torch.as_tensor(mask, dtype=torch.float32)[None, None]
-            mask = F.interpolate(mask, size=(uv_size, uv_size), mode="bilinear",
-                                 align_corners=False)  # fmt: skip
+            mask = F.interpolate(
+                mask, size=(uv_size, uv_size), mode="bilinear", align_corners=False
+            )
             return mask[0, 0].numpy() > 0.5
     verts_uvs = torch.as_tensor(source.verts_uvs, dtype=torch.float32)
     faces_uvs = torch.as_tensor(source.faces_uvs, dtype=torch.int64)
     return (rasterize_uv(verts_uvs, faces_uvs, uv_size).pix_to_face[0] >= 0).numpy()
 
 
-def detail_region_masks(source: FaceModelAssets | FaceModel, uv_size: int
-                        ) -> dict[str, np.ndarray]:  # fmt: skip
+def detail_region_masks(source: FaceModelAssets | FaceModel, uv_size: int) -> dict[str, np.ndarray]:
     """Where each wrinkle pattern lives: name -> (uv_size, uv_size) bool, within the skin.
 
     A texel is in a region when any of its samples is in the pattern's support (both sides for
@@ -552,8 +615,9 @@ def detail_region_masks(source: FaceModelAssets | FaceModel, uv_size: int
     return out
 
 
-def detail_normal_maps(model: FaceModel, vertices: torch.Tensor, displacement: torch.Tensor
-                       ) -> torch.Tensor:  # fmt: skip
+def detail_normal_maps(
+    model: FaceModel, vertices: torch.Tensor, displacement: torch.Tensor
+) -> torch.Tensor:
     """Detail normals of a displacement through the renderer's detail path, as the model's
     detail stage makes them (face-and-eye mask and fixed displacement resized bilinearly).
 
@@ -566,21 +630,33 @@ def detail_normal_maps(model: FaceModel, vertices: torch.Tensor, displacement: t
         (T, 3, H, W) unit normals in UV, for ``Renderer.forward(detail_normals=...)``.
     """
     size = displacement.shape[-1]
-    renderer = Renderer(faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
-                        image_size=size, uv_size=size)  # fmt: skip
+    renderer = Renderer(
+        faces=model.faces,
+        verts_uvs=model.verts_uvs,
+        faces_uvs=model.faces_uvs,
+        image_size=size,
+        uv_size=size,
+    )
 
     def resized(x: torch.Tensor | None) -> torch.Tensor | None:
         if x is None or tuple(x.shape[-2:]) == (size, size):
             return x
-        return F.interpolate(x[None, None], size=(size, size), mode="bilinear",
-                             align_corners=False)[0, 0]  # fmt: skip
+        return F.interpolate(
+            x[None, None], size=(size, size), mode="bilinear", align_corners=False
+        )[0, 0]
 
     mask = model.uv_face_eye_mask if model.uv_face_eye_mask is not None else model.uv_face_mask
     mask = renderer.uv_mask[0, 0] if mask is None else resized(mask)
     fixed = resized(model.fixed_displacement)
     with torch.no_grad():
-        return torch.cat([
-            renderer.detail_normal_map(displacement[i : i + _CHUNK, None].float(),
-                                       vertices[i : i + _CHUNK], mask, fixed)
-            for i in range(0, len(displacement), _CHUNK)
-        ])  # fmt: skip
+        return torch.cat(
+            [
+                renderer.detail_normal_map(
+                    displacement[i : i + _CHUNK, None].float(),
+                    vertices[i : i + _CHUNK],
+                    mask,
+                    fixed,
+                )
+                for i in range(0, len(displacement), _CHUNK)
+            ]
+        )

@@ -40,9 +40,14 @@ def write_layout(folder: Path, arrays: ClipArrays, au: np.ndarray, jpeg_quality:
     np.save(folder / "au_proxy.npy", arrays.au_proxy)
 
 
-def ground_truth(codes: dict[str, torch.Tensor], rendered: dict[str, np.ndarray],
-                  arrays: ClipArrays, draws: CorruptionDraws | None, frame_size: int,
-                  tracked: bool) -> dict[str, np.ndarray]:  # fmt: skip
+def ground_truth(
+    codes: dict[str, torch.Tensor],
+    rendered: dict[str, np.ndarray],
+    arrays: ClipArrays,
+    draws: CorruptionDraws | None,
+    frame_size: int,
+    tracked: bool,
+) -> dict[str, np.ndarray]:
     """gt.npz arrays: codes, exact landmarks and corruption records, all for the crops."""
     gt = {k: v.numpy().astype(np.float32) for k, v in codes.items()}
     landmarks, landmarks68 = rendered["landmarks"][..., :2], rendered["landmarks68"]
@@ -55,31 +60,51 @@ def ground_truth(codes: dict[str, torch.Tensor], rendered: dict[str, np.ndarray]
     if tracked:
         gt["tracked"] = arrays.found
     if draws is not None:
-        gt.update(scaled_records(draws, rendered["occluder_boxes"], rendered["landmarks68"],
-                                 arrays.crops))  # fmt: skip
+        gt.update(
+            scaled_records(draws, rendered["occluder_boxes"], rendered["landmarks68"], arrays.crops)
+        )
     return gt
 
 
-def clip_meta(clip_id: str, model: FaceModel, seed: int, settings: SyntheticConfig,
-          arrays: ClipArrays, frame_size: int) -> dict:  # fmt: skip
+def clip_meta(
+    clip_id: str,
+    model: FaceModel,
+    seed: int,
+    settings: SyntheticConfig,
+    arrays: ClipArrays,
+    frame_size: int,
+) -> dict:
     """The clip's meta.json (prepared-clip keys plus the seed, face model and settings)."""
-    from seqdeca.data.au_proxy import AU_PROXY_NAMES
+    from seqdeca.prep.au_proxy import AU_PROXY_NAMES
 
     ids = None if model.mediapipe_ids is None else model.mediapipe_ids.tolist()
     t_count, size = len(arrays.images), arrays.images.shape[1]
     return {
-        "dataset": DATASET, "clip_id": clip_id, "subject": clip_id, "emotion": None,
-        "level": None, "view": "front", "fps": settings.fps, "num_frames": t_count,
-        "source": f"synthetic:{model.name}", "source_size": [frame_size] * 2,
-        "crop": {"size": size}, "seqdeca_version": seqdeca.__version__,
+        "dataset": DATASET,
+        "clip_id": clip_id,
+        "subject": clip_id,
+        "emotion": None,
+        "level": None,
+        "view": "front",
+        "fps": settings.fps,
+        "num_frames": t_count,
+        "source": f"synthetic:{model.name}",
+        "source_size": [frame_size] * 2,
+        "crop": {"size": size},
+        "seqdeca_version": seqdeca.__version__,
         "au_proxy_names": list(AU_PROXY_NAMES) if arrays.au_proxy.shape[1] else [],
-        "au_names": list(AFFWILD2_AU_NAMES), "has_au_labels": settings.expression == "au",
-        "counts": {"valid_frames": int(arrays.valid.sum()),
-                   "interpolated_frames": int(arrays.interpolated.sum()),
-                   "tracked_frames": int(arrays.found.sum())},
-        "seed": seed, "face_model": model.name, "landmark_ids": ids,
+        "au_names": list(AFFWILD2_AU_NAMES),
+        "has_au_labels": settings.expression == "au",
+        "counts": {
+            "valid_frames": int(arrays.valid.sum()),
+            "interpolated_frames": int(arrays.interpolated.sum()),
+            "tracked_frames": int(arrays.found.sum()),
+        },
+        "seed": seed,
+        "face_model": model.name,
+        "landmark_ids": ids,
         "synthetic": _settings_record(settings),
-    }  # fmt: skip
+    }
 
 
 def _settings_record(settings: SyntheticConfig) -> dict:

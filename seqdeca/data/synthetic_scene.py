@@ -28,8 +28,15 @@ def photo_pool() -> tuple[np.ndarray, ...]:
     """The background photographs, (H, W, 3) uint8 RGB each (loaded once)."""
     from skimage import data
 
-    colour = [data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(),
-              data.immunohistochemistry(), data.retina(), data.astronaut()[260:]]  # fmt: skip
+    colour = [
+        data.coffee(),
+        data.chelsea(),
+        data.rocket(),
+        data.hubble_deep_field(),
+        data.immunohistochemistry(),
+        data.retina(),
+        data.astronaut()[260:],
+    ]
     tints = ((1.0, 0.85, 0.7), (0.8, 0.95, 0.75), (0.85, 0.85, 1.0))
     grey = [
         (np.asarray(image, np.float32)[..., None] * np.asarray(tint, np.float32)).astype(np.uint8)
@@ -60,9 +67,13 @@ def photo_background(gen: torch.Generator, size: int) -> torch.Tensor:
 
 
 def head_turns(
-    gen: torch.Generator, frames: int, fps: float, rate: float, limits: torch.Tensor,
+    gen: torch.Generator,
+    frames: int,
+    fps: float,
+    rate: float,
+    limits: torch.Tensor,
     base: torch.Tensor,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """(T, 3) pose offsets (radians, pitch/yaw/roll axis-angle) of fast head turns.
 
     Args:

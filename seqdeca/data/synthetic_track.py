@@ -1,11 +1,11 @@
 """Tracking and cropping of rendered synthetic frames, the way data preparation does it.
 
 ``synthetic.landmarks: tracked`` runs on the rendered (and corrupted) source frames exactly the
-steps of :func:`seqdeca.data.prepare.prepare_clip` between decoding and writing: MediaPipe
-(:class:`~seqdeca.data.tracking.FaceTracker`, the same number of faces and detection threshold),
-:func:`~seqdeca.data.tracking.interpolate_gaps` over ``track.max_gap`` frames, the smoothed DECA
-box (:func:`~seqdeca.data.crop.crop_transforms` with ``crop``), the warp
-(:func:`~seqdeca.data.crop.warp_to_crop`), landmarks in crop pixels (z scaled like x, y), the
+steps of :func:`seqdeca.prep.prepare.prepare_clip` between decoding and writing: MediaPipe
+(:class:`~seqdeca.prep.tracking.FaceTracker`, the same number of faces and detection threshold),
+:func:`~seqdeca.prep.tracking.interpolate_gaps` over ``track.max_gap`` frames, the smoothed DECA
+box (:func:`~seqdeca.prep.crop.crop_transforms` with ``crop``), the warp
+(:func:`~seqdeca.prep.crop.warp_to_crop`), landmarks in crop pixels (z scaled like x, y), the
 3-class masks from the tracked landmarks and the landmark AU proxies. With exact landmarks and a
 rendered frame larger than the crop, the same crop is computed from the exact landmarks (an
 ideal tracker).
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seqdeca.config.schema import Config
-from seqdeca.data.crop import apply_transform, crop_transforms, matrix_scale
+from seqdeca.prep.crop import apply_transform, crop_transforms, matrix_scale
 
 __all__ = [
     "ClipArrays",
@@ -37,7 +37,7 @@ __all__ = [
     "track_frames",
 ]
 
-_TRACK_FACES = 3  # as seqdeca.data.prepare
+_TRACK_FACES = 3  # as seqdeca.prep.prepare
 
 
 @dataclass
@@ -59,11 +59,12 @@ class TrackedFrames:
 
 def track_frames(frames: np.ndarray, cfg: Config) -> TrackedFrames:
     """Track (T, H, W, 3) uint8 RGB frames in temporal order (reads ``cfg.track``)."""
-    from seqdeca.data.tracking import FaceTracker, interpolate_gaps
+    from seqdeca.prep.tracking import FaceTracker, interpolate_gaps
 
     size = (frames.shape[2], frames.shape[1])
-    with FaceTracker(max_num_faces=_TRACK_FACES,
-                     min_detection_confidence=cfg.track.min_detection_confidence) as tracker:  # fmt: skip
+    with FaceTracker(
+        max_num_faces=_TRACK_FACES, min_detection_confidence=cfg.track.min_detection_confidence
+    ) as tracker:
         points, found = tracker.track_frames(frames, size)
     if not found.any():
         return TrackedFrames(points, found.copy(), found, np.zeros_like(found))
@@ -73,8 +74,13 @@ def track_frames(frames: np.ndarray, cfg: Config) -> TrackedFrames:
 
 def clip_crops(landmarks: np.ndarray, valid: np.ndarray, cfg: Config) -> np.ndarray:
     """(T, 3, 3) crop_from_frame matrices of the prepared-data crop (reads ``cfg.crop``)."""
-    return crop_transforms(landmarks, valid, size=cfg.crop.size, scale=cfg.crop.scale,
-                           smooth_frames=cfg.crop.smooth_frames)  # fmt: skip
+    return crop_transforms(
+        landmarks,
+        valid,
+        size=cfg.crop.size,
+        scale=cfg.crop.scale,
+        smooth_frames=cfg.crop.smooth_frames,
+    )
 
 
 def landmarks_to_crop(landmarks: np.ndarray, crops: np.ndarray) -> np.ndarray:
@@ -86,8 +92,7 @@ def landmarks_to_crop(landmarks: np.ndarray, crops: np.ndarray) -> np.ndarray:
     return out
 
 
-def cam_to_crop(cam: np.ndarray, crops: np.ndarray, frame_size: int, crop_size: int
-                ) -> np.ndarray:  # fmt: skip
+def cam_to_crop(cam: np.ndarray, crops: np.ndarray, frame_size: int, crop_size: int) -> np.ndarray:
     """Weak-perspective cameras of the source frame -> cameras of the crops.
 
     Args:
@@ -148,18 +153,27 @@ def crop_clip(rendered: dict[str, np.ndarray], cfg: Config, *, tracked: bool) ->
         The clip's arrays. Exact landmarks with F equal to the crop size keep the frames as they
         are (crops None); otherwise frames are cropped by the (tracked or exact) DECA box.
     """
-    from seqdeca.data.au_proxy import au_proxies
-    from seqdeca.data.crop import warp_to_crop
-    from seqdeca.data.landmark_sets import mediapipe_to_ibug68
-    from seqdeca.data.masks import region_masks
+    from seqdeca.prep.au_proxy import au_proxies
+    from seqdeca.prep.crop import warp_to_crop
+    from seqdeca.prep.landmark_sets import mediapipe_to_ibug68
+    from seqdeca.prep.masks import region_masks
 
     images, exact = rendered["images"], rendered["landmarks"]
     t_count, size = len(images), cfg.crop.size
     every = np.ones(t_count, dtype=bool)
     if not tracked and images.shape[1] == size:
-        return ClipArrays(images, rendered["masks"], exact, rendered["landmarks68"], every, every,
-                          ~every, np.repeat(np.eye(3, dtype=np.float32)[None], t_count, 0),
-                          np.zeros((t_count, 0), np.float32), None)  # fmt: skip
+        return ClipArrays(
+            images,
+            rendered["masks"],
+            exact,
+            rendered["landmarks68"],
+            every,
+            every,
+            ~every,
+            np.repeat(np.eye(3, dtype=np.float32)[None], t_count, 0),
+            np.zeros((t_count, 0), np.float32),
+            None,
+        )
     if exact.shape[1] < 468:
         raise ValueError("cropping synthetic frames needs the face model's MediaPipe landmarks")
     track = TrackedFrames(exact, every, every, ~every) if not tracked else track_frames(images, cfg)
@@ -171,9 +185,14 @@ def crop_clip(rendered: dict[str, np.ndarray], cfg: Config, *, tracked: bool) ->
         landmarks = np.full(track.landmarks.shape, np.nan, dtype=np.float32)
     masks = np.stack([region_masks(points, size) for points in landmarks])
     return ClipArrays(
-        images=warp_to_crop(images, crops, size), masks=masks, landmarks=landmarks,
+        images=warp_to_crop(images, crops, size),
+        masks=masks,
+        landmarks=landmarks,
         landmarks68=mediapipe_to_ibug68(landmarks)[..., :2].astype(np.float32),
-        valid=track.valid, found=track.found, interpolated=track.interpolated,
-        transforms=crops.astype(np.float32), au_proxy=au_proxies(landmarks, track.valid)[0],
+        valid=track.valid,
+        found=track.found,
+        interpolated=track.interpolated,
+        transforms=crops.astype(np.float32),
+        au_proxy=au_proxies(landmarks, track.valid)[0],
         crops=crops,
-    )  # fmt: skip
+    )

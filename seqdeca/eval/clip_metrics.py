@@ -1,5 +1,12 @@
 """Per-frame metric series of one clip for one method (what the runner pools and reports).
 
+:func:`frame_series` is the one evaluation path: the evaluation (:func:`clip_series`, a prepared
+clip), training validation (``seqdeca.train.validate``, a batch of windows) and the learning
+check (``experiments/learning_check.py``) turn a prediction (:class:`ClipPrediction`) and a
+reference (:class:`FrameReference`: landmarks normalised, images, masks; ground truth for
+synthetic clips) into these series with it. Images are resized to the render with
+:func:`seqdeca.render.resize.resize_maps`.
+
 Every series is a (T,) float tensor aligned with the clip's frames, NaN where undefined (invalid
 frame, metric not available for the method, or the clip ends for a temporal difference): the
 acceleration at frame t uses frames t-1, t, t+1; the jerk at frame t uses t-1 .. t+2. Pooling is
@@ -27,8 +34,11 @@ should help most.
 
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -36,15 +46,27 @@ import torch.nn.functional as F
 from seqdeca.eval import metrics as M
 from seqdeca.eval.clips import PreparedClip
 from seqdeca.geometry.camera import pixels_to_ndc
+from seqdeca.render.resize import resize_maps
+
+if TYPE_CHECKING:
+    from seqdeca.data.dataset import WindowBatch
+    from seqdeca.models.outputs import SeqDECAOutput
 
 __all__ = [
     "SERIES_UNITS",
     "ClipPrediction",
     "ExpressionMeshes",
+    "FrameReference",
+    "clip_reference",
     "clip_series",
+    "frame_series",
+    "masked_image_series",
     "mediapipe_targets",
+    "model_prediction",
     "photometric_series",
     "reference_series",
+    "truth_series",
+    "window_reference",
 ]
 
 SERIES_UNITS: dict[str, str] = {
@@ -69,12 +91,16 @@ SERIES_UNITS: dict[str, str] = {
     "expression_jaw_accel_error": "mm/frame^2",
 }
 
-_MEDIAPIPE_EYE_CORNERS = (33, 263)  # seqdeca.data.landmark_sets.OUTER_EYE_CORNERS
+_MEDIAPIPE_EYE_CORNERS = (33, 263)  # seqdeca.prep.landmark_sets.OUTER_EYE_CORNERS
+_MEDIAPIPE_POINTS = 478  # tracked clips hold all MediaPipe points, indexed by MediaPipe id
 
 
 @dataclass
 class ClipPrediction:
     """What one method predicted for every frame of a clip (all on the CPU, float32).
+
+    The shapes below are those of one clip; :func:`frame_series` also takes a batch of windows
+    with a leading B dimension (:func:`model_prediction`, on the model's device).
 
     Attributes:
         landmarks68: (T, 68, 2) normalised image coordinates (y down), or None.
@@ -101,6 +127,64 @@ class ClipPrediction:
     seconds: float
     render_alpha: torch.Tensor | None = None
 
+    def window(self, k: int) -> ClipPrediction:
+        """Window ``k`` of a (B, T, ...) prediction, as (T, ...)."""
+        return ClipPrediction(**{f.name: _select(getattr(self, f.name), k) for f in fields(self)})
+
+
+def _select(value: object, k: int) -> object:
+    return value[k] if isinstance(value, torch.Tensor) else value
+
+
+def model_prediction(out: SeqDECAOutput) -> ClipPrediction:
+    """The prediction of a :class:`~seqdeca.models.outputs.SeqDECAOutput` (B, T, ...), as it is
+    (device and dtype kept): decoded landmarks, vertices and render, fused codes."""
+    decoded = out.decoded
+    return ClipPrediction(
+        landmarks68=decoded.landmarks68,
+        landmarks_mp=decoded.landmarks_mp,
+        vertices=decoded.vertices,
+        global_pose=out.pose[..., :3],
+        jaw_pose=out.jaw_pose,
+        expression=out.expression,
+        render=decoded.render,
+        au_probabilities=None,
+        seconds=0.0,
+    )
+
+
+@dataclass
+class FrameReference:
+    """What a prediction is scored against, for frames (..., T): one clip (T,) or a batch of
+    windows (B, T).
+
+    Attributes:
+        valid: (..., T) bool, frames with a tracked face.
+        landmarks68: (..., T, 68, 2) iBUG-68 points, normalised image coordinates (y down).
+        landmarks: (..., T, P, C>=2) all tracked points, normalised (P = 478: MediaPipe, by
+            MediaPipe id), NaN where unknown.
+        images: (..., T, 3, H, W) RGB in [0, 1], or None (no photometric series).
+        masks: (..., T, H, W) mask classes (0 background, 1 face, 2 eyes/brows/mouth), or None.
+    """
+
+    valid: torch.Tensor
+    landmarks68: torch.Tensor
+    landmarks: torch.Tensor
+    images: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+
+
+def window_reference(batch: WindowBatch, *, images: bool = True) -> FrameReference:
+    """The reference of a (B, T) batch of windows (its landmarks are already normalised);
+    ``images=False`` leaves the images and masks out (no photometric series)."""
+    return FrameReference(
+        valid=batch.valid,
+        landmarks68=batch.landmarks68,
+        landmarks=batch.landmarks,
+        images=batch.images if images else None,
+        masks=batch.masks if images else None,
+    )
+
 
 @dataclass
 class ExpressionMeshes:
@@ -121,7 +205,7 @@ class ExpressionMeshes:
 
 def _centred(values: torch.Tensor, before: int, t_count: int) -> torch.Tensor:
     """Pad a (T - k,) difference series with NaN to (T,), ``before`` NaNs in front."""
-    out = torch.full((t_count,), float("nan"), dtype=torch.float32)
+    out = torch.full((t_count,), float("nan"), dtype=torch.float32, device=values.device)
     out[before : before + values.shape[0]] = values.float()
     return out
 
@@ -135,17 +219,38 @@ def _temporal(points: torch.Tensor, valid: torch.Tensor, scale: float) -> dict[s
     }
 
 
+def _tracks(valid: torch.Tensor) -> list[tuple[int, ...]]:
+    """Index tuples of the (T,) tracks of a (..., T) frame layout: ``[()]`` for one clip,
+    ``[(0,), (1,), ...]`` for a (B, T) batch of windows."""
+    return list(itertools.product(*(range(n) for n in valid.shape[:-1])))
+
+
+def _motion(
+    name: str,
+    valid: torch.Tensor,
+    track_points: Callable[[tuple[int, ...]], torch.Tensor],
+    scale: float,
+) -> dict[str, torch.Tensor]:
+    """``accel_<name>`` / ``jerk_<name>`` (..., T) series, each track's (T, ..., D) points from
+    ``track_points(index)``: time differences never cross from one clip or window to another."""
+    parts = [_temporal(track_points(i), valid[i], scale) for i in _tracks(valid)]
+    return {
+        f"{kind}_{name}": torch.stack([p[kind] for p in parts]).reshape(valid.shape)
+        for kind in ("accel", "jerk")
+    }
+
+
 def mediapipe_targets(
     landmarks478: torch.Tensor, mediapipe_ids: torch.Tensor | None
 ) -> tuple[torch.Tensor, tuple[int, int]] | None:
     """Tracked MediaPipe points matching a model's MediaPipe set, and their eye-corner indices.
 
     Args:
-        landmarks478: (T, 478, C) tracked points.
+        landmarks478: (..., 478, C) tracked points.
         mediapipe_ids: (L_mp,) MediaPipe id of each model landmark (``FaceModel.mediapipe_ids``).
 
     Returns:
-        ((T, L_mp, C) points, (right, left) outer eye corner positions in them), or None when
+        ((..., L_mp, C) points, (right, left) outer eye corner positions in them), or None when
         the model has no MediaPipe set or the set lacks the outer eye corners.
     """
     if mediapipe_ids is None:
@@ -154,7 +259,41 @@ def mediapipe_targets(
     if any(corner not in ids for corner in _MEDIAPIPE_EYE_CORNERS):
         return None
     corners = (ids.index(_MEDIAPIPE_EYE_CORNERS[0]), ids.index(_MEDIAPIPE_EYE_CORNERS[1]))
-    return landmarks478[:, mediapipe_ids.long()], corners
+    return landmarks478[..., mediapipe_ids.long(), :], corners
+
+
+def masked_image_series(
+    render: torch.Tensor,
+    ref: FrameReference,
+    alpha: torch.Tensor | None = None,
+    *,
+    ssim: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Masked L1 / PSNR / SSIM of a render against the reference images resized to the render
+    size (bilinear, antialiased; mask: classes 1 and 2 of the 3-class mask, area-resized and
+    thresholded at 0.5); with the render's coverage ``alpha`` also ``psnr_covered``, the PSNR
+    over the mask pixels the mesh covers (a face model with holes at the eye openings and the
+    mouth renders black there, which the plain PSNR counts).
+
+    Args:
+        render: (..., T, 3, H, W) in [0, 1] (clamped here).
+        ref: the reference, with ``images`` and ``masks``.
+        alpha: (..., T, 1, H, W) the render's coverage, or None.
+        ssim: also the SSIM series.
+
+    Returns:
+        (..., T) series "l1", "psnr" (and "ssim", "psnr_covered"), NaN on invalid frames.
+    """
+    size = tuple(render.shape[-2:])
+    image = resize_maps(ref.images.float(), size, antialias=True)
+    mask = resize_maps((ref.masks > 0).float().unsqueeze(-3), size, mode="area_threshold")
+    render = render.float().clamp(0, 1)
+    out = {"l1": M.masked_l1(render, image, mask), "psnr": M.masked_psnr(render, image, mask)}
+    if ssim:
+        out["ssim"] = M.masked_ssim(render, image, mask)
+    if alpha is not None:
+        out["psnr_covered"] = M.masked_psnr(render, image, mask * (alpha > 0.5).float())
+    return {k: torch.where(ref.valid, v.float(), torch.nan) for k, v in out.items()}
 
 
 def photometric_series(pred: ClipPrediction, clip: PreparedClip) -> dict[str, torch.Tensor]:
@@ -163,73 +302,144 @@ def photometric_series(pred: ClipPrediction, clip: PreparedClip) -> dict[str, to
     renders."""
     if pred.render is None:
         return {}
-    return {k: v.float() for k, v in _photometric(pred.render, clip, pred.render_alpha).items()}
+    return masked_image_series(pred.render, clip_reference(clip), pred.render_alpha)
 
 
-def _photometric(render: torch.Tensor, clip: PreparedClip,
-                 alpha: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Masked L1 / PSNR / SSIM of the render against the crop resized to the render size
-    (mask: classes 1 and 2 of the 3-class mask); with the render's coverage ``alpha`` also
-    ``psnr_covered``, the PSNR over the mask pixels the mesh covers (a face model with holes at
-    the eye openings and the mouth renders black there, which the plain PSNR counts)."""
-    size = render.shape[-2:]
-    image = clip.frames
-    if tuple(image.shape[-2:]) != tuple(size):
-        image = F.interpolate(image, size=size, mode="bilinear", antialias=True,
-                              align_corners=False)  # fmt: skip
-    mask = (clip.masks > 0).float()[:, None]
-    if tuple(mask.shape[-2:]) != tuple(size):
-        mask = (F.interpolate(mask, size=size, mode="area") > 0.5).float()
-    render = render.clamp(0, 1)
-    invalid = torch.full((clip.num_frames,), float("nan"))
-    out = {
-        "l1": M.masked_l1(render, image, mask),
-        "psnr": M.masked_psnr(render, image, mask),
-        "ssim": M.masked_ssim(render, image, mask),
-    }
-    if alpha is not None:
-        out["psnr_covered"] = M.masked_psnr(render, image, mask * (alpha > 0.5).float())
-    return {k: torch.where(clip.valid, v.float(), invalid) for k, v in out.items()}
+def truth_series(
+    pred: ClipPrediction,
+    truth: dict[str, torch.Tensor],
+    valid: torch.Tensor,
+    *,
+    gt_vertices: torch.Tensor | None = None,
+    expression_meshes: ExpressionMeshes | None = None,
+) -> dict[str, torch.Tensor]:
+    """The ground-truth series of one clip or window of a synthetic clip.
 
+    Args:
+        pred: a (T, ...) prediction.
+        truth: ``gt.npz`` arrays over the same T frames ("expression", "global_pose",
+            "jaw_pose", "tracked", ...; the series of missing arrays are left out).
+        valid: (T,) bool.
+        gt_vertices: (T, V, 3) ground-truth mesh, or None (no vertex_error / accel_error).
+        expression_meshes: the meshes of the expression scores, or None.
 
-def _ground_truth(
-    pred: ClipPrediction, clip: PreparedClip, gt_vertices: torch.Tensor | None,
-    expression_meshes: ExpressionMeshes | None,
-) -> dict[str, torch.Tensor]:  # fmt: skip
-    gt = clip.gt
-    if gt is None:
-        return {}
+    Returns:
+        (T,) series: expression_error (codes padded with zeros to the longer one), pose_error
+        and jaw_error (deg), vertex_error (mm), accel_error (mm/frame^2), the expression scores.
+    """
+    t_count = valid.shape[0]
     out = {}
-    if "expression" in gt:
-        e = max(pred.expression.shape[-1], gt["expression"].shape[-1])
+    if "expression" in truth:
+        e = max(pred.expression.shape[-1], truth["expression"].shape[-1])
         out["expression_error"] = M.code_error(
             F.pad(pred.expression, (0, e - pred.expression.shape[-1])),
-            F.pad(gt["expression"], (0, e - gt["expression"].shape[-1])),
+            F.pad(truth["expression"], (0, e - truth["expression"].shape[-1])),
         )
     degrees = 180.0 / math.pi
     for key, name in (("global_pose", "pose_error"), ("jaw_pose", "jaw_error")):
-        if key in gt:
-            out[name] = M.code_error(getattr(pred, key), gt[key]) * degrees
+        if key in truth:
+            out[name] = M.code_error(getattr(pred, key), truth[key]) * degrees
     if gt_vertices is not None and gt_vertices.shape[-2] == pred.vertices.shape[-2]:
         head = M.remove_global_pose(pred.vertices, pred.global_pose)
-        true_head = M.remove_global_pose(gt_vertices, gt["global_pose"])
+        true_head = M.remove_global_pose(gt_vertices, truth["global_pose"])
         out["vertex_error"] = M.vertex_error_mm(head, true_head)
-        accel = M.acceleration_error(head, true_head, clip.valid) * 1000.0
-        out["accel_error"] = _centred(accel, 1, clip.num_frames)
+        accel = M.acceleration_error(head, true_head, valid) * 1000.0
+        out["accel_error"] = _centred(accel, 1, t_count)
     if expression_meshes is not None:
         m = expression_meshes
         out["expression_vertex_error"] = M.vertex_error_mm(m.pred_expression, m.true_expression)
-        out["expression_jaw_vertex_error"] = M.vertex_error_mm(m.pred_expression_jaw,
-                                                               m.true_expression_jaw)  # fmt: skip
-        accel = M.acceleration_error(m.pred_expression_jaw, m.true_expression_jaw, clip.valid)
-        out["expression_jaw_accel_error"] = _centred(accel * 1000.0, 1, clip.num_frames)
-        if "tracked" in gt:  # frames whose crop and landmarks come from gap interpolation
-            gap = ~gt["tracked"].bool()
+        out["expression_jaw_vertex_error"] = M.vertex_error_mm(
+            m.pred_expression_jaw, m.true_expression_jaw
+        )
+        accel = M.acceleration_error(m.pred_expression_jaw, m.true_expression_jaw, valid)
+        out["expression_jaw_accel_error"] = _centred(accel * 1000.0, 1, t_count)
+        if "tracked" in truth:  # frames whose crop and landmarks come from gap interpolation
+            gap = ~truth["tracked"].bool()
             out["expression_jaw_vertex_error_gap"] = torch.where(
                 gap, out["expression_jaw_vertex_error"], torch.nan
             )
-    invalid = torch.full((clip.num_frames,), float("nan"))
-    return {k: torch.where(clip.valid, v.float(), invalid) for k, v in out.items()}
+    return {k: torch.where(valid, v.float(), torch.nan) for k, v in out.items()}
+
+
+def frame_series(
+    pred: ClipPrediction,
+    ref: FrameReference,
+    *,
+    mediapipe_ids: torch.Tensor | None,
+    truth: dict[str, torch.Tensor] | None = None,
+    gt_vertices: torch.Tensor | None = None,
+    expression_meshes: ExpressionMeshes | None = None,
+    input_motion: bool = False,
+    ssim: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Per-frame metric series of a prediction against its reference: the one evaluation path
+    of the evaluation (:func:`clip_series`), training validation and the learning check.
+
+    Frames have leading dimensions (..., T): one clip (T,) or a batch of windows (B, T); the
+    temporal series are taken along T within each clip or window.
+
+    Args:
+        pred: (..., T, ...) prediction; landmarks normalised like ``ref``.
+        ref: the reference frames.
+        mediapipe_ids: (L_mp,) ``FaceModel.mediapipe_ids`` of the predicting face model, or
+            None (no nme_mp; landmark motion on the 68 points).
+        truth: ``gt.npz`` arrays of a synthetic clip (frames (T,) only), or None.
+        gt_vertices: (T, V, 3) ground-truth mesh (with ``truth``), or None.
+        expression_meshes: the expression scores' meshes (with ``truth``), or None.
+        input_motion: also ``accel_landmarks_input`` / ``jerk_landmarks_input``, the motion of
+            the reference landmarks (the points and normalisation of the predicted ones).
+        ssim: compute the SSIM series (with a render and reference images).
+
+    Returns:
+        (..., T) float32 series named as in :data:`SERIES_UNITS`, NaN where undefined.
+    """
+    valid = ref.valid
+    out: dict[str, torch.Tensor] = {}
+    if pred.landmarks68 is not None:
+        out["nme_68"] = M.landmark_nme(
+            pred.landmarks68, ref.landmarks68, M.IBUG68_OUTER_EYE_CORNERS, valid
+        )
+    matched = None
+    if pred.landmarks_mp is not None and ref.landmarks.shape[-2] == _MEDIAPIPE_POINTS:
+        matched = mediapipe_targets(ref.landmarks, mediapipe_ids)
+    if matched is not None:
+        target, corners = matched
+        out["nme_mp"] = M.landmark_nme(pred.landmarks_mp, target, corners, valid)
+        points = pred.landmarks_mp
+    elif pred.landmarks68 is not None:
+        points, target, corners = pred.landmarks68, ref.landmarks68, M.IBUG68_OUTER_EYE_CORNERS
+    else:
+        points = None
+    if points is not None:
+        normalised = M.normalise_landmarks(points, corners)
+        out |= _motion("landmarks", valid, lambda i: normalised[i], 100.0)
+        if input_motion:
+            reference = M.normalise_landmarks(target, corners)
+            out |= _motion("landmarks_input", valid, lambda i: reference[i], 100.0)
+
+    def head(i: tuple[int, ...]) -> torch.Tensor:  # (T, V, 3) the pose-removed mesh of track i
+        return M.remove_global_pose(pred.vertices[i], pred.global_pose[i])
+
+    out |= _motion("vertices", valid, head, 1000.0)
+    if pred.render is not None and ref.images is not None:
+        out |= masked_image_series(pred.render, ref, pred.render_alpha, ssim=ssim)
+    if truth is not None:
+        out |= truth_series(
+            pred, truth, valid, gt_vertices=gt_vertices, expression_meshes=expression_meshes
+        )
+    return {k: v.float() for k, v in out.items()}
+
+
+def clip_reference(clip: PreparedClip) -> FrameReference:
+    """The reference frames of a prepared clip, landmarks converted from crop pixels to
+    normalised image coordinates."""
+    return FrameReference(
+        valid=clip.valid,
+        landmarks68=pixels_to_ndc(clip.landmarks68[..., :2], clip.size),
+        landmarks=pixels_to_ndc(clip.landmarks[..., :2], clip.size),
+        images=clip.frames,
+        masks=clip.masks,
+    )
 
 
 def clip_series(
@@ -240,7 +450,8 @@ def clip_series(
     gt_vertices: torch.Tensor | None = None,
     expression_meshes: ExpressionMeshes | None = None,
 ) -> dict[str, torch.Tensor]:
-    """All per-frame metric series of one clip (keys of :data:`SERIES_UNITS` that apply).
+    """All per-frame metric series of one clip (keys of :data:`SERIES_UNITS` that apply):
+    :func:`frame_series` against the clip's landmarks, images, masks and ground truth.
 
     Args:
         pred: the method's prediction.
@@ -253,32 +464,14 @@ def clip_series(
     Returns:
         dict of (T,) float32 series.
     """
-    size, valid = clip.size, clip.valid
-    out: dict[str, torch.Tensor] = {}
-    if pred.landmarks68 is not None:
-        target68 = pixels_to_ndc(clip.landmarks68[..., :2], size)
-        out["nme_68"] = M.landmark_nme(pred.landmarks68, target68, M.IBUG68_OUTER_EYE_CORNERS,
-                                       valid)  # fmt: skip
-    matched = mediapipe_targets(clip.landmarks, mediapipe_ids)
-    if pred.landmarks_mp is not None and matched is not None:
-        target, corners = matched
-        target = pixels_to_ndc(target[..., :2], size)
-        out["nme_mp"] = M.landmark_nme(pred.landmarks_mp, target, corners, valid)
-        normalised = M.normalise_landmarks(pred.landmarks_mp, corners)
-    elif pred.landmarks68 is not None:
-        normalised = M.normalise_landmarks(pred.landmarks68, M.IBUG68_OUTER_EYE_CORNERS)
-    else:
-        normalised = None
-    if normalised is not None:
-        series = _temporal(normalised, valid, 100.0)
-        out["accel_landmarks"], out["jerk_landmarks"] = series["accel"], series["jerk"]
-    head = M.remove_global_pose(pred.vertices, pred.global_pose)
-    series = _temporal(head, valid, 1000.0)
-    out["accel_vertices"], out["jerk_vertices"] = series["accel"], series["jerk"]
-    if pred.render is not None:
-        out |= _photometric(pred.render, clip, pred.render_alpha)
-    out |= _ground_truth(pred, clip, gt_vertices, expression_meshes)
-    return {k: v.float() for k, v in out.items()}
+    return frame_series(
+        pred,
+        clip_reference(clip),
+        mediapipe_ids=mediapipe_ids,
+        truth=clip.gt,
+        gt_vertices=gt_vertices,
+        expression_meshes=expression_meshes,
+    )
 
 
 def reference_series(

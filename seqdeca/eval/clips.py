@@ -1,6 +1,6 @@
 """Whole prepared clips for evaluation (one clip in memory at a time; clips are short).
 
-The prepared layout is the one of :mod:`seqdeca.data.prepare` and :mod:`seqdeca.data.synthetic`:
+The prepared layout is the one of :mod:`seqdeca.prep.prepare` and :mod:`seqdeca.data.synthetic`:
 ``frames/NNNNNN.jpg`` crops, ``masks/NNNNNN.png`` (0 background, 1 face, 2 eyes/brows/mouth),
 ``landmarks.npy`` (T, 478, 3) crop pixels, ``landmarks68.npy`` (T, 68, 2), ``valid.npy`` (T,),
 ``au.npy`` (T, 12) Aff-Wild2 labels (-1 unknown), ``meta.json`` and, for synthetic clips,

@@ -40,11 +40,18 @@ from seqdeca.eval.detail_metrics import (
 )
 from seqdeca.models.detail import detail_latent
 from seqdeca.models.detail_sources import DetailSources
+from seqdeca.models.outputs import SeqDECAOutput
 from seqdeca.models.seqdeca_model import SeqDECA
 from seqdeca.render.shading import sh_shading
 
-__all__ = ["DetailFrames", "controllability", "detail_clip_series", "generator_function",
-           "has_detail_truth", "pooled"]
+__all__ = [
+    "DetailFrames",
+    "controllability",
+    "detail_clip_series",
+    "generator_function",
+    "has_detail_truth",
+    "pooled",
+]
 
 #: ITU-R BT.601 luma weights (R, G, B), as (1, 3, 1, 1).
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
@@ -82,8 +89,10 @@ class DetailFrames:
 
 def _uv_masks(model: SeqDECA, size: int, device: torch.device) -> tuple[torch.Tensor, dict]:
     face = model.uv_detail_mask(torch.zeros((), device=device))
-    regions = {k: torch.from_numpy(v).to(device)
-               for k, v in detail_region_masks(model.face_model, size).items()}  # fmt: skip
+    regions = {
+        k: torch.from_numpy(v).to(device)
+        for k, v in detail_region_masks(model.face_model, size).items()
+    }
     return face, regions
 
 
@@ -94,9 +103,15 @@ def _gt_batch(clip: PreparedClip, rows: torch.Tensor) -> dict[str, torch.Tensor]
 
 
 def detail_clip_series(
-    model: SeqDECA, clip: PreparedClip, *, sources: DetailSources, device: str | torch.device,
-    batch_size: int = 16, zero: bool = False, keep: int = 0,
-) -> tuple[dict[str, torch.Tensor], DetailFrames | None]:  # fmt: skip
+    model: SeqDECA,
+    clip: PreparedClip,
+    *,
+    sources: DetailSources,
+    device: str | torch.device,
+    batch_size: int = 16,
+    zero: bool = False,
+    keep: int = 0,
+) -> tuple[dict[str, torch.Tensor], DetailFrames | None]:
     """Per-frame detail errors of one clip (module docstring).
 
     Args:
@@ -125,15 +140,22 @@ def detail_clip_series(
         kwargs = sources.forward_kwargs(_gt_batch(clip, rows), model.layout)
         with torch.no_grad():
             out = model(images, None, "detail", **kwargs)
-            pred = out["displacement"][:, 0, 0]  # (B, H, W)
+            pred = out.detail.displacement[:, 0, 0]  # (B, H, W)
             pred = torch.zeros_like(pred) if zero else pred
             true = truth[rows].to(pred)
-            vertices = out["vertices"][:, 0]
+            vertices = out.decoded.vertices[:, 0]
             uv_vertices, uv_normals = coarse_uv_geometry(model.renderer, vertices)
             errors = displacement_error(pred, true, face_mask=face, regions=regions)
-            errors |= detail_normal_error(pred, true, uv_vertices=uv_vertices,
-                                          uv_normals=uv_normals, face_mask=face, regions=regions,
-                                          detail_mask=face, fixed_displacement=fixed)  # fmt: skip
+            errors |= detail_normal_error(
+                pred,
+                true,
+                uv_vertices=uv_vertices,
+                uv_normals=uv_normals,
+                face_mask=face,
+                regions=regions,
+                detail_mask=face,
+                fixed_displacement=fixed,
+            )
             for key, values in errors.items():
                 full = series.setdefault(key, torch.full((len(clip.valid),), float("nan")))
                 full[rows] = values.float().cpu()
@@ -146,11 +168,19 @@ def detail_clip_series(
     return series, DetailFrames(**merged)
 
 
-def _kept(model: SeqDECA, out: dict, pred: torch.Tensor, true: torch.Tensor, rows: torch.Tensor,
-          chosen: torch.Tensor, fixed: torch.Tensor | None, face: torch.Tensor) -> dict:  # fmt: skip
+def _kept(
+    model: SeqDECA,
+    out: SeqDECAOutput,
+    pred: torch.Tensor,
+    true: torch.Tensor,
+    rows: torch.Tensor,
+    chosen: torch.Tensor,
+    fixed: torch.Tensor | None,
+    face: torch.Tensor,
+) -> dict:
     """The :class:`DetailFrames` fields of the ``chosen`` frames of one batch."""
-    light = out["light"][:, 0][chosen]
-    vertices = out["vertices"][:, 0][chosen]
+    light = out.light[:, 0][chosen]
+    vertices = out.decoded.vertices[:, 0][chosen]
 
     def grey_shading(disp: torch.Tensor) -> torch.Tensor:  # (F, H, W) -> (F, 1, H, W)
         normals = model.renderer.detail_normal_map(disp[:, None], vertices, face, fixed)
@@ -158,12 +188,12 @@ def _kept(model: SeqDECA, out: dict, pred: torch.Tensor, true: torch.Tensor, row
 
     flat = grey_shading(torch.zeros_like(pred[chosen])).clamp_min(_RATIO_FLOOR)
     shading = [(grey_shading(d) / flat).cpu() for d in (pred[chosen], true[chosen])]
-    latent = detail_latent(out["jaw_pose"][:, 0], out["expression"][:, 0], out["detail_code"][:, 0])
+    latent = detail_latent(out.jaw_pose[:, 0], out.expression[:, 0], out.detail.detail_code[:, 0])
     return {
         "frames": rows[chosen].cpu(),
         "latent": latent[chosen].cpu(),
-        "condition": out["au_condition"][:, 0][chosen].cpu(),
-        "input_uv": out["uv_input"][:, 0][chosen].clamp(0, 1).cpu(),
+        "condition": out.detail.au_condition[:, 0][chosen].cpu(),
+        "input_uv": out.detail.uv_input[:, 0][chosen].clamp(0, 1).cpu(),
         "predicted_shading": shading[0],
         "true_shading": shading[1],
     }
@@ -194,10 +224,20 @@ def controllability(
         return None
     size = generator.uv_size
     device = next(generator.parameters()).device
-    regions = {k: torch.from_numpy(v).to(device)
-               for k, v in detail_region_masks(model.face_model, size).items()}  # fmt: skip
-    return au_controllability(generator_function(model), latent.to(device), regions, channels, au_dim=len(names),
-                              steps=steps, shuffles=shuffles, seed=seed)  # fmt: skip
+    regions = {
+        k: torch.from_numpy(v).to(device)
+        for k, v in detail_region_masks(model.face_model, size).items()
+    }
+    return au_controllability(
+        generator_function(model),
+        latent.to(device),
+        regions,
+        channels,
+        au_dim=len(names),
+        steps=steps,
+        shuffles=shuffles,
+        seed=seed,
+    )
 
 
 def pooled(series: list[dict[str, torch.Tensor]]) -> dict[str, float]:

@@ -234,9 +234,12 @@ def detail_normal_error(
     uv_normals = uv_normals.expand(n, -1, -1, -1)
     both = torch.cat([pred, gt])[:, None].to(uv_vertices.dtype)  # (2N, 1, H, W)
     normals = displacement_to_normal(
-        both, uv_vertices.repeat(2, 1, 1, 1), uv_normals.repeat(2, 1, 1, 1), mask,
+        both,
+        uv_vertices.repeat(2, 1, 1, 1),
+        uv_normals.repeat(2, 1, 1, 1),
+        mask,
         fixed_displacement,
-    )  # fmt: skip
+    )
     angle = _angle_degrees(normals[:n], normals[n:])
     return _masked_means(angle, face_mask, regions, "detail_normal_error")
 
@@ -354,9 +357,12 @@ def shuffled_permutation(
 
 
 def _sweep_maps(
-    generate: Generate, latent: torch.Tensor, base: torch.Tensor,
-    channels: Sequence[int], intensities: torch.Tensor,
-) -> Iterator[torch.Tensor]:  # fmt: skip
+    generate: Generate,
+    latent: torch.Tensor,
+    base: torch.Tensor,
+    channels: Sequence[int],
+    intensities: torch.Tensor,
+) -> Iterator[torch.Tensor]:
     """Yield the (N, 1, H, W) displacement at each intensity (channels set, the rest = base)."""
     for s in intensities.tolist():
         condition = base.clone()
@@ -405,9 +411,14 @@ def _base_condition(
 
 
 def _sweep_energy(
-    generate: Generate, latent: torch.Tensor, base: torch.Tensor, channels: Sequence[int],
-    intensities: torch.Tensor, weights: torch.Tensor, sigma: float | None,
-) -> torch.Tensor:  # fmt: skip
+    generate: Generate,
+    latent: torch.Tensor,
+    base: torch.Tensor,
+    channels: Sequence[int],
+    intensities: torch.Tensor,
+    weights: torch.Tensor,
+    sigma: float | None,
+) -> torch.Tensor:
     """(S, N, R) wrinkle energy (mm^2) of every region at every step of one sweep."""
     energies = []
     for displacement in _sweep_maps(generate, latent, base, channels, intensities):
@@ -473,8 +484,13 @@ class AUControllability:
     controllability_shuffled: dict[str, float]
     permutations: torch.Tensor
 
-    _SCORES = ("controllability", "change", "leakage", "leakage_correlation",
-               "controllability_shuffled")  # fmt: skip
+    _SCORES = (
+        "controllability",
+        "change",
+        "leakage",
+        "leakage_correlation",
+        "controllability_shuffled",
+    )
 
     def metrics(self) -> dict[str, float]:
         """Flat floats: ``"<score>/<pattern>"`` for every score and pattern, and
@@ -489,10 +505,16 @@ class AUControllability:
 
 
 def _shuffled_level(
-    generate: Generate, latent: torch.Tensor, base: torch.Tensor,
-    au_of_region: Mapping[str, Sequence[int]], own: Mapping[str, int], intensities: torch.Tensor,
-    weights: torch.Tensor, sigma: float | None, perms: torch.Tensor,
-) -> dict[str, float]:  # fmt: skip
+    generate: Generate,
+    latent: torch.Tensor,
+    base: torch.Tensor,
+    au_of_region: Mapping[str, Sequence[int]],
+    own: Mapping[str, int],
+    intensities: torch.Tensor,
+    weights: torch.Tensor,
+    sigma: float | None,
+    perms: torch.Tensor,
+) -> dict[str, float]:
     """Pattern -> own-region correlation of the model fed ``condition[:, perm]``, mean over perms."""
     levels: dict[str, list[float]] = {p: [] for p in au_of_region}
     for perm in perms:
@@ -507,9 +529,11 @@ def _shuffled_level(
 
 
 def _sweep_scores(
-    energy: Mapping[str, torch.Tensor], intensities: torch.Tensor, own: Mapping[str, int],
+    energy: Mapping[str, torch.Tensor],
+    intensities: torch.Tensor,
+    own: Mapping[str, int],
     n_regions: int,
-) -> dict[str, dict[str, float]]:  # fmt: skip
+) -> dict[str, dict[str, float]]:
     """Pattern -> (S, N, R) sweep energies -> score -> pattern -> value (all but the shuffled)."""
     scores: dict[str, dict[str, float]] = {
         k: {} for k in ("controllability", "change", "leakage", "leakage_correlation")
@@ -583,8 +607,9 @@ def au_controllability(
     )
     args = (intensities, weights, sigma)
     with torch.no_grad():
-        energy = {p: _sweep_energy(generate, latent, base, c, *args)
-                  for p, c in au_of_region.items()}  # fmt: skip
+        energy = {
+            p: _sweep_energy(generate, latent, base, c, *args) for p, c in au_of_region.items()
+        }
         shuffled = _shuffled_level(generate, latent, base, au_of_region, own, *args, perms)
     scores = _sweep_scores(energy, intensities, own, len(names))
     scores["controllability_shuffled"] = shuffled

@@ -92,8 +92,9 @@ def write_detail_comparison(
     Returns:
         ``path``, or None when matplotlib is missing.
     """
-    columns = [_images(x, n) for x, n in ((inputs, "inputs"), (predicted, "predicted"),
-                                          (true, "true"))]  # fmt: skip
+    columns = [
+        _images(x, n) for x, n in ((inputs, "inputs"), (predicted, "predicted"), (true, "true"))
+    ]
     frames = columns[0].shape[0]
     if any(c.shape[0] != frames for c in columns):
         raise ValueError(f"frame counts differ: {[c.shape[0] for c in columns]}")
@@ -162,8 +163,9 @@ def write_au_sweep_grid(
             if rgb:
                 _show_unit(ax, arr[p, s])
             else:
-                shown = ax.imshow(arr[p, s], cmap="RdBu_r", vmin=-limit, vmax=limit,
-                                  interpolation="nearest")  # fmt: skip
+                shown = ax.imshow(
+                    arr[p, s], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest"
+                )
                 ax.set_xticks([])
                 ax.set_yticks([])
             if p == 0:

@@ -37,8 +37,14 @@ def _figure(width: float = 8.0, height: float = 3.5):
     return fig
 
 
-def _curves(results: list[MethodResult], clip: str, keys: tuple[str, ...], ylabel: str,
-            title: str, path: Path) -> bool:  # fmt: skip
+def _curves(
+    results: list[MethodResult],
+    clip: str,
+    keys: tuple[str, ...],
+    ylabel: str,
+    title: str,
+    path: Path,
+) -> bool:
     """One line per method for the first of ``keys`` it has; False if nothing to draw."""
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
@@ -121,16 +127,34 @@ def write_plots(
     for clip in clips[:MAX_CLIP_PLOTS]:
         name = safe_name(clip)
         path = folder / f"nme_{name}.png"
-        if _curves(results, clip, ("nme_mp", "nme_68"), "NME (% inter-ocular)",
-                   f"per-frame landmark NME: {clip}", path):  # fmt: skip
+        if _curves(
+            results,
+            clip,
+            ("nme_mp", "nme_68"),
+            "NME (% inter-ocular)",
+            f"per-frame landmark NME: {clip}",
+            path,
+        ):
             written.append(path)
         path = folder / f"accel_{name}.png"
-        if _curves(results, clip, ("accel_vertices",), "mm / frame^2",
-                   f"acceleration of pose-removed vertices: {clip}", path):  # fmt: skip
+        if _curves(
+            results,
+            clip,
+            ("accel_vertices",),
+            "mm / frame^2",
+            f"acceleration of pose-removed vertices: {clip}",
+            path,
+        ):
             written.append(path)
         path = folder / f"accel_landmarks_{name}.png"
-        if _curves(results, clip, ("accel_landmarks",), "% IOD / frame^2",
-                   f"acceleration of normalised landmarks: {clip}", path):  # fmt: skip
+        if _curves(
+            results,
+            clip,
+            ("accel_landmarks",),
+            "% IOD / frame^2",
+            f"acceleration of normalised landmarks: {clip}",
+            path,
+        ):
             written.append(path)
     path = folder / "au_f1.png"
     if _au_bars(results, summaries, path):

@@ -141,8 +141,9 @@ def _csv_value(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _write_tensorboard(results: list[MethodResult], summaries: dict[str, dict], folder: Path
-                       ) -> None:  # fmt: skip
+def _write_tensorboard(
+    results: list[MethodResult], summaries: dict[str, dict], folder: Path
+) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(log_dir=str(folder))

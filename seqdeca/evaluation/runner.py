@@ -53,11 +53,13 @@ from seqdeca.face_model.layer import FaceModel, FlameParams
 from seqdeca.geometry.camera import project_weak_perspective
 from seqdeca.inference.checkpoint import LoadedModel, load_model
 from seqdeca.inference.engines import FitEngine
+from seqdeca.inference.pipeline import build_fit_engine
 from seqdeca.inference.settings import network_window
 from seqdeca.inference.smoothing import CodeFilter, parse_filter
 from seqdeca.inference.stream import ChunkFrames
 from seqdeca.inference.windows import predict_frames
 from seqdeca.losses.weights import coarse_weights, detail_weights
+from seqdeca.models.outputs import SeqDECAOutput, cat_outputs
 
 __all__ = ["RESERVED_NAMES", "EvalOptions", "describe_config", "evaluate", "method_name"]
 
@@ -155,29 +157,43 @@ _FILTERED = ("expression", "pose", "cam", "light")
 
 
 @torch.no_grad()
-def _filtered(model, out: dict, frames: torch.Tensor, clip: PreparedClip, smooth: CodeFilter,
-              batch: int) -> dict:  # fmt: skip
-    """``out`` (n predicted frames) with its codes smoothed along the clip's time and decoded."""
+def _filtered(
+    model,
+    out: SeqDECAOutput,
+    frames: torch.Tensor,
+    clip: PreparedClip,
+    smooth: CodeFilter,
+    batch: int,
+) -> SeqDECAOutput:
+    """``out`` (n >= 1 predicted frames) with its codes smoothed along the clip's time and
+    decoded again (``decoded`` replaced; the other parts are the unfiltered network's)."""
     valid = clip.valid.numpy()
-    codes = dict(out)
+    codes = out.codes()
     for key in _FILTERED:
-        series = _scatter(out[key], frames.cpu(), clip.num_frames).numpy()
+        series = _scatter(codes[key], frames.cpu(), clip.num_frames).numpy()
         smoothed = smooth(series.reshape(len(series), -1), valid).reshape(series.shape)
-        codes[key] = torch.from_numpy(smoothed[frames.cpu().numpy()]).to(out[key])
+        codes[key] = torch.from_numpy(smoothed[frames.cpu().numpy()]).to(codes[key])
+    codes["jaw_pose"] = codes["pose"][:, 3:]
     parts = []
     device = next(model.parameters()).device
     for a in range(0, len(frames), batch):
-        part = {k: codes[k][None, a : a + batch].to(device)
-                for k in ("shape", "texture", *_FILTERED)}  # fmt: skip
-        parts.append({k: v[0].cpu() for k, v in model.decode(part).items()})
-    decoded = {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
-    return codes | decoded | {"jaw_pose": codes["pose"][:, 3:]}
+        part = {
+            k: codes[k][None, a : a + batch].to(device) for k in ("shape", "texture", *_FILTERED)
+        }
+        parts.append(model.decode(part).map_tensors(lambda v: v[0].cpu()))
+    return replace(out, **codes, decoded=cat_outputs(parts))
 
 
 def predict_network(
-    loaded: LoadedModel, clip: PreparedClip, *, window: int, batch_size: int, per_frame: bool,
-    device: str, smooth: CodeFilter | None = None,
-) -> ClipPrediction:  # fmt: skip
+    loaded: LoadedModel,
+    clip: PreparedClip,
+    *,
+    window: int,
+    batch_size: int,
+    per_frame: bool,
+    device: str,
+    smooth: CodeFilter | None = None,
+) -> ClipPrediction:
     """Run a network with centred windows on the valid frames of one clip.
 
     ``smooth``: a temporal filter of the codes (:func:`seqdeca.inference.smoothing.parse_filter`)
@@ -187,25 +203,37 @@ def predict_network(
     crops = clip.frames.to(device)
     _synchronise(device)
     start = time.perf_counter()
-    out = predict_frames(loaded.model, crops, clip.valid, window=window, batch_size=batch_size,
-                         per_frame=per_frame, centres=frames)  # fmt: skip
+    out = predict_frames(
+        loaded.model,
+        crops,
+        clip.valid,
+        window=window,
+        batch_size=batch_size,
+        per_frame=per_frame,
+        centres=frames,
+    )
     if smooth is not None and len(frames):
         out = _filtered(loaded.model, out, frames, clip, smooth, max(1, batch_size))
     _synchronise(device)
     seconds = time.perf_counter() - start
     t_count = clip.num_frames
 
-    def full(key: str) -> torch.Tensor | None:
-        return _scatter(out[key], frames, t_count) if key in out else None
+    def full(values: torch.Tensor | None) -> torch.Tensor | None:
+        return None if values is None else _scatter(values, frames, t_count)
 
-    au = out["au_probabilities"][:, list(AFFWILD2_MAIN_INDICES)]
-    pose = full("pose")
+    au = out.encoded.au_probabilities[:, list(AFFWILD2_MAIN_INDICES)]
+    pose, decoded = full(out.pose), out.decoded
     return ClipPrediction(
-        landmarks68=full("landmarks68"), landmarks_mp=full("landmarks_mp"),
-        vertices=full("vertices"), global_pose=pose[:, :3], jaw_pose=full("jaw_pose"),
-        expression=full("expression"), render=full("render"),
-        au_probabilities=_scatter(au, frames, t_count), seconds=seconds,
-    )  # fmt: skip
+        landmarks68=full(decoded.landmarks68),
+        landmarks_mp=full(decoded.landmarks_mp),
+        vertices=full(decoded.vertices),
+        global_pose=pose[:, :3],
+        jaw_pose=full(out.jaw_pose),
+        expression=full(out.expression),
+        render=full(decoded.render),
+        au_probabilities=_scatter(au, frames, t_count),
+        seconds=seconds,
+    )
 
 
 def _chunk(clip: PreparedClip, rows: slice) -> ChunkFrames:
@@ -215,14 +243,21 @@ def _chunk(clip: PreparedClip, rows: slice) -> ChunkFrames:
     eye = np.repeat(np.eye(3)[None], n, 0)
     frames = (clip.frames[rows] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return ChunkFrames(
-        start=rows.start or 0, own=slice(0, n), frames=frames,
-        landmarks=clip.landmarks[rows].numpy(), valid=valid, interpolated=np.zeros(n, bool),
-        crop_from_frame=eye, decoded_from_original=np.eye(3), is_last=True,
-    )  # fmt: skip
+        start=rows.start or 0,
+        own=slice(0, n),
+        frames=frames,
+        landmarks=clip.landmarks[rows].numpy(),
+        valid=valid,
+        interpolated=np.zeros(n, bool),
+        crop_from_frame=eye,
+        decoded_from_original=np.eye(3),
+        is_last=True,
+    )
 
 
-def predict_fit(engine: FitEngine, clip: PreparedClip, *, extract: bool = False
-                ) -> tuple[ClipPrediction, torch.Tensor | None]:  # fmt: skip
+def predict_fit(
+    engine: FitEngine, clip: PreparedClip, *, extract: bool = False
+) -> tuple[ClipPrediction, torch.Tensor | None]:
     """Fit mode exactly as video2mesh runs it (:class:`~seqdeca.inference.engines.FitEngine`):
     identity and texture coefficients from the first ``SHAPE_SPAN`` frames after the first
     face, then every frame with its centred window and its own light; rendered with the model
@@ -234,19 +269,25 @@ def predict_fit(engine: FitEngine, clip: PreparedClip, *, extract: bool = False
     invalid frames), else None.
     """
     first = int(torch.nonzero(clip.valid)[0])
-    engine.cfg.crop.size = clip.size  # the engine's own config copy: this clip's crop size
+    engine.crop_size = clip.size  # this clip's crop size
     start = time.perf_counter()
     engine.start_clip()
     engine.fit_shape(_chunk(clip, slice(first, first + engine.shape_span)))
     chunk = _chunk(clip, slice(0, clip.num_frames))
     result = engine.predict(chunk, render=True)
-    codes = {k: torch.from_numpy(result.codes[k]).to(engine.device)
-             for k in ("shape", "expression", "global_pose", "jaw_pose", "cam")}  # fmt: skip
+    codes = {
+        k: torch.from_numpy(result.codes[k]).to(engine.device)
+        for k in ("shape", "expression", "global_pose", "jaw_pose", "cam")
+    }
     with torch.no_grad():
-        mesh = engine.face_model(FlameParams(
-            shape=codes["shape"], expression=codes["expression"],
-            global_pose=codes["global_pose"], jaw_pose=codes["jaw_pose"],
-        ))  # fmt: skip
+        mesh = engine.face_model(
+            FlameParams(
+                shape=codes["shape"],
+                expression=codes["expression"],
+                global_pose=codes["global_pose"],
+                jaw_pose=codes["jaw_pose"],
+            )
+        )
     seconds = time.perf_counter() - start
     invalid = ~clip.valid
 
@@ -260,12 +301,17 @@ def predict_fit(engine: FitEngine, clip: PreparedClip, *, extract: bool = False
         return x
 
     pred = ClipPrediction(
-        landmarks68=masked(mesh.landmarks68, True), landmarks_mp=masked(mesh.landmarks_mp, True),
-        vertices=masked(result.vertices), global_pose=masked(codes["global_pose"]),
-        jaw_pose=masked(codes["jaw_pose"]), expression=masked(codes["expression"]),
-        render=masked(result.render), au_probabilities=None, seconds=seconds,
+        landmarks68=masked(mesh.landmarks68, True),
+        landmarks_mp=masked(mesh.landmarks_mp, True),
+        vertices=masked(result.vertices),
+        global_pose=masked(codes["global_pose"]),
+        jaw_pose=masked(codes["jaw_pose"]),
+        expression=masked(codes["expression"]),
+        render=masked(result.render),
+        au_probabilities=None,
+        seconds=seconds,
         render_alpha=masked(result.alpha),
-    )  # fmt: skip
+    )
     if not extract:
         return pred, None
     even = np.arange(clip.num_frames) % 2 == 0
@@ -298,8 +344,12 @@ class _GroundTruth:
                 return None
         wanted = clip.meta.get("face_model")
         if wanted and wanted != self.model.name:
-            log.warning("clip %s was rendered with face model '%s', not '%s': no vertex error",
-                        clip.name, wanted, self.model.name)  # fmt: skip
+            log.warning(
+                "clip %s was rendered with face model '%s', not '%s': no vertex error",
+                clip.name,
+                wanted,
+                self.model.name,
+            )
             return None
         return self.model
 
@@ -309,13 +359,18 @@ class _GroundTruth:
             return None
         gt = clip.gt
         with torch.no_grad():
-            return self.model(FlameParams(
-                shape=gt["shape"], expression=gt["expression"], global_pose=gt["global_pose"],
-                jaw_pose=gt.get("jaw_pose"),
-            )).vertices.float()  # fmt: skip
+            return self.model(
+                FlameParams(
+                    shape=gt["shape"],
+                    expression=gt["expression"],
+                    global_pose=gt["global_pose"],
+                    jaw_pose=gt.get("jaw_pose"),
+                )
+            ).vertices.float()
 
-
-    def expression_meshes(self, clip: PreparedClip, pred: ClipPrediction) -> ExpressionMeshes | None:
+    def expression_meshes(
+        self, clip: PreparedClip, pred: ClipPrediction
+    ) -> ExpressionMeshes | None:
         """The ground-truth identity with the true and the predicted expression (and jaw), no
         head pose; predicted codes are zero-padded or cut to the model's expression size."""
         model = self._model_for(clip)
@@ -329,8 +384,9 @@ class _GroundTruth:
 
         def mesh(expression: torch.Tensor, jaw: torch.Tensor | None) -> torch.Tensor:
             with torch.no_grad():
-                return model(FlameParams(shape=gt["shape"], expression=fit(expression),
-                                         jaw_pose=jaw)).vertices.float()  # fmt: skip
+                return model(
+                    FlameParams(shape=gt["shape"], expression=fit(expression), jaw_pose=jaw)
+                ).vertices.float()
 
         pred_jaw = torch.nan_to_num(pred.jaw_pose.float())
         return ExpressionMeshes(
@@ -339,7 +395,6 @@ class _GroundTruth:
             true_expression_jaw=mesh(gt["expression"], gt["jaw_pose"]),
             pred_expression_jaw=mesh(pred.expression, pred_jaw),
         )
-
 
     def mean_face(self, clip: PreparedClip) -> ClipPrediction | None:
         """The ground truth with a neutral face (expression zero, jaw closed): the floor every
@@ -351,14 +406,24 @@ class _GroundTruth:
         neutral = torch.zeros_like(gt["expression"])  # the truth's size: comparable code errors
         closed = torch.zeros(clip.num_frames, 3)
         with torch.no_grad():
-            vertices = model(FlameParams(
-                shape=gt["shape"], expression=torch.zeros(clip.num_frames, model.num_expression),
-                global_pose=gt["global_pose"],
-            )).vertices.float()  # fmt: skip
-        return ClipPrediction(landmarks68=None, landmarks_mp=None, vertices=vertices,
-                              global_pose=gt["global_pose"].float(), jaw_pose=closed,
-                              expression=neutral, render=None, au_probabilities=None,
-                              seconds=0.0)  # fmt: skip
+            vertices = model(
+                FlameParams(
+                    shape=gt["shape"],
+                    expression=torch.zeros(clip.num_frames, model.num_expression),
+                    global_pose=gt["global_pose"],
+                )
+            ).vertices.float()
+        return ClipPrediction(
+            landmarks68=None,
+            landmarks_mp=None,
+            vertices=vertices,
+            global_pose=gt["global_pose"].float(),
+            jaw_pose=closed,
+            expression=neutral,
+            render=None,
+            au_probabilities=None,
+            seconds=0.0,
+        )
 
 
 class _References:
@@ -369,28 +434,40 @@ class _References:
     def __init__(self, gt: _GroundTruth) -> None:
         self.gt = gt
         self.input = MethodResult(
-            name="input", kind="reference",
+            name="input",
+            kind="reference",
             description="temporal metrics of the tracked input landmarks (and of the "
-                        "ground-truth mesh of synthetic clips): the reference for the "
-                        "smoothness columns",
-        )  # fmt: skip
+            "ground-truth mesh of synthetic clips): the reference for the "
+            "smoothness columns",
+        )
         self.mean_face = MethodResult(
-            name="mean-face", kind="reference",
+            name="mean-face",
+            kind="reference",
             description="the ground-truth identity and head pose with a neutral expression and "
-                        "closed jaw: the floor of the expression, jaw and vertex errors",
-        )  # fmt: skip
+            "closed jaw: the floor of the expression, jaw and vertex errors",
+        )
         self.filled = False
 
     def add(self, clip: PreparedClip, ids: torch.Tensor | None, gt_vertices: torch.Tensor | None):
         """Both rows' series of ``clip`` (the first method's pass only)."""
         series = reference_series(clip, mediapipe_ids=ids, gt_vertices=gt_vertices)
         self.input.clips[clip.name] = ClipResult(
-            series=series, au_probabilities=None, au_labels=clip.au, fps=clip.fps,
-            frames=int(clip.valid.sum()), seconds=0.0)  # fmt: skip
+            series=series,
+            au_probabilities=None,
+            au_labels=clip.au,
+            fps=clip.fps,
+            frames=int(clip.valid.sum()),
+            seconds=0.0,
+        )
         pred = self.gt.mean_face(clip)
         if pred is not None:
-            series = clip_series(pred, clip, mediapipe_ids=None, gt_vertices=gt_vertices,
-                                 expression_meshes=self.gt.expression_meshes(clip, pred))  # fmt: skip
+            series = clip_series(
+                pred,
+                clip,
+                mediapipe_ids=None,
+                gt_vertices=gt_vertices,
+                expression_meshes=self.gt.expression_meshes(clip, pred),
+            )
             self.mean_face.clips[clip.name] = _clip_result(pred, clip, series)
 
     def rows(self) -> list[MethodResult]:
@@ -399,8 +476,14 @@ class _References:
 
 
 def _clip_result(pred: ClipPrediction, clip: PreparedClip, series: dict) -> ClipResult:
-    return ClipResult(series=series, au_probabilities=pred.au_probabilities, au_labels=clip.au,
-                      fps=clip.fps, frames=int(clip.valid.sum()), seconds=pred.seconds)  # fmt: skip
+    return ClipResult(
+        series=series,
+        au_probabilities=pred.au_probabilities,
+        au_labels=clip.au,
+        fps=clip.fps,
+        frames=int(clip.valid.sum()),
+        seconds=pred.seconds,
+    )
 
 
 def _load_clips(paths: list[Path]):
@@ -414,9 +497,12 @@ def _load_clips(paths: list[Path]):
 
 
 def _network_rows(
-    opts: EvalOptions, paths: list[Path], gt: _GroundTruth, taken: set[str],
+    opts: EvalOptions,
+    paths: list[Path],
+    gt: _GroundTruth,
+    taken: set[str],
     references: _References,
-) -> list[MethodResult]:  # fmt: skip
+) -> list[MethodResult]:
     """Rows of every checkpoint (and its per-frame variant); fills ``references`` if empty."""
     inference = opts.config.inference
     results: list[MethodResult] = []
@@ -432,21 +518,32 @@ def _network_rows(
             variants.append((f"{name}+per-frame", True, None))
         variants += [(f"{name}+per-frame+{spec}", True, spec) for spec in opts.filters]
         rows = {
-            n: MethodResult(name=n, kind="network", parameters=parameters,
-                            description=description + ("; evaluated per frame (T=1)" if pf else "")
-                            + (f", codes smoothed over time by {spec}" if spec else ""))
+            n: MethodResult(
+                name=n,
+                kind="network",
+                parameters=parameters,
+                description=description
+                + ("; evaluated per frame (T=1)" if pf else "")
+                + (f", codes smoothed over time by {spec}" if spec else ""),
+            )
             for n, pf, spec in variants
-        }  # fmt: skip
+        }
         ids = loaded.model.face_model.mediapipe_ids
         ids = None if ids is None else ids.cpu()
         fill_reference, references.filled = not references.filled, True
-        for clip in tqdm(_load_clips(paths), total=len(paths), desc=name, unit="clip",
-                         disable=not opts.progress):  # fmt: skip
+        for clip in tqdm(
+            _load_clips(paths), total=len(paths), desc=name, unit="clip", disable=not opts.progress
+        ):
             gt_vertices = gt.vertices(clip)
             if not rows[name].clips:  # untimed warm-up (allocations, kernel selection)
                 first = int(torch.nonzero(clip.valid)[0])
-                predict_frames(loaded.model, clip.frames.to(opts.device), clip.valid,
-                               window=window, centres=[first])  # fmt: skip
+                predict_frames(
+                    loaded.model,
+                    clip.frames.to(opts.device),
+                    clip.valid,
+                    window=window,
+                    centres=[first],
+                )
             for n, per_frame, spec in variants:
                 pred = predict_network(
                     loaded,
@@ -457,8 +554,13 @@ def _network_rows(
                     device=opts.device,
                     smooth=parse_filter(spec, fps=clip.fps) if spec else None,
                 )
-                series = clip_series(pred, clip, mediapipe_ids=ids, gt_vertices=gt_vertices,
-                                     expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
+                series = clip_series(
+                    pred,
+                    clip,
+                    mediapipe_ids=ids,
+                    gt_vertices=gt_vertices,
+                    expression_meshes=gt.expression_meshes(clip, pred),
+                )
                 rows[n].clips[clip.name] = _clip_result(pred, clip, series)
             if fill_reference:
                 references.add(clip, ids, gt_vertices)
@@ -479,14 +581,15 @@ def _fit_rows(
     extract = fit.texture == "extract"
     if extract:
         fit.texture = "model"  # the fit row renders the model albedo; the map is its own row
-    engine = FitEngine(cfg, device=opts.device)
+    engine = build_fit_engine(cfg, device=opts.device)
     row = MethodResult(name="fit", kind="fit", description=_fit_description(engine))
     extracted = MethodResult(
-        name="fit+extract", kind="fit",
+        name="fit+extract",
+        kind="fit",
         description="the fit row's meshes and lights rendered with a UV texture map extracted "
-                    "from the EVEN frames only (holes: the model albedo); photometric metrics "
-                    "of the ODD frames",
-    )  # fmt: skip
+        "from the EVEN frames only (holes: the model albedo); photometric metrics "
+        "of the ODD frames",
+    )
     ids = engine.face_model.mediapipe_ids
     ids = None if ids is None else ids.cpu()
     fill_reference, references.filled = not references.filled, True
@@ -494,13 +597,19 @@ def _fit_rows(
     if engine.threads:
         torch.set_num_threads(engine.threads)  # as video2mesh: many small operations
     try:
-        for clip in tqdm(_load_clips(paths), total=len(paths), desc="fit", unit="clip",
-                         disable=not opts.progress):  # fmt: skip
+        for clip in tqdm(
+            _load_clips(paths), total=len(paths), desc="fit", unit="clip", disable=not opts.progress
+        ):
             gt_vertices = gt.vertices(clip)
             start = time.perf_counter()
             pred, renders = predict_fit(engine, clip, extract=extract)
-            series = clip_series(pred, clip, mediapipe_ids=ids, gt_vertices=gt_vertices,
-                                 expression_meshes=gt.expression_meshes(clip, pred))  # fmt: skip
+            series = clip_series(
+                pred,
+                clip,
+                mediapipe_ids=ids,
+                gt_vertices=gt_vertices,
+                expression_meshes=gt.expression_meshes(clip, pred),
+            )
             row.clips[clip.name] = _clip_result(pred, clip, series)
             if renders is not None:
                 pred = replace(pred, render=renders, seconds=time.perf_counter() - start)
@@ -515,19 +624,25 @@ def _fit_rows(
 
 def _fit_description(engine: FitEngine) -> str:
     """One line: the fit settings and how the row renders."""
-    fit = engine.cfg.inference.fit
-    settings = (f"window {engine.cfg.inference.window}, shape_prior={fit.shape_prior:g}, "
-                f"expression_prior={fit.expression_prior:g}, jaw_prior={fit.jaw_prior:g}, "
-                f"smoothness={fit.smoothness:g}, iterations={fit.iterations}, "
-                f"refine_steps={fit.refine_steps}, contour_weight={fit.contour_weight:g}")  # fmt: skip
+    fit = engine.fit
+    settings = (
+        f"window {engine.window}, shape_prior={fit.shape_prior:g}, "
+        f"expression_prior={fit.expression_prior:g}, jaw_prior={fit.jaw_prior:g}, "
+        f"smoothness={fit.smoothness:g}, iterations={fit.iterations}, "
+        f"refine_steps={fit.refine_steps}, contour_weight={fit.contour_weight:g}"
+    )
     if fit.texture == "mean":
         render = "rendered with the mean albedo under the fixed fit-mode light"
     else:
-        render = ("rendered with the model albedo of texture coefficients estimated per clip "
-                  f"(texture_prior={fit.texture_prior:g}) under an SH light estimated per "
-                  "frame")  # fmt: skip
-    return (f"face model '{engine.face_model.name}' fitted to the tracked landmarks as in "
-            f"video2mesh ({settings}); {render}")  # fmt: skip
+        render = (
+            "rendered with the model albedo of texture coefficients estimated per clip "
+            f"(texture_prior={fit.texture_prior:g}) under an SH light estimated per "
+            "frame"
+        )
+    return (
+        f"face model '{engine.face_model.name}' fitted to the tracked landmarks as in "
+        f"video2mesh ({settings}); {render}"
+    )
 
 
 def _requested_window(opts: EvalOptions) -> int:
@@ -571,11 +686,16 @@ def evaluate(opts: EvalOptions) -> dict:
     results += references.rows()
     inference = opts.config.inference
     settings = {
-        "data": str(opts.data), "mode": opts.mode, "per_frame": opts.per_frame,
+        "data": str(opts.data),
+        "mode": opts.mode,
+        "per_frame": opts.per_frame,
         "filters": list(opts.filters),
-        "window": _requested_window(opts), "batch_size": inference.batch_size,
-        "device": opts.device, "checkpoints": [str(c) for c in opts.checkpoints],
+        "window": _requested_window(opts),
+        "batch_size": inference.batch_size,
+        "device": opts.device,
+        "checkpoints": [str(c) for c in opts.checkpoints],
         "clips": len(paths),
-    }  # fmt: skip
-    return write_report(results, opts.out, settings=settings, tensorboard=opts.tensorboard,
-                        plots=opts.plots)  # fmt: skip
+    }
+    return write_report(
+        results, opts.out, settings=settings, tensorboard=opts.tensorboard, plots=opts.plots
+    )

@@ -182,10 +182,22 @@ class FaceModelAssets:
 
 
 _ARRAYS = (
-    "v_template", "faces", "shapedirs", "exprdirs", "posedirs", "j_regressor", "lbs_weights",
-    "parents", "verts_uvs", "faces_uvs", "uv_face_mask", "uv_face_eye_mask", "fixed_displacement",
-    "texture_mean", "texture_basis",
-)  # fmt: skip
+    "v_template",
+    "faces",
+    "shapedirs",
+    "exprdirs",
+    "posedirs",
+    "j_regressor",
+    "lbs_weights",
+    "parents",
+    "verts_uvs",
+    "faces_uvs",
+    "uv_face_mask",
+    "uv_face_eye_mask",
+    "fixed_displacement",
+    "texture_mean",
+    "texture_basis",
+)
 _HALF = ("shapedirs", "exprdirs", "posedirs", "texture_basis")  # stored as float16 if asked
 
 
@@ -211,8 +223,12 @@ def save_assets(assets: FaceModelAssets, path: str | Path, compact: bool = False
     if assets.dynamic_contour is not None:
         arrays["dynamic_contour/face_idx"] = assets.dynamic_contour.face_idx
         arrays["dynamic_contour/bary"] = assets.dynamic_contour.bary
-    header = {"format": "seqdeca-face-model", "version": FORMAT_VERSION, "name": assets.name,
-              "meta": assets.meta}  # fmt: skip
+    header = {
+        "format": "seqdeca-face-model",
+        "version": FORMAT_VERSION,
+        "name": assets.name,
+        "meta": assets.meta,
+    }
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -255,6 +271,10 @@ def load_assets(path: str | Path) -> FaceModelAssets:
     if "dynamic_contour/face_idx" in data:
         contour = DynamicContour(data["dynamic_contour/face_idx"], data["dynamic_contour/bary"])
     return FaceModelAssets(
-        name=header["name"], landmarks=landmarks, landmark_vertex_ids=ids,
-        dynamic_contour=contour, meta=header.get("meta", {}), **kwargs,
-    )  # fmt: skip
+        name=header["name"],
+        landmarks=landmarks,
+        landmark_vertex_ids=ids,
+        dynamic_contour=contour,
+        meta=header.get("meta", {}),
+        **kwargs,
+    )

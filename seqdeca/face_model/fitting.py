@@ -74,9 +74,20 @@ class _Problem:
     image offset 2] where the offset is ``scale * (tx, ty)`` (better conditioned than t).
     """
 
-    def __init__(self, model: FaceModel, target: torch.Tensor, valid: torch.Tensor, name: str, *,
-                 n_shape: int, n_expression: int, weights: torch.Tensor, priors: dict, fit_jaw: bool,
-                 independent: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: FaceModel,
+        target: torch.Tensor,
+        valid: torch.Tensor,
+        name: str,
+        *,
+        n_shape: int,
+        n_expression: int,
+        weights: torch.Tensor,
+        priors: dict,
+        fit_jaw: bool,
+        independent: bool = False,
+    ) -> None:
         t = target.shape[0]
         self.model, self.name, self.priors = model, name, priors
         self.target, self.valid = target, valid
@@ -114,8 +125,12 @@ class _Problem:
         e, t = self.e, x.shape[0]
         shape = shape if self.fixed_shape is None else self.fixed_shape
         shape = shape if shape.dim() == 2 else shape.expand(t, -1)  # shared or one per row
-        out = self.model(shape=shape, expression=x[:, :e],
-                         global_pose=x[:, e : e + 3], jaw_pose=x[:, e + 3 : e + 6])  # fmt: skip
+        out = self.model(
+            shape=shape,
+            expression=x[:, :e],
+            global_pose=x[:, e : e + 3],
+            jaw_pose=x[:, e + 3 : e + 6],
+        )
         return self.model.landmarks(out.vertices, self.name)
 
     def project(self, x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
@@ -217,8 +232,9 @@ def _jacobians(pb: _Problem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return res, cols_t[:p].permute(1, 2, 0), cols_t[p:].permute(1, 2, 0)
 
 
-def _lm_step(pb: _Problem, res: torch.Tensor, jx: torch.Tensor, js: torch.Tensor,
-             lam: float | torch.Tensor):  # fmt: skip
+def _lm_step(
+    pb: _Problem, res: torch.Tensor, jx: torch.Tensor, js: torch.Tensor, lam: float | torch.Tensor
+):
     """Solve the damped normal equations (block-diagonal + shared border) for the updates.
 
     ``lam`` is one damping for all frames, or (T, 1, 1) per frame (no shared parameters then).
@@ -381,12 +397,24 @@ def fit_to_landmarks(
         ValueError: shapes disagree, or no frame is valid.
     """
     pb = _solve(
-        model, landmarks_2d, landmark_name, valid=valid, landmark_weights=landmark_weights,
-        n_shape=n_shape, n_expression=n_expression, fit_jaw=fit_jaw, shape_prior=shape_prior,
-        expression_prior=expression_prior, jaw_prior=jaw_prior, smoothness=smoothness,
-        iterations=iterations, refine_steps=refine_steps, lr=lr, shape=shape,
+        model,
+        landmarks_2d,
+        landmark_name,
+        valid=valid,
+        landmark_weights=landmark_weights,
+        n_shape=n_shape,
+        n_expression=n_expression,
+        fit_jaw=fit_jaw,
+        shape_prior=shape_prior,
+        expression_prior=expression_prior,
+        jaw_prior=jaw_prior,
+        smoothness=smoothness,
+        iterations=iterations,
+        refine_steps=refine_steps,
+        lr=lr,
+        shape=shape,
         independent_frames=independent_frames,
-    )  # fmt: skip
+    )
     out = _result(pb, pb.x, torch.arange(pb.x.shape[0], device=pb.x.device))
     with torch.no_grad():
         out.loss = float(pb.loss(pb.x, pb.shape))
@@ -394,13 +422,25 @@ def fit_to_landmarks(
 
 
 def _solve(
-    model: FaceModel, landmarks_2d: torch.Tensor | np.ndarray, landmark_name: str, *,
-    valid: torch.Tensor | np.ndarray | None, landmark_weights: torch.Tensor | np.ndarray | None,
-    n_shape: int | None, n_expression: int | None, fit_jaw: bool, shape_prior: float,
-    expression_prior: float, jaw_prior: float, smoothness: float, iterations: int,
-    refine_steps: int | None, lr: float, shape: torch.Tensor | np.ndarray | None,
+    model: FaceModel,
+    landmarks_2d: torch.Tensor | np.ndarray,
+    landmark_name: str,
+    *,
+    valid: torch.Tensor | np.ndarray | None,
+    landmark_weights: torch.Tensor | np.ndarray | None,
+    n_shape: int | None,
+    n_expression: int | None,
+    fit_jaw: bool,
+    shape_prior: float,
+    expression_prior: float,
+    jaw_prior: float,
+    smoothness: float,
+    iterations: int,
+    refine_steps: int | None,
+    lr: float,
+    shape: torch.Tensor | np.ndarray | None,
     independent_frames: bool,
-) -> _Problem:  # fmt: skip
+) -> _Problem:
     """The optimisation behind :func:`fit_to_landmarks` (arguments as there); the solved problem."""
     device = model.v_template.device
     target = torch.as_tensor(landmarks_2d).to(device=device, dtype=torch.float32)
@@ -436,8 +476,18 @@ def _solve(
         "jaw": jaw_prior,
         "smoothness": smoothness,
     }
-    pb = _Problem(model, target, ok, landmark_name, n_shape=n_s, n_expression=n_e, weights=weights,
-                  priors=priors, fit_jaw=fit_jaw, independent=independent_frames)  # fmt: skip
+    pb = _Problem(
+        model,
+        target,
+        ok,
+        landmark_name,
+        n_shape=n_s,
+        n_expression=n_e,
+        weights=weights,
+        priors=priors,
+        fit_jaw=fit_jaw,
+        independent=independent_frames,
+    )
     pb.fixed_shape = fixed
     with torch.no_grad():
         n_points = pb.landmarks3d(pb.x[:1], pb.shape).shape[1]
@@ -525,12 +575,24 @@ def fit_windows(
         :class:`FitResult` of the window centres, per-frame fields (m, ...).
     """
     pb = _solve(
-        model, landmarks_2d, landmark_name, valid=valid, landmark_weights=landmark_weights,
-        n_shape=None, n_expression=None, fit_jaw=fit_jaw, shape_prior=0.0,
+        model,
+        landmarks_2d,
+        landmark_name,
+        valid=valid,
+        landmark_weights=landmark_weights,
+        n_shape=None,
+        n_expression=None,
+        fit_jaw=fit_jaw,
+        shape_prior=0.0,
         expression_prior=expression_prior,
-        jaw_prior=jaw_prior, smoothness=0.0, iterations=iterations, refine_steps=0, lr=0.0,
-        shape=shape, independent_frames=True,
-    )  # fmt: skip
+        jaw_prior=jaw_prior,
+        smoothness=0.0,
+        iterations=iterations,
+        refine_steps=0,
+        lr=0.0,
+        shape=shape,
+        independent_frames=True,
+    )
     win = torch.as_tensor(windows, dtype=torch.long, device=pb.x.device)
     m, w = win.shape
     c = (w - 1) // 2
@@ -559,7 +621,12 @@ def _result(pb: _Problem, x: torch.Tensor, frames: torch.Tensor) -> FitResult:
         residual = torch.where(ok, residual, torch.full_like(residual, float("nan")))
     shape = pb.fixed_shape if pb.fixed_shape is not None else pb.shape
     return FitResult(
-        shape=shape, expression=x[:, :e].contiguous(), global_pose=x[:, e : e + 3].contiguous(),
-        jaw_pose=x[:, e + 3 : e + 6].contiguous(), cam=pb.cam(x), landmarks_2d=proj,
-        residual=residual, loss=float("nan"),
-    )  # fmt: skip
+        shape=shape,
+        expression=x[:, :e].contiguous(),
+        global_pose=x[:, e : e + 3].contiguous(),
+        jaw_pose=x[:, e + 3 : e + 6].contiguous(),
+        cam=pb.cam(x),
+        landmarks_2d=proj,
+        residual=residual,
+        loss=float("nan"),
+    )

@@ -298,9 +298,11 @@ def read_texture_space(path: str | Path, n_texture: int = 50) -> tuple[np.ndarra
     side = round((mean.size / 3) ** 0.5)
     if side * side * 3 != mean.size or basis.shape[0] != mean.size or k == 0:
         raise _bad(
-            path, f"{mean_key} has {mean.size} values and {basis_key} {basis.shape}, expected "
-            "H*W*3 square images and at least one component", TEXTURE_SOURCE,
-        )  # fmt: skip
+            path,
+            f"{mean_key} has {mean.size} values and {basis_key} {basis.shape}, expected "
+            "H*W*3 square images and at least one component",
+            TEXTURE_SOURCE,
+        )
     # Stored (H, W, BGR): flip to RGB and move channels first.
     mean_img = mean.reshape(side, side, 3)[..., ::-1].transpose(2, 0, 1) * scale
     basis_img = basis.reshape(side, side, 3, k)[:, :, ::-1].transpose(3, 2, 0, 1) * scale
@@ -398,8 +400,12 @@ def load_flame(
     if (p := _optional(head_template)) is not None:
         obj = read_obj_uv(p)
         if not np.array_equal(obj["faces"], arrays["faces"]):
-            raise _bad(p, f"faces {obj['faces'].shape} do not match the FLAME model's "
-                       f"{arrays['faces'].shape} (expected DECA's head_template.obj)", DECA_SOURCE)  # fmt: skip
+            raise _bad(
+                p,
+                f"faces {obj['faces'].shape} do not match the FLAME model's "
+                f"{arrays['faces'].shape} (expected DECA's head_template.obj)",
+                DECA_SOURCE,
+            )
         extra["verts_uvs"], extra["faces_uvs"] = obj["verts_uvs"], obj["faces_uvs"]
         files["head_template"] = p.name
     uv_files = {
@@ -414,15 +420,23 @@ def load_flame(
     if (p := _optional(texture)) is not None:
         extra["texture_mean"], extra["texture_basis"] = read_texture_space(p, n_texture)
         files["texture"] = p.name
-    meta = {"source": "FLAME pickle", "files": files, "n_shape": n_shape,
-            "n_expression": n_expression}  # fmt: skip
+    meta = {
+        "source": "FLAME pickle",
+        "files": files,
+        "n_shape": n_shape,
+        "n_expression": n_expression,
+    }
     return FaceModelAssets(name="flame", meta=meta, **arrays, **extra)
 
 
 def _check_faces(path: Path, face_idx: np.ndarray, n_faces: int, source: str) -> None:
     if face_idx.size and (face_idx.min() < 0 or face_idx.max() >= n_faces):
-        raise _bad(path, f"landmark face index {int(face_idx.max())} is outside the model's "
-                   f"{n_faces} faces (embedding for a different mesh?)", source)  # fmt: skip
+        raise _bad(
+            path,
+            f"landmark face index {int(face_idx.max())} is outside the model's "
+            f"{n_faces} faces (embedding for a different mesh?)",
+            source,
+        )
 
 
 def load_face_model(path: str | Path | None = None, **side_files: object) -> FaceModelAssets:
@@ -442,13 +456,17 @@ def load_face_model(path: str | Path | None = None, **side_files: object) -> Fac
         return load_flame(model, **given)
     if given:
         names = ", ".join(sorted(given))
-        raise AssetError(f"side files ({names}) only apply to a FLAME .pkl, not to "
-                         f"{model or 'the bundled default model'}; remove them or point path at generic_model.pkl")  # fmt: skip
+        raise AssetError(
+            f"side files ({names}) only apply to a FLAME .pkl, not to "
+            f"{model or 'the bundled default model'}; remove them or point path at generic_model.pkl"
+        )
     if model is None:
         from seqdeca.face_model.default import load_default_assets
 
         return load_default_assets()
     if model.suffix.lower() == ".npz":
         return load_assets(model)
-    raise AssetError(f"{model}: unknown face-model file type (expected a seqdeca .npz or a FLAME "
-                     f".pkl); {FLAME_SOURCE}")  # fmt: skip
+    raise AssetError(
+        f"{model}: unknown face-model file type (expected a seqdeca .npz or a FLAME "
+        f".pkl); {FLAME_SOURCE}"
+    )

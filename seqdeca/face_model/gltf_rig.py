@@ -59,8 +59,16 @@ from seqdeca.io.obj import texture_to_uint8
 __all__ = ["RIG_CODES", "ClipMotion", "build_rig", "clip_motion", "clip_texture", "write_rig"]
 
 #: Codes that a rig reads (the others of codes.npz are ignored).
-RIG_CODES = ("valid", "shape", "expression", "global_pose", "neck_pose", "jaw_pose", "eye_pose",
-             "texture")  # fmt: skip
+RIG_CODES = (
+    "valid",
+    "shape",
+    "expression",
+    "global_pose",
+    "neck_pose",
+    "jaw_pose",
+    "eye_pose",
+    "texture",
+)
 #: Coefficients with no magnitude above this in the clip get no morph target.
 UNUSED = 1e-7
 _POSE_KEYS = ("global_pose", "neck_pose", "jaw_pose", "eye_pose")
@@ -116,8 +124,9 @@ def clip_motion(face_model: FaceModel, codes: Mapping[str, np.ndarray]) -> ClipM
     return ClipMotion(
         shape=arrays["shape"][valid].mean(axis=0) if "shape" in arrays else np.zeros(0),
         expression=held.get("expression", np.zeros((frames, 0))),
-        full_pose=full_pose.reshape(frames, face_model.num_joints, 3), valid=valid,
-    )  # fmt: skip
+        full_pose=full_pose.reshape(frames, face_model.num_joints, 3),
+        valid=valid,
+    )
 
 
 def clip_texture(face_model: FaceModel, codes: Mapping[str, np.ndarray]) -> np.ndarray | None:
@@ -132,8 +141,9 @@ def clip_texture(face_model: FaceModel, codes: Mapping[str, np.ndarray]) -> np.n
         rows = rows[np.isfinite(rows).all(axis=1)]
         mean = rows.mean(axis=0) if len(rows) else mean
     with torch.no_grad():
-        code = torch.as_tensor(mean, dtype=face_model.texture_mean.dtype,
-                               device=face_model.texture_mean.device)  # fmt: skip
+        code = torch.as_tensor(
+            mean, dtype=face_model.texture_mean.dtype, device=face_model.texture_mean.device
+        )
         albedo = face_model.albedo(code).clamp(0, 1)
     return albedo.permute(1, 2, 0).cpu().numpy()
 
@@ -161,8 +171,9 @@ def _joint_curves(
     rest = regress_joints(buf["j_regressor"], rest_vertices[None])[0]  # (J, 3)
     e = motion.expression.shape[1]
     dirs = buf["exprdirs"][..., :e].permute(2, 0, 1)  # (E', V, 3): one "mesh" per component
-    joints = rest + torch.einsum("te,ejc->tjc", torch.from_numpy(motion.expression),
-                                 regress_joints(buf["j_regressor"], dirs))  # fmt: skip
+    joints = rest + torch.einsum(
+        "te,ejc->tjc", torch.from_numpy(motion.expression), regress_joints(buf["j_regressor"], dirs)
+    )
     rot = axis_angle_to_matrix(torch.from_numpy(motion.full_pose))  # (T, J, 3, 3)
     _, skin = rigid_transforms(rot, joints, parents)  # (T, J, 4, 4)
     world_r = skin[..., :3, :3]
@@ -198,8 +209,11 @@ def _signed_targets(
     return weights, sources, np.asarray(scales), out_names
 
 
-def _morphs(buf: dict[str, torch.Tensor], motion: ClipMotion, rot: np.ndarray,
-            ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:  # fmt: skip
+def _morphs(
+    buf: dict[str, torch.Tensor],
+    motion: ClipMotion,
+    rot: np.ndarray,
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:
     """Morph targets (M, V, 3) on the model's vertices, weights (T, M), scales (M,), names.
 
     ``rot`` (T, J, 3, 3): the local joint rotations, whose pose features weigh the correctives.
@@ -278,16 +292,24 @@ class _Packer:
         self.blob += data
         return len(self.gltf.bufferViews) - 1
 
-    def accessor(self, array: np.ndarray, kind: str, *, target: int | None = None,
-                 bounds: bool = False) -> int:  # fmt: skip
+    def accessor(
+        self, array: np.ndarray, kind: str, *, target: int | None = None, bounds: bool = False
+    ) -> int:
         """``array`` (count, ...) as an accessor of ``kind`` ("VEC3", ...); floats as float32."""
-        component = {np.dtype(np.uint8): _UBYTE, np.dtype(np.uint16): _USHORT,
-                     np.dtype(np.uint32): _UINT}.get(np.asarray(array).dtype, _FLOAT)  # fmt: skip
+        component = {
+            np.dtype(np.uint8): _UBYTE,
+            np.dtype(np.uint16): _USHORT,
+            np.dtype(np.uint32): _UINT,
+        }.get(np.asarray(array).dtype, _FLOAT)
         if component == _FLOAT:
             array = np.asarray(array, dtype=np.float32)
         array = np.ascontiguousarray(array)
-        acc = gl.Accessor(bufferView=self.view(array.tobytes(), target), componentType=component,
-                          count=len(array), type=kind)  # fmt: skip
+        acc = gl.Accessor(
+            bufferView=self.view(array.tobytes(), target),
+            componentType=component,
+            count=len(array),
+            type=kind,
+        )
         if bounds:
             flat = array.reshape(len(array), -1)
             acc.min, acc.max = flat.min(axis=0).tolist(), flat.max(axis=0).tolist()
@@ -298,14 +320,16 @@ class _Packer:
 def _material(pack: _Packer, texture: np.ndarray | None) -> int:
     """The mesh's material: ``texture`` (H, W, 3) in [0, 1] (row 0 = top) or plain grey."""
     gltf = pack.gltf
-    pbr = gl.PbrMetallicRoughness(baseColorFactor=_PLAIN_COLOUR, metallicFactor=0.0,
-                                  roughnessFactor=0.8)  # fmt: skip
+    pbr = gl.PbrMetallicRoughness(
+        baseColorFactor=_PLAIN_COLOUR, metallicFactor=0.0, roughnessFactor=0.8
+    )
     if texture is not None:
         png = io.BytesIO()
         Image.fromarray(texture_to_uint8(texture)).save(png, format="PNG")
         gltf.images.append(gl.Image(bufferView=pack.view(png.getvalue()), mimeType="image/png"))
-        gltf.samplers.append(gl.Sampler(magFilter=9729, minFilter=9987, wrapS=33071,
-                                        wrapT=33071))  # linear, mipmapped, clamped  # fmt: skip
+        gltf.samplers.append(
+            gl.Sampler(magFilter=9729, minFilter=9987, wrapS=33071, wrapT=33071)
+        )  # linear, mipmapped, clamped
         gltf.textures.append(gl.Texture(sampler=0, source=0))
         pbr.baseColorFactor = [1.0, 1.0, 1.0, 1.0]
         pbr.baseColorTexture = gl.TextureInfo(index=0)
@@ -313,31 +337,42 @@ def _material(pack: _Packer, texture: np.ndarray | None) -> int:
     return len(gltf.materials) - 1
 
 
-def _primitive(pack: _Packer, face_model: FaceModel, rest_vertices: torch.Tensor,
-               targets: np.ndarray, texture: np.ndarray | None) -> gl.Primitive:  # fmt: skip
+def _primitive(
+    pack: _Packer,
+    face_model: FaceModel,
+    rest_vertices: torch.Tensor,
+    targets: np.ndarray,
+    texture: np.ndarray | None,
+) -> gl.Primitive:
     """The one triangle primitive: attributes, indices, material and morph targets."""
     src, uv, indices = _split_at_seams(face_model)
     normals = vertex_normals(rest_vertices[None], face_model.faces.cpu())[0].numpy()[src]
     normals[np.linalg.norm(normals, axis=1) < 0.5] = (0.0, 0.0, 1.0)  # vertices on no face
     attrs = gl.Attributes(
-        POSITION=pack.accessor(rest_vertices.numpy()[src], "VEC3", target=_ARRAY_BUFFER,
-                               bounds=True),
+        POSITION=pack.accessor(
+            rest_vertices.numpy()[src], "VEC3", target=_ARRAY_BUFFER, bounds=True
+        ),
         NORMAL=pack.accessor(normals, "VEC3", target=_ARRAY_BUFFER),
-    )  # fmt: skip
+    )
     if uv is not None:
         attrs.TEXCOORD_0 = pack.accessor(uv, "VEC2", target=_ARRAY_BUFFER)
     weights = face_model.lbs_weights.detach().cpu().numpy()[src]
     joint_type = np.uint8 if face_model.num_joints < 256 else np.uint16
     for i, (joints, w) in enumerate(_skin_sets(weights)):
-        setattr(attrs, f"JOINTS_{i}", pack.accessor(joints.astype(joint_type), "VEC4",
-                                                     target=_ARRAY_BUFFER))  # fmt: skip
+        setattr(
+            attrs,
+            f"JOINTS_{i}",
+            pack.accessor(joints.astype(joint_type), "VEC4", target=_ARRAY_BUFFER),
+        )
         setattr(attrs, f"WEIGHTS_{i}", pack.accessor(w, "VEC4", target=_ARRAY_BUFFER))
     index_type = np.uint16 if len(src) < 65535 else np.uint32
     prim = gl.Primitive(
-        attributes=attrs, material=_material(pack, texture if uv is not None else None),
-        indices=pack.accessor(indices.reshape(-1).astype(index_type), "SCALAR",
-                              target=_ELEMENT_ARRAY_BUFFER),
-    )  # fmt: skip
+        attributes=attrs,
+        material=_material(pack, texture if uv is not None else None),
+        indices=pack.accessor(
+            indices.reshape(-1).astype(index_type), "SCALAR", target=_ELEMENT_ARRAY_BUFFER
+        ),
+    )
     prim.targets = [
         gl.Attributes(POSITION=pack.accessor(t[src], "VEC3", target=_ARRAY_BUFFER, bounds=True))
         for t in targets
@@ -351,27 +386,41 @@ def _skeleton(pack: _Packer, parents: tuple[int, ...], rest_joints: np.ndarray) 
     for j, parent in enumerate(parents):
         offset = rest_joints[j] - (rest_joints[parent] if parent >= 0 else 0.0)
         children = [c for c, p in enumerate(parents) if p == j]
-        gltf.nodes.append(gl.Node(name=JOINT_NAMES[j], translation=offset.tolist(),
-                                  children=children))  # fmt: skip
+        gltf.nodes.append(
+            gl.Node(name=JOINT_NAMES[j], translation=offset.tolist(), children=children)
+        )
     inverse_bind = np.tile(np.eye(4), (len(parents), 1, 1))
     inverse_bind[:, :3, 3] = -rest_joints
-    gltf.skins.append(gl.Skin(
-        name="face_skeleton", joints=list(range(len(parents))), skeleton=0,
-        inverseBindMatrices=pack.accessor(inverse_bind.transpose(0, 2, 1), "MAT4"),  # columns
-    ))  # fmt: skip
+    gltf.skins.append(
+        gl.Skin(
+            name="face_skeleton",
+            joints=list(range(len(parents))),
+            skeleton=0,
+            inverseBindMatrices=pack.accessor(inverse_bind.transpose(0, 2, 1), "MAT4"),  # columns
+        )
+    )
     return len(gltf.skins) - 1
 
 
-def _animation(pack: _Packer, times: np.ndarray, quaternions: np.ndarray,
-               translations: np.ndarray, weights: np.ndarray, mesh_node: int) -> None:  # fmt: skip
+def _animation(
+    pack: _Packer,
+    times: np.ndarray,
+    quaternions: np.ndarray,
+    translations: np.ndarray,
+    weights: np.ndarray,
+    mesh_node: int,
+) -> None:
     """The "clip" animation: per-joint rotation and translation, morph weights (T keys)."""
     samplers: list[gl.AnimationSampler] = []
     channels: list[gl.AnimationChannel] = []
     keys = pack.accessor(times, "SCALAR", bounds=True)
 
     def add(node: int, path: str, values: np.ndarray, kind: str) -> None:
-        samplers.append(gl.AnimationSampler(input=keys, output=pack.accessor(values, kind),
-                                            interpolation="LINEAR"))  # fmt: skip
+        samplers.append(
+            gl.AnimationSampler(
+                input=keys, output=pack.accessor(values, kind), interpolation="LINEAR"
+            )
+        )
         target = gl.AnimationChannelTarget(node=node, path=path)
         channels.append(gl.AnimationChannel(sampler=len(samplers) - 1, target=target))
 
@@ -383,8 +432,14 @@ def _animation(pack: _Packer, times: np.ndarray, quaternions: np.ndarray,
     pack.gltf.animations.append(gl.Animation(name="clip", samplers=samplers, channels=channels))
 
 
-def build_rig(face_model: FaceModel, codes: Mapping[str, np.ndarray], *, fps: float,
-              texture: np.ndarray | None = None, name: str = "face") -> gl.GLTF2:  # fmt: skip
+def build_rig(
+    face_model: FaceModel,
+    codes: Mapping[str, np.ndarray],
+    *,
+    fps: float,
+    texture: np.ndarray | None = None,
+    name: str = "face",
+) -> gl.GLTF2:
     """The rig of a clip as a :class:`pygltflib.GLTF2` with its binary blob set.
 
     Args:
@@ -406,19 +461,34 @@ def build_rig(face_model: FaceModel, codes: Mapping[str, np.ndarray], *, fps: fl
     gltf = gl.GLTF2(asset=gl.Asset(generator=f"seqdeca {__version__}"))
     pack = _Packer(gltf)
     prim = _primitive(pack, face_model, rest_vertices, targets.numpy(), texture)
-    gltf.meshes.append(gl.Mesh(name=name, primitives=[prim], weights=[0.0] * len(names),
-                               extras={"targetNames": names,
-                                       "targetScales": scales.tolist()}))  # fmt: skip
+    gltf.meshes.append(
+        gl.Mesh(
+            name=name,
+            primitives=[prim],
+            weights=[0.0] * len(names),
+            extras={"targetNames": names, "targetScales": scales.tolist()},
+        )
+    )
     skin = _skeleton(pack, parents, rest_joints)
     gltf.nodes.append(gl.Node(name=name, mesh=0, skin=skin))
     mesh_node = len(gltf.nodes) - 1
     frames = len(motion.valid)
-    _animation(pack, np.arange(frames) / fps, _quaternions(motion.full_pose), local_t, weights,
-               mesh_node)  # fmt: skip
-    gltf.scenes.append(gl.Scene(name=name, nodes=[0, mesh_node], extras={
-        "fps": float(fps), "frames": frames, "valid_frames": int(motion.valid.sum()),
-        "face_model": face_model.name, "shape": motion.shape.tolist(),
-    }))  # fmt: skip
+    _animation(
+        pack, np.arange(frames) / fps, _quaternions(motion.full_pose), local_t, weights, mesh_node
+    )
+    gltf.scenes.append(
+        gl.Scene(
+            name=name,
+            nodes=[0, mesh_node],
+            extras={
+                "fps": float(fps),
+                "frames": frames,
+                "valid_frames": int(motion.valid.sum()),
+                "face_model": face_model.name,
+                "shape": motion.shape.tolist(),
+            },
+        )
+    )
     gltf.scene = 0
     gltf.buffers.append(gl.Buffer(byteLength=len(pack.blob)))
     gltf.set_binary_blob(bytes(pack.blob))

@@ -270,11 +270,17 @@ class FaceModel(nn.Module):
         expression = self._coeffs(params.expression, n, self.num_expression, "expression")
         full_pose = self.full_pose(params).reshape(n, 3 * self.num_joints)
         vertices, joints, rot_mats = lbs(
-            shape, expression, full_pose, v_template=self.v_template,
-            shapedirs=self.shapedirs, exprdirs=self.exprdirs, posedirs=self.posedirs,
-            j_regressor=self.j_regressor, parents=self.parents_list,
+            shape,
+            expression,
+            full_pose,
+            v_template=self.v_template,
+            shapedirs=self.shapedirs,
+            exprdirs=self.exprdirs,
+            posedirs=self.posedirs,
+            j_regressor=self.j_regressor,
+            parents=self.parents_list,
             lbs_weights=self.lbs_weights,
-        )  # fmt: skip
+        )
         lmk68 = self._landmarks68_flat(vertices, rot_mats) if self.has_landmarks68 else None
         lmk_mp = None
         if self.mediapipe_set is not None:
@@ -284,9 +290,11 @@ class FaceModel(nn.Module):
             return None if x is None else x.reshape(*batch, *x.shape[1:])
 
         return FlameOutput(
-            vertices=unflatten(vertices), joints=unflatten(joints),
-            landmarks68=unflatten(lmk68), landmarks_mp=unflatten(lmk_mp),
-        )  # fmt: skip
+            vertices=unflatten(vertices),
+            joints=unflatten(joints),
+            landmarks68=unflatten(lmk68),
+            landmarks_mp=unflatten(lmk_mp),
+        )
 
     def _coeffs(self, value: torch.Tensor | None, n: int, limit: int, name: str) -> torch.Tensor:
         """(..., K) coefficients -> (N, K); None -> (N, 0)."""
@@ -345,8 +353,10 @@ class FaceModel(nn.Module):
 
     def _named_landmarks_flat(self, vertices: torch.Tensor, name: str) -> torch.Tensor:
         if name not in self._landmark_buffers:
-            raise KeyError(f"face model '{self.name}' has no landmark set {name!r}; "
-                           f"it has {sorted(self._landmark_buffers)}")  # fmt: skip
+            raise KeyError(
+                f"face model '{self.name}' has no landmark set {name!r}; "
+                f"it has {sorted(self._landmark_buffers)}"
+            )
         face_key, bary_key = self._landmark_buffers[name]
         return barycentric_points(
             vertices, self.faces, getattr(self, face_key), getattr(self, bary_key)

@@ -128,8 +128,10 @@ def face_samples(render: RenderOutput, images: torch.Tensor, skin: torch.Tensor)
     normal = take(normals)
     return FaceSamples(
         colour=take(colour),
-        sh=sh_basis(normal), uv=take(uv), valid=keep.gather(1, order),
-    )  # fmt: skip
+        sh=sh_basis(normal),
+        uv=take(uv),
+        valid=keep.gather(1, order),
+    )
 
 
 def sample_maps(maps: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
@@ -144,8 +146,9 @@ def sample_maps(maps: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """
     n, p = uv.shape[:2]
     grid = uv_to_grid(uv).reshape(1, n * p, 1, 2).to(maps)
-    out = F.grid_sample(maps[None], grid, mode="bilinear", padding_mode="border",
-                        align_corners=False)  # fmt: skip
+    out = F.grid_sample(
+        maps[None], grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
     return out[0, :, :, 0].T.reshape(n, p, -1)
 
 
@@ -170,9 +173,13 @@ def tukey_weights(
 
 
 def solve_light(
-    colour: torch.Tensor, albedo: torch.Tensor, sh: torch.Tensor, weight: torch.Tensor, *,
+    colour: torch.Tensor,
+    albedo: torch.Tensor,
+    sh: torch.Tensor,
+    weight: torch.Tensor,
+    *,
     reference: torch.Tensor,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Weighted least-squares SH light of every frame, each RGB channel on its own.
 
     Minimises ``sum_p w_p (colour_pc - albedo_pc * sum_j sh_pj light_jc)^2`` per frame and
@@ -222,9 +229,12 @@ def shading_of(sh: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
 
 
 def robust_light(
-    samples: FaceSamples, albedo: torch.Tensor, *, fallback: torch.Tensor,
+    samples: FaceSamples,
+    albedo: torch.Tensor,
+    *,
+    fallback: torch.Tensor,
     iterations: int = LIGHT_ITERATIONS,
-) -> LightFit:  # fmt: skip
+) -> LightFit:
     """Each frame's light by iteratively reweighted least squares (module docstring).
 
     Args:
@@ -246,9 +256,14 @@ def robust_light(
 
 
 def solve_texture(
-    samples: FaceSamples, mean: torch.Tensor, basis: torch.Tensor, shading: torch.Tensor,
-    weight: torch.Tensor, *, prior: float,
-) -> torch.Tensor:  # fmt: skip
+    samples: FaceSamples,
+    mean: torch.Tensor,
+    basis: torch.Tensor,
+    shading: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    prior: float,
+) -> torch.Tensor:
     """Texture coefficients of a clip given every frame's shading (one linear solve).
 
     Minimises ``sum_n E_n + prior * |t|^2``, where E_n is frame n's weighted mean (over samples
@@ -291,9 +306,17 @@ class TextureFit:
     light: LightFit
 
 
-def _joint_step(samples: FaceSamples, mean: torch.Tensor, basis: torch.Tensor,
-                texture: torch.Tensor, light: torch.Tensor, weight: torch.Tensor, *,
-                prior: float, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def _joint_step(
+    samples: FaceSamples,
+    mean: torch.Tensor,
+    basis: torch.Tensor,
+    texture: torch.Tensor,
+    light: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    prior: float,
+    reference: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One Gauss-Newton step of texture and lights together (the lights eliminated by their
     Schur complement: they are independent per frame and channel).
 
@@ -332,9 +355,14 @@ def _joint_step(samples: FaceSamples, mean: torch.Tensor, basis: torch.Tensor,
 
 
 def estimate_texture(
-    samples: FaceSamples, mean_map: torch.Tensor, basis_maps: torch.Tensor, *, prior: float,
-    fallback: torch.Tensor, steps: int = JOINT_STEPS,
-) -> TextureFit:  # fmt: skip
+    samples: FaceSamples,
+    mean_map: torch.Tensor,
+    basis_maps: torch.Tensor,
+    *,
+    prior: float,
+    fallback: torch.Tensor,
+    steps: int = JOINT_STEPS,
+) -> TextureFit:
     """Texture coefficients and lights of a few frames (the bilinear problem solved jointly).
 
     Starts from the mean albedo (t = 0) and every frame's robust light under it; then ``steps``
@@ -363,8 +391,9 @@ def estimate_texture(
     used = FaceSamples(*(x[ok] for x in (samples.colour, samples.sh, samples.uv, samples.valid)))
     light, weight = fit.light[ok], fit.weight[ok]
     for _ in range(max(0, steps)):
-        d_t, d_l = _joint_step(used, mean[ok], basis, texture, light, weight, prior=prior,
-                               reference=fallback)  # fmt: skip
+        d_t, d_l = _joint_step(
+            used, mean[ok], basis, texture, light, weight, prior=prior, reference=fallback
+        )
         texture, light = texture + d_t, light + d_l
         albedo = mean[ok] + torch.einsum("npkc,k->npc", basis, texture)
         residual = (used.colour - albedo * shading_of(used.sh, light)).norm(dim=-1)

@@ -22,6 +22,7 @@ import torch
 
 from seqdeca.config.schema import Config
 from seqdeca.errors import UserError
+from seqdeca.io.weights import load_weights, read_checkpoint
 from seqdeca.models.export import (
     ExportError,
     check_face_model,
@@ -31,7 +32,6 @@ from seqdeca.models.export import (
 )
 from seqdeca.models.from_config import build_model
 from seqdeca.models.seqdeca_model import SeqDECA
-from seqdeca.models.weights import load_weights, read_checkpoint
 
 __all__ = ["LoadedModel", "load_model"]
 
@@ -76,11 +76,14 @@ def _load_export(payload: dict, path: Path, config: Config | None) -> tuple[SeqD
         cfg.face_model = copy.deepcopy(config.face_model)  # the caller's copies of the files
     cfg.model.deca_checkpoint = cfg.model.au_checkpoint = ""  # the export holds every weight
     model = _build(cfg, path, load_checkpoints=False)
-    check_face_model(record, model.face_model.name, source=str(path),
-                     fix="set face_model.path to the model it was trained with")  # fmt: skip
+    check_face_model(
+        record,
+        model.face_model.name,
+        source=str(path),
+        fix="set face_model.path to the model it was trained with",
+    )
     report = load_weights(model, record.weights, source=str(path))
-    log.info("loaded %s (stage %s, step %s): %s", path, record.stage, record.step,
-             report.summary())  # fmt: skip
+    log.info("loaded %s (stage %s, step %s): %s", path, record.stage, record.step, report.summary())
     return model, cfg
 
 

@@ -26,8 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seqdeca.data.crop import apply_transform, warp_to_crop
-from seqdeca.data.masks import FACE, region_masks
 from seqdeca.errors import UserError
 from seqdeca.face_model.layer import FaceModel
 from seqdeca.inference.appearance import (
@@ -39,12 +37,23 @@ from seqdeca.inference.appearance import (
 )
 from seqdeca.inference.stream import ChunkFrames
 from seqdeca.inference.texture_map import TextureAccumulator
+from seqdeca.prep.crop import apply_transform, warp_to_crop
+from seqdeca.prep.masks import FACE, region_masks
 from seqdeca.render.renderer import Renderer, RenderOutput
 from seqdeca.render.shading import sh_shading
 from seqdeca.render.uv import sample_uv_texture
 
-__all__ = ["LIGHT_DOWNSCALE", "TEXTURE_MODES", "ClipAppearance", "check_texture_mode",
-           "fit_light", "frame_inputs", "light_size", "textured"]  # fmt: skip
+__all__ = [
+    "LIGHT_DOWNSCALE",
+    "TEXTURE_MODES",
+    "ClipAppearance",
+    "check_appearance",
+    "check_texture_mode",
+    "fit_light",
+    "frame_inputs",
+    "light_size",
+    "textured",
+]
 
 TEXTURE_MODES = ("model", "extract", "mean")
 GREY = 0.5  # albedo of a model without a texture space (the renderer's default)
@@ -70,9 +79,19 @@ def fit_light(dtype: torch.dtype = torch.float32) -> torch.Tensor:
 def check_texture_mode(mode: str) -> str:
     """``mode`` when it is one of :data:`TEXTURE_MODES`, else a one-line :class:`UserError`."""
     if mode not in TEXTURE_MODES:
-        raise UserError(f"inference.fit.texture must be one of {', '.join(TEXTURE_MODES)}, "
-                        f"got {mode!r}")  # fmt: skip
+        raise UserError(
+            f"inference.fit.texture must be one of {', '.join(TEXTURE_MODES)}, got {mode!r}"
+        )
     return mode
+
+
+def check_appearance(texture: str, prior: float) -> str:
+    """``texture`` (checked by :func:`check_texture_mode`) when ``prior`` > 0 too, else a
+    one-line :class:`UserError` (``inference.fit.texture`` and ``texture_prior``)."""
+    check_texture_mode(texture)
+    if not prior > 0:
+        raise UserError(f"inference.fit.texture_prior must be > 0, got {prior}")
+    return texture
 
 
 def frame_inputs(
@@ -92,8 +111,9 @@ def frame_inputs(
         the landmarks are not MediaPipe's 478).
     """
     mats = data.crop_from_frame[rows]
-    crops = warp_to_crop(data.frames[rows], mats @ np.linalg.inv(data.decoded_from_original),
-                         crop_size)  # fmt: skip
+    crops = warp_to_crop(
+        data.frames[rows], mats @ np.linalg.inv(data.decoded_from_original), crop_size
+    )
     images = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
     if data.landmarks.shape[1] >= 468:
         points = apply_transform(data.landmarks[rows][..., :2], mats)
@@ -102,10 +122,12 @@ def frame_inputs(
         classes = np.full((len(rows), crop_size, crop_size), FACE, np.uint8)
     classes = torch.from_numpy(classes)
     if crop_size != size:
-        images = F.interpolate(images, size=size, mode="bilinear", antialias=True,
-                               align_corners=False)  # fmt: skip
-        classes = F.interpolate(classes[:, None].float(), size=size,
-                                mode="nearest")[:, 0].to(torch.uint8)  # fmt: skip
+        images = F.interpolate(
+            images, size=size, mode="bilinear", antialias=True, align_corners=False
+        )
+        classes = F.interpolate(classes[:, None].float(), size=size, mode="nearest")[:, 0].to(
+            torch.uint8
+        )
     return images, classes
 
 
@@ -121,8 +143,15 @@ class ClipAppearance:
         prior: ``inference.fit.texture_prior``.
     """
 
-    def __init__(self, face_model: FaceModel, renderer: Renderer, light_renderer: Renderer, *,
-                 mode: str, prior: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        face_model: FaceModel,
+        renderer: Renderer,
+        light_renderer: Renderer,
+        *,
+        mode: str,
+        prior: float,
+    ) -> None:
         self.renderer, self.light_renderer = renderer, light_renderer
         self.mode, self.prior = check_texture_mode(mode), float(prior)
         ref = renderer.uv_bary
@@ -147,21 +176,24 @@ class ClipAppearance:
         """Whether a texture map is extracted (``extract`` mode)."""
         return self.mode == "extract"
 
-    def untextured(self, vertices: torch.Tensor, cam: torch.Tensor, *,
-                   small: bool = False) -> RenderOutput:  # fmt: skip
+    def untextured(
+        self, vertices: torch.Tensor, cam: torch.Tensor, *, small: bool = False
+    ) -> RenderOutput:
         """Render (m, V, 3) meshes with cam (m, 3) (normals, UVs, coverage, z-buffer), at the
         render size or, ``small``, at the lights' size."""
         renderer = self.light_renderer if small else self.renderer
         screen, fragments = renderer.rasterize(vertices, cam)
         return renderer.shade(vertices, screen, fragments)
 
-    def _samples(self, vertices: torch.Tensor, cam: torch.Tensor, images: torch.Tensor,
-                 classes: torch.Tensor) -> FaceSamples:  # fmt: skip
+    def _samples(
+        self, vertices: torch.Tensor, cam: torch.Tensor, images: torch.Tensor, classes: torch.Tensor
+    ) -> FaceSamples:
         out = self.untextured(vertices, cam, small=True)
         return face_samples(out, images.to(vertices), classes.to(vertices.device) == FACE)
 
-    def estimate(self, vertices: torch.Tensor, cam: torch.Tensor, images: torch.Tensor,
-                 classes: torch.Tensor) -> None:  # fmt: skip
+    def estimate(
+        self, vertices: torch.Tensor, cam: torch.Tensor, images: torch.Tensor, classes: torch.Tensor
+    ) -> None:
         """Estimate the face's texture coefficients (and reference light) from a few frames.
 
         Args:
@@ -169,8 +201,9 @@ class ClipAppearance:
             images, classes: :func:`frame_inputs` of the frames at the lights' size.
         """
         samples = self._samples(vertices, cam, images, classes)
-        fit = estimate_texture(samples, self.mean, self.basis, prior=self.prior,
-                               fallback=self.fallback)  # fmt: skip
+        fit = estimate_texture(
+            samples, self.mean, self.basis, prior=self.prior, fallback=self.fallback
+        )
         self.texture = fit.texture
         if self.basis.shape[0]:
             self.albedo = self.mean + torch.einsum("k,kchw->chw", fit.texture, self.basis)
@@ -179,8 +212,9 @@ class ClipAppearance:
         if self.extracts:
             self.accumulator = self.new_accumulator()
 
-    def lights(self, vertices: torch.Tensor, cam: torch.Tensor, images: torch.Tensor,
-               classes: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def lights(
+        self, vertices: torch.Tensor, cam: torch.Tensor, images: torch.Tensor, classes: torch.Tensor
+    ) -> torch.Tensor:
         """(m, 9, 3) the lights of a batch of frames, with the face's albedo fixed.
 
         Args:
@@ -188,12 +222,20 @@ class ClipAppearance:
                 lights' size.
         """
         samples = self._samples(vertices, cam, images, classes)
-        return robust_light(samples, sample_maps(self.albedo, samples.uv),
-                            fallback=self.fallback).light  # fmt: skip
+        return robust_light(
+            samples, sample_maps(self.albedo, samples.uv), fallback=self.fallback
+        ).light
 
-    def accumulate(self, render: RenderOutput, images: torch.Tensor, classes: torch.Tensor,
-                   light: torch.Tensor, *, keep: torch.Tensor,
-                   accumulator: TextureAccumulator | None = None) -> None:  # fmt: skip
+    def accumulate(
+        self,
+        render: RenderOutput,
+        images: torch.Tensor,
+        classes: torch.Tensor,
+        light: torch.Tensor,
+        *,
+        keep: torch.Tensor,
+        accumulator: TextureAccumulator | None = None,
+    ) -> None:
         """Add the frames ``keep`` ((m,) bool) of a batch to a texture map (``accumulator``,
         default the face's own; nothing without one).
 
@@ -204,9 +246,14 @@ class ClipAppearance:
         acc = accumulator if accumulator is not None else self.accumulator
         if acc is None or not bool(keep.any()):
             return
-        acc.add(normals=render.normal_image[keep], uv=render.uv_image[keep],
-                alpha=render.alpha[keep], images=images[keep].to(light),
-                classes=classes[keep].to(light.device), light=light[keep])  # fmt: skip
+        acc.add(
+            normals=render.normal_image[keep],
+            uv=render.uv_image[keep],
+            alpha=render.alpha[keep],
+            images=images[keep].to(light),
+            classes=classes[keep].to(light.device),
+            light=light[keep],
+        )
 
     def new_accumulator(self) -> TextureAccumulator:
         """An empty texture map filled with the face's model albedo (evaluation builds one from

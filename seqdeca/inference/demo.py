@@ -21,8 +21,14 @@ _FACE_CENTRE = (215.0, 135.0)
 _FACE_SIDE = 300.0
 
 
-def make_demo_clip(path: str | Path, *, frames: int = 50, fps: float = 25.0, size: int = 320,
-                   blank: tuple[int, int] | None = None) -> Path:  # fmt: skip
+def make_demo_clip(
+    path: str | Path,
+    *,
+    frames: int = 50,
+    fps: float = 25.0,
+    size: int = 320,
+    blank: tuple[int, int] | None = None,
+) -> Path:
     """Write a clip of the astronaut's face moving slowly.
 
     Args:
@@ -49,8 +55,9 @@ def make_demo_clip(path: str | Path, *, frames: int = 50, fps: float = 25.0, siz
         cy = _FACE_CENTRE[1] + 8 * math.cos(phase)
         m = cv2.getRotationMatrix2D((cx, cy), angle, zoom)
         m[:, 2] += np.array([size / 2 - cx, size / 2 - cy])
-        out[t] = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        out[t] = cv2.warpAffine(
+            image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
     if blank is not None:
         out[blank[0] : blank[1]] = 128
     path = Path(path)

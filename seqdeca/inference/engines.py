@@ -14,40 +14,65 @@ face's state apart (fit mode: its own identity).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from seqdeca.config.schema import Config
-from seqdeca.errors import UserError
-from seqdeca.face_model.from_config import face_model_assets_from_config, face_model_from_config
+from seqdeca.config.schema import FitConfig
+from seqdeca.face_model.assets import FaceModelAssets
 from seqdeca.face_model.layer import FaceModel
 from seqdeca.geometry.camera import project_weak_perspective
 from seqdeca.geometry.mesh import vertex_normals
 from seqdeca.inference.checkpoint import LoadedModel
 from seqdeca.inference.clip_appearance import (
     ClipAppearance,
-    check_texture_mode,
+    check_appearance,
     fit_light,
     frame_inputs,
-    light_size,
     textured,
 )
 from seqdeca.inference.fit import SHAPE_SPAN, ClipFitter
-from seqdeca.inference.settings import inference_config
 from seqdeca.inference.stream import ChunkFrames
 from seqdeca.inference.windows import predict_frames
-from seqdeca.render.from_config import renderer_from_config
+from seqdeca.models.outputs import SeqDECAOutput
+from seqdeca.render.renderer import Renderer
 
 __all__ = ["ChunkResult", "FitEngine", "NetworkEngine", "fit_light"]
 
-#: Codes of the network written to codes.npz (when present in its outputs).
+#: Codes of the network written to codes.npz (when present in its outputs), in file order.
 NETWORK_CODES = (
-    "shape", "texture", "expression", "global_pose", "jaw_pose", "pose", "cam", "light",
-    "coarse_expression", "coarse_pose", "coarse_light", "au_intensities", "au_probabilities",
+    "shape",
+    "texture",
+    "expression",
+    "global_pose",
+    "jaw_pose",
+    "pose",
+    "cam",
+    "light",
+    "coarse_expression",
+    "coarse_pose",
+    "coarse_light",
+    "au_intensities",
+    "au_probabilities",
     "detail_code",
-)  # fmt: skip
+)
+
+
+def network_codes(out: SeqDECAOutput) -> dict[str, np.ndarray]:
+    """The :data:`NETWORK_CODES` arrays (n, ...) of ``predict_frames`` outputs, by npz name
+    ("coarse_*": the per-frame encoder's; "detail_code" only with the detail stage)."""
+    detail_code = None if out.detail is None else out.detail.detail_code
+    arrays = out.codes() | {
+        "global_pose": out.pose[..., :3],
+        "coarse_expression": out.encoded.expression,
+        "coarse_pose": out.encoded.pose,
+        "coarse_light": out.encoded.light,
+        "au_intensities": out.fused.au_intensities,
+        "au_probabilities": out.encoded.au_probabilities,
+        "detail_code": detail_code,
+    }
+    return {k: _numpy(arrays[k]) for k in NETWORK_CODES if arrays[k] is not None}
 
 
 #: Frames rendered at a time for the overlay (bounds the rasterizer's memory).
@@ -92,8 +117,10 @@ class NetworkEngine:
 
     Args:
         loaded: the model (:func:`~seqdeca.inference.checkpoint.load_model`).
-        cfg: reads ``crop.size`` and ``inference`` (window, batch_size); resolved for this
-            checkpoint (:func:`~seqdeca.inference.settings.inference_config`).
+        window: W, frames per centred window (odd; resolved for this checkpoint by
+            :func:`~seqdeca.inference.settings.network_window`).
+        batch_size: windows per network forward.
+        crop_size: side of the face crops the network is given, pixels.
         detail: also run the detail stage (detail OBJs).
     """
 
@@ -101,11 +128,19 @@ class NetworkEngine:
     needs_shape = False
     threads: int | None = None  # big convolutions use every intra-op thread
 
-    def __init__(self, loaded: LoadedModel, cfg: Config, *, detail: bool = False) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        window: int,
+        batch_size: int,
+        crop_size: int,
+        detail: bool = False,
+    ) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.face_model: FaceModel = loaded.model.face_model
-        self.cfg = cfg
+        self.window, self.batch_size, self.crop_size = window, batch_size, crop_size
         self.detail = detail
         self.device = next(self.model.parameters()).device
         self.description = f"{loaded.kind} checkpoint {loaded.path}"
@@ -115,29 +150,37 @@ class NetworkEngine:
 
     def crops(self, data: ChunkFrames) -> torch.Tensor:
         """(n, 3, S, S) float crops in [0, 1] on the model's device."""
-        crops = torch.from_numpy(data.crops(self.cfg.crop.size)).to(self.device)
+        crops = torch.from_numpy(data.crops(self.crop_size)).to(self.device)
         return crops.permute(0, 3, 1, 2).float() / 255
 
     def predict(self, data: ChunkFrames, *, render: bool, face: int = 0) -> ChunkResult:
         """The chunk's own frames of one face (``face``: unused, the network keeps no state)."""
-        inf = self.cfg.inference
         own = np.arange(len(data.valid))[data.own]
         out = predict_frames(
-            self.model, self.crops(data), torch.from_numpy(data.valid), window=inf.window,
-            batch_size=inf.batch_size, stage="detail" if self.detail else "temporal",
-            render_shape=render, centres=own,
-        )  # fmt: skip
-        out["global_pose"] = out["pose"][..., :3]
-        codes = {k: _numpy(out[k]) for k in NETWORK_CODES if k in out}
-        key = "landmarks_mp" if "landmarks_mp" in out else "landmarks68"
-        result = ChunkResult(codes=codes, vertices=out["vertices"], landmarks=out[key],
-                             textures=out.get("albedo"))  # fmt: skip
+            self.model,
+            self.crops(data),
+            torch.from_numpy(data.valid),
+            window=self.window,
+            batch_size=self.batch_size,
+            stage="detail" if self.detail else "temporal",
+            render_shape=render,
+            centres=own,
+        )
+        decoded = out.decoded
+        landmarks = decoded.landmarks68 if decoded.landmarks_mp is None else decoded.landmarks_mp
+        result = ChunkResult(
+            codes=network_codes(out),
+            vertices=decoded.vertices,
+            landmarks=landmarks,
+            textures=decoded.albedo,
+        )
         if render:
-            result.render, result.alpha = out["render"], out["render_mask"]
-            result.shape_image = out["shape_image"]
+            result.render, result.alpha = decoded.render, decoded.render_mask
+            result.shape_image = decoded.shape_image
         if self.detail:
-            result.detail_vertices = detail_vertices(self.model, out["vertices"],
-                                                     out["displacement"])  # fmt: skip
+            result.detail_vertices = detail_vertices(
+                self.model, decoded.vertices, out.detail.displacement
+            )
         return result
 
 
@@ -166,36 +209,48 @@ def detail_vertices(model, vertices: torch.Tensor, displacement: torch.Tensor) -
 
 
 class FitEngine:
-    """``fit`` mode: the configured face model fitted to the tracked landmarks, its appearance
-    estimated from the frames (``inference.fit.texture``, :mod:`~seqdeca.inference.clip_appearance`).
+    """``fit`` mode: a face model fitted to the tracked landmarks, its appearance estimated from
+    the frames (``fit.texture``, :mod:`~seqdeca.inference.clip_appearance`).
+
+    :func:`~seqdeca.inference.pipeline.build_fit_engine` builds one from the config.
 
     Args:
-        cfg: reads ``face_model``, ``render``, ``crop.size`` and ``inference`` (window, fit;
-            window 0 = :data:`~seqdeca.inference.settings.FIT_WINDOW`).
-        device: torch device for the face model, fitting and rendering.
+        face_model: the face model, on ``device``.
+        assets: its assets (the reduced fitting model is built from them).
+        fit: the fit settings (priors, smoothness, iterations, texture mode and prior).
+        window: W, frames per centred window (> 0).
+        crop_size: side of the face crops the landmarks are mapped into, pixels.
+        renderer: the face model's renderer at the render size (square images), on ``device``;
+            None for a model without UVs (no renders, no appearance).
+        light_renderer: the same at the lights' smaller size
+            (:func:`~seqdeca.inference.clip_appearance.light_size`); None with ``renderer``.
+        device: torch device for fitting and rendering.
 
     Raises:
-        UserError: ``inference.fit.texture`` or ``texture_prior`` is not valid.
+        UserError: ``fit.texture`` or ``fit.texture_prior`` is not valid.
     """
 
     mode = "fit"
     needs_shape = True
     threads: int | None = 1  # many small operations: one thread is fastest
 
-    def __init__(self, cfg: Config, *, device: str = "cpu") -> None:
-        self.cfg = cfg = inference_config(cfg, None)
-        fit = cfg.inference.fit
-        self.texture_mode = check_texture_mode(fit.texture)
-        if not fit.texture_prior > 0:
-            raise UserError(f"inference.fit.texture_prior must be > 0, got {fit.texture_prior}")
+    def __init__(
+        self,
+        face_model: FaceModel,
+        assets: FaceModelAssets,
+        fit: FitConfig,
+        *,
+        window: int,
+        crop_size: int,
+        renderer: Renderer | None = None,
+        light_renderer: Renderer | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.texture_mode = check_appearance(fit.texture, fit.texture_prior)
+        self.fit, self.window, self.crop_size = fit, window, crop_size
         self.device = torch.device(device)
-        self.assets = face_model_assets_from_config(cfg.face_model)
-        self.face_model = face_model_from_config(cfg.face_model).to(self.device)
-        self.renderer = self.light_renderer = None
-        if self.face_model.verts_uvs is not None:
-            self.renderer = renderer_from_config(cfg.render, self.face_model).to(self.device)
-            small = replace(cfg.render, image_size=light_size(cfg.render.image_size))
-            self.light_renderer = renderer_from_config(small, self.face_model).to(self.device)
+        self.assets, self.face_model = assets, face_model
+        self.renderer, self.light_renderer = renderer, light_renderer
         self._fitters: dict[int, ClipFitter] = {}
         self._appearances: dict[int, ClipAppearance] = {}
         self.description = f"fit to landmarks ({self.face_model.name}), texture {fit.texture}"
@@ -218,9 +273,9 @@ class FitEngine:
 
     def _fitter(self, face: int) -> ClipFitter:
         if face not in self._fitters:
-            self._fitters[face] = ClipFitter(self.face_model, self.assets,
-                                             self.cfg.inference.fit,
-                                             window=self.cfg.inference.window)  # fmt: skip
+            self._fitters[face] = ClipFitter(
+                self.face_model, self.assets, self.fit, window=self.window
+            )
         return self._fitters[face]
 
     def appearance(self, face: int = 0) -> ClipAppearance | None:
@@ -228,30 +283,33 @@ class FitEngine:
         if self.renderer is None:
             return None
         if face not in self._appearances:
-            fit = self.cfg.inference.fit
             self._appearances[face] = ClipAppearance(
-                self.face_model, self.renderer, self.light_renderer, mode=fit.texture,
-                prior=fit.texture_prior,
-            )  # fmt: skip
+                self.face_model,
+                self.renderer,
+                self.light_renderer,
+                mode=self.fit.texture,
+                prior=self.fit.texture_prior,
+            )
         return self._appearances[face]
 
     def _targets(self, data: ChunkFrames, face: int) -> torch.Tensor:
-        return self._fitter(face).targets(data.landmarks, data.crop_from_frame,
-                                          self.cfg.crop.size)  # fmt: skip
+        return self._fitter(face).targets(data.landmarks, data.crop_from_frame, self.crop_size)
 
-    def _inputs(self, data: ChunkFrames, rows: np.ndarray, *,
-                small: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def _inputs(
+        self, data: ChunkFrames, rows: np.ndarray, *, small: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """:func:`frame_inputs` of chunk rows on the engine's device, at the render size or,
         ``small``, at the lights' size; rows without a face get black images and empty masks
         (no samples)."""
-        size = self.cfg.render.image_size
-        size = light_size(size) if small else size
+        renderer = self.light_renderer if small else self.renderer
+        size = renderer.image_size[0]  # square
         images = torch.zeros(len(rows), 3, size, size)
         classes = torch.zeros(len(rows), size, size, dtype=torch.uint8)
         ok = np.flatnonzero(data.valid[rows])
         if ok.size:
-            images[ok], classes[ok] = frame_inputs(data, rows[ok], crop_size=self.cfg.crop.size,
-                                                   size=size)  # fmt: skip
+            images[ok], classes[ok] = frame_inputs(
+                data, rows[ok], crop_size=self.crop_size, size=size
+            )
         return images.to(self.device), classes.to(self.device)
 
     def fit_shape(self, data: ChunkFrames, *, face: int = 0) -> None:
@@ -266,21 +324,29 @@ class FitEngine:
             return
         res, picked = fitter.shape_fit, rows[fitter.shape_rows]
         with torch.no_grad():
-            vertices = self.face_model(shape=res.shape.expand(len(picked), -1),
-                                       expression=res.expression, global_pose=res.global_pose,
-                                       jaw_pose=res.jaw_pose).vertices  # fmt: skip
+            vertices = self.face_model(
+                shape=res.shape.expand(len(picked), -1),
+                expression=res.expression,
+                global_pose=res.global_pose,
+                jaw_pose=res.jaw_pose,
+            ).vertices
             app.estimate(vertices, res.cam, *self._inputs(data, picked, small=True))
 
     def predict(self, data: ChunkFrames, *, render: bool, face: int = 0) -> ChunkResult:
         """The chunk's own frames of face ``face`` (its identity fitted first)."""
-        res = self._fitter(face).fit_chunk(self._targets(data, face).to(self.device),
-                                           data.valid, data.own)  # fmt: skip
+        res = self._fitter(face).fit_chunk(
+            self._targets(data, face).to(self.device), data.valid, data.own
+        )
         n = len(res.cam)
         fm = self.face_model
         shape = res.shape.to(self.device).expand(n, -1)
         with torch.no_grad():
-            mesh = fm(shape=shape, expression=res.expression, global_pose=res.global_pose,
-                      jaw_pose=res.jaw_pose)  # fmt: skip
+            mesh = fm(
+                shape=shape,
+                expression=res.expression,
+                global_pose=res.global_pose,
+                jaw_pose=res.jaw_pose,
+            )
             points = mesh.landmarks_mp if mesh.landmarks_mp is not None else mesh.landmarks68
             landmarks = project_weak_perspective(points, res.cam)[..., :2]
             app = self.appearance(face)
@@ -289,25 +355,42 @@ class FitEngine:
             renders = None
             if app is not None:
                 rows = np.arange(len(data.valid))[data.own]
-                light, renders = self._frames(data, rows, mesh.vertices, res.cam, app,
-                                              render=render)  # fmt: skip
+                light, renders = self._frames(
+                    data, rows, mesh.vertices, res.cam, app, render=render
+                )
                 texture = app.texture.to(res.cam).expand(n, -1)
         codes = {
-            "shape": shape, "expression": res.expression, "global_pose": res.global_pose,
-            "jaw_pose": res.jaw_pose, "pose": torch.cat([res.global_pose, res.jaw_pose], -1),
-            "cam": res.cam, "light": light, "texture": texture, "fit_residual": res.residual,
-        }  # fmt: skip
-        result = ChunkResult(codes={k: _numpy(v) for k, v in codes.items()},
-                             vertices=mesh.vertices, landmarks=landmarks)  # fmt: skip
+            "shape": shape,
+            "expression": res.expression,
+            "global_pose": res.global_pose,
+            "jaw_pose": res.jaw_pose,
+            "pose": torch.cat([res.global_pose, res.jaw_pose], -1),
+            "cam": res.cam,
+            "light": light,
+            "texture": texture,
+            "fit_residual": res.residual,
+        }
+        result = ChunkResult(
+            codes={k: _numpy(v) for k, v in codes.items()},
+            vertices=mesh.vertices,
+            landmarks=landmarks,
+        )
         if app is not None and (fm.texture_mean is not None or app.extracts):
             result.texture_map = _numpy(app.texture_map()).transpose(1, 2, 0)
         if renders is not None:
             result.render, result.alpha, result.shape_image = renders
         return result
 
-    def _frames(self, data: ChunkFrames, rows: np.ndarray, vertices: torch.Tensor,
-                cam: torch.Tensor, app: ClipAppearance, *,
-                render: bool) -> tuple[torch.Tensor, tuple | None]:  # fmt: skip
+    def _frames(
+        self,
+        data: ChunkFrames,
+        rows: np.ndarray,
+        vertices: torch.Tensor,
+        cam: torch.Tensor,
+        app: ClipAppearance,
+        *,
+        render: bool,
+    ) -> tuple[torch.Tensor, tuple | None]:
         """Lights of the chunk rows ``rows`` (meshes ``vertices``, ``cam``), their texture-map
         contribution (``extract``) and, when asked, their renders, RENDER_BATCH frames at a time
         (the rasterizer's memory grows with the batch).
@@ -328,8 +411,9 @@ class FitEngine:
                 continue
             out = app.untextured(v, c)
             if app.extracts:
-                app.accumulate(out, *self._inputs(data, rows[batch]), light[batch],
-                               keep=valid[batch])  # fmt: skip
+                app.accumulate(
+                    out, *self._inputs(data, rows[batch]), light[batch], keep=valid[batch]
+                )
             if render:
                 image = textured(out, app.texture_map(), light[batch])
                 parts.append((image, out.alpha, self.renderer.shape_from(out)))
@@ -337,8 +421,15 @@ class FitEngine:
             return light, None
         return light, tuple(torch.cat([p[k] for p in parts]) for k in range(3))
 
-    def extracted_renders(self, data: ChunkFrames, vertices: torch.Tensor, cam: torch.Tensor, *,
-                          build: np.ndarray, face: int = 0) -> torch.Tensor:  # fmt: skip
+    def extracted_renders(
+        self,
+        data: ChunkFrames,
+        vertices: torch.Tensor,
+        cam: torch.Tensor,
+        *,
+        build: np.ndarray,
+        face: int = 0,
+    ) -> torch.Tensor:
         """Renders of a predicted chunk's own rows with a texture map extracted from the rows
         ``build`` only (evaluation scores a map on frames it was not built from).
 
@@ -356,8 +447,10 @@ class FitEngine:
         """
         app = self.appearance(face)
         if app is None or not app.estimates:
-            raise ValueError("extracted_renders needs a face model with UVs and texture "
-                             "estimation on (inference.fit.texture model or extract)")  # fmt: skip
+            raise ValueError(
+                "extracted_renders needs a face model with UVs and texture "
+                "estimation on (inference.fit.texture model or extract)"
+            )
         rows = np.arange(len(data.valid))[data.own]
         keep = torch.from_numpy(np.asarray(build, bool) & data.valid[rows]).to(self.device)
         accumulator, lights = app.new_accumulator(), []
@@ -365,8 +458,13 @@ class FitEngine:
             batch = slice(i, min(i + RENDER_BATCH, len(rows)))
             v, c = vertices[batch], cam[batch]
             lights.append(app.lights(v, c, *self._inputs(data, rows[batch], small=True)))
-            app.accumulate(app.untextured(v, c), *self._inputs(data, rows[batch]), lights[-1],
-                           keep=keep[batch], accumulator=accumulator)  # fmt: skip
+            app.accumulate(
+                app.untextured(v, c),
+                *self._inputs(data, rows[batch]),
+                lights[-1],
+                keep=keep[batch],
+                accumulator=accumulator,
+            )
         texture, light = accumulator.texture().clamp(0, 1), torch.cat(lights)
         parts = []
         for i in range(0, len(rows), RENDER_BATCH):

@@ -1,10 +1,10 @@
 """Which faces of a clip video2mesh reconstructs: ``inference.faces`` / ``--faces``.
 
 * ``largest`` (default): one face, the largest and most central one at the start, followed by
-  :class:`~seqdeca.data.tracking.FaceTracker` (nearest to where it was); outputs directly in
+  :class:`~seqdeca.prep.tracking.FaceTracker` (nearest to where it was); outputs directly in
   ``<out>/<clip>/``.
 * ``all``: up to ``inference.max_faces`` faces; ``N`` (an integer >= 1): up to N faces. Faces are
-  followed with stable identities by :class:`~seqdeca.data.face_association.FaceAssociator`
+  followed with stable identities by :class:`~seqdeca.prep.face_association.FaceAssociator`
   (numbered by first appearance, left to right within a frame) and each gets its own folder
   ``<out>/<clip>/face_K/`` (see :mod:`seqdeca.inference.outputs`).
 """
@@ -63,5 +63,7 @@ def face_selection(cfg: Config) -> FaceSelection:
         return FaceSelection("all", max_faces)
     if request.isdigit() and int(request) >= 1:
         return FaceSelection(str(int(request)), int(request))
-    raise UserError(f"--faces / inference.faces {cfg.inference.faces!r}: use 'largest', 'all' "
-                    "or a number of faces >= 1")  # fmt: skip
+    raise UserError(
+        f"--faces / inference.faces {cfg.inference.faces!r}: use 'largest', 'all' "
+        "or a number of faces >= 1"
+    )

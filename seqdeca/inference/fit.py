@@ -5,7 +5,7 @@ Which model landmarks match the 478 tracked MediaPipe points (:func:`fit_landmar
 * a model with the MediaPipe set "mediapipe478" (the bundled model) -> all 478 points;
 * "mediapipe105" (FLAME's MediaPipe embedding) -> the 105 points it names;
 * else the static iBUG-68 points ("ibug68", or the 51 "ibug68_static" of a model with DECA's
-  dynamic contour) through :data:`~seqdeca.data.landmark_sets.IBUG68_FROM_MEDIAPIPE`.
+  dynamic contour) through :data:`~seqdeca.prep.landmark_sets.IBUG68_FROM_MEDIAPIPE`.
 
 Every fitted point weighs 1, except the iBUG-68 jaw points 0-16 among them, which weigh
 ``fit.contour_weight`` (default 2, :func:`fit_point_weights`). Fit mode always compares the
@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 from seqdeca.config.schema import FitConfig
-from seqdeca.data.crop import apply_transform
-from seqdeca.data.landmark_sets import IBUG68_FROM_MEDIAPIPE, MEDIAPIPE105
 from seqdeca.errors import UserError
 from seqdeca.face_model.assets import FaceModelAssets, LandmarkEmbedding
 from seqdeca.face_model.fitting import FitResult, fit_to_landmarks, fit_windows
 from seqdeca.face_model.layer import FaceModel
 from seqdeca.geometry.camera import pixels_to_ndc
+from seqdeca.prep.crop import apply_transform
+from seqdeca.prep.landmark_sets import IBUG68_FROM_MEDIAPIPE, MEDIAPIPE105
 
 __all__ = [
     "ClipFitter",
@@ -227,8 +227,9 @@ class ClipFitter:
         window: frames per window.
     """
 
-    def __init__(self, face_model: FaceModel, assets: FaceModelAssets, fit_cfg: FitConfig, *,
-                 window: int) -> None:  # fmt: skip
+    def __init__(
+        self, face_model: FaceModel, assets: FaceModelAssets, fit_cfg: FitConfig, *, window: int
+    ) -> None:
         lm = fit_landmark_set(face_model)
         rows = np.arange(len(lm.mediapipe_ids))
         if lm.name == "mediapipe478":  # the iBUG-68 and FLAME-105 points carry the expression
@@ -238,9 +239,12 @@ class ClipFitter:
         self.point_weights = fit_point_weights(self.mediapipe_ids, fit_cfg.contour_weight)
         device = face_model.v_template.device
         self.model = landmark_face_model(
-            assets, lm.name, rows, n_shape=face_model.num_shape,
+            assets,
+            lm.name,
+            rows,
+            n_shape=face_model.num_shape,
             n_expression=face_model.num_expression,
-        ).to(device)  # fmt: skip
+        ).to(device)
         self.fit_cfg = fit_cfg
         self.window = max(1, int(window))
         self.shape: torch.Tensor | None = None
@@ -276,8 +280,14 @@ class ClipFitter:
             )
         ]
         spread = dataclasses.replace(self.fit_cfg, smoothness=0.0, refine_steps=0)  # not a sequence
-        res = fit_clip(self.model, targets[pick], np.ones(len(pick), bool), spread,
-                       landmark_name=FIT_SET, landmark_weights=self.point_weights)  # fmt: skip
+        res = fit_clip(
+            self.model,
+            targets[pick],
+            np.ones(len(pick), bool),
+            spread,
+            landmark_name=FIT_SET,
+            landmark_weights=self.point_weights,
+        )
         self.shape = res.shape.detach()
         self.shape_rows, self.shape_fit = pick, res
         return self.shape
@@ -311,10 +321,19 @@ class ClipFitter:
         empty = ~ok[win].any(axis=1)
         win[empty] = win[np.flatnonzero(~empty)[0]]
         res = fit_windows(
-            self.model, safe, FIT_SET, shape=self.shape, windows=win, valid=ok,
-            landmark_weights=self.point_weights, smoothness=f.smoothness, steps=refine_steps(f),
-            expression_prior=f.expression_prior, jaw_prior=f.jaw_prior, iterations=f.iterations,
-        )  # fmt: skip
+            self.model,
+            safe,
+            FIT_SET,
+            shape=self.shape,
+            windows=win,
+            valid=ok,
+            landmark_weights=self.point_weights,
+            smoothness=f.smoothness,
+            steps=refine_steps(f),
+            expression_prior=f.expression_prior,
+            jaw_prior=f.jaw_prior,
+            iterations=f.iterations,
+        )
         res.residual[torch.from_numpy(empty).to(res.residual.device)] = float("nan")
         return res
 
@@ -323,9 +342,12 @@ def _placeholder(model: FaceModel, n: int, like: torch.Tensor) -> FitResult:
     """A FitResult of n frames without a face: neutral codes, unit camera, NaN residuals."""
     zeros = like.new_zeros
     return FitResult(
-        shape=zeros(model.num_shape), expression=zeros(n, model.num_expression),
-        global_pose=zeros(n, 3), jaw_pose=zeros(n, 3),
+        shape=zeros(model.num_shape),
+        expression=zeros(n, model.num_expression),
+        global_pose=zeros(n, 3),
+        jaw_pose=zeros(n, 3),
         cam=torch.cat([like.new_ones(n, 1), zeros(n, 2)], dim=-1),
         landmarks_2d=like.new_full((n, like.shape[1], 2), float("nan")),
-        residual=like.new_full((n,), float("nan")), loss=float("nan"),
-    )  # fmt: skip
+        residual=like.new_full((n,), float("nan")),
+        loss=float("nan"),
+    )

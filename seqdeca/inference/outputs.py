@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 
-from seqdeca.data.crop import apply_transform
 from seqdeca.face_model.gltf_rig import RIG_CODES, clip_texture, write_rig
 from seqdeca.face_model.layer import FaceModel
 from seqdeca.geometry.camera import ndc_to_pixels
@@ -47,6 +46,7 @@ from seqdeca.inference.stream import ChunkFrames
 from seqdeca.io.npz import NpzStreamWriter
 from seqdeca.io.obj import write_obj
 from seqdeca.io.video import VideoWriter
+from seqdeca.prep.crop import apply_transform
 
 __all__ = ["ClipOutputs", "ClipWriter", "FaceOutput"]
 
@@ -65,9 +65,16 @@ class ClipWriter:
         overlay: (fps, (width, height)) of the overlay video, or None for no video.
     """
 
-    def __init__(self, out_dir: str | Path, name: str, *, faces: np.ndarray,
-                 verts_uvs: np.ndarray | None, faces_uvs: np.ndarray | None,
-                 overlay: tuple[float, tuple[int, int]] | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        out_dir: str | Path,
+        name: str,
+        *,
+        faces: np.ndarray,
+        verts_uvs: np.ndarray | None,
+        faces_uvs: np.ndarray | None,
+        overlay: tuple[float, tuple[int, int]] | None,
+    ) -> None:
         self.final = Path(out_dir) / name
         self.tmp = Path(out_dir) / f".{name}.tmp-{os.getpid()}"
         if self.tmp.exists():
@@ -92,8 +99,14 @@ class ClipWriter:
         """Write one texture (H, W, 3) in [0, 1] that every later mesh without its own uses."""
         if not self.has_uv:
             return
-        write_obj(self.tmp / "meshes" / "_texture.obj", np.zeros((3, 3)), np.array([[0, 1, 2]]),
-                  verts_uvs=self.verts_uvs, faces_uvs=self.faces_uvs[:1], texture=texture)  # fmt: skip
+        write_obj(
+            self.tmp / "meshes" / "_texture.obj",
+            np.zeros((3, 3)),
+            np.array([[0, 1, 2]]),
+            verts_uvs=self.verts_uvs,
+            faces_uvs=self.faces_uvs[:1],
+            texture=texture,
+        )
         meshes = self.tmp / "meshes"
         (meshes / "_texture.png").replace(meshes / SHARED_TEXTURE)
         (meshes / SHARED_MTL).write_text(
@@ -103,8 +116,14 @@ class ClipWriter:
         (meshes / "_texture.obj").unlink()
         self._shared_texture = True
 
-    def mesh(self, frame: int, vertices: np.ndarray, *, texture: np.ndarray | None = None,
-             suffix: str = "") -> None:  # fmt: skip
+    def mesh(
+        self,
+        frame: int,
+        vertices: np.ndarray,
+        *,
+        texture: np.ndarray | None = None,
+        suffix: str = "",
+    ) -> None:
         """Write ``meshes/NNNNNN{suffix}.obj`` (vertices (V, 3) metres, model space)."""
         path = self.tmp / "meshes" / f"{frame:06d}{suffix}.obj"
         uv = {"verts_uvs": self.verts_uvs, "faces_uvs": self.faces_uvs} if self.has_uv else {}
@@ -136,8 +155,9 @@ class ClipWriter:
             codes = {k: z[k] for k in RIG_CODES if k in z.files}
         if texture is None:
             texture = clip_texture(face_model, codes)
-        return write_rig(self.tmp / RIG_FILE, face_model, codes, fps=fps, texture=texture,
-                         name=self.final.name)  # fmt: skip
+        return write_rig(
+            self.tmp / RIG_FILE, face_model, codes, fps=fps, texture=texture, name=self.final.name
+        )
 
     def finish(self, summary: dict) -> Path:
         """Close every stream, write ``summary.json`` and publish the folder; returns it."""
@@ -190,8 +210,9 @@ class FaceOutput:
         block: rows written at a time for frames without a face (bounds memory).
     """
 
-    def __init__(self, open_writer: Callable[[], ClipWriter], *, crop_size: int,
-                 block: int = 64) -> None:  # fmt: skip
+    def __init__(
+        self, open_writer: Callable[[], ClipWriter], *, crop_size: int, block: int = 64
+    ) -> None:
         self._open = open_writer
         self.writer: ClipWriter | None = None
         self.crop_size, self.block = int(crop_size), max(int(block), 1)
@@ -215,12 +236,17 @@ class FaceOutput:
             n = min(a + self.block, stop) - a
             frames, no = np.arange(a, a + n), np.zeros(n, dtype=bool)
             nan = {k: np.full((n, *shape), np.nan, np.float32) for k, shape in self._codes.items()}
-            self.writer.codes.append(frame=frames, valid=no, interpolated=no,
-                                     crop_from_frame=np.full((n, 3, 3), np.nan, np.float32),
-                                     **nan)  # fmt: skip
+            self.writer.codes.append(
+                frame=frames,
+                valid=no,
+                interpolated=no,
+                crop_from_frame=np.full((n, 3, 3), np.nan, np.float32),
+                **nan,
+            )
             tracked, model = (np.full((n, p, 2), np.nan, np.float32) for p in self._points)
-            self.writer.landmarks.append(frame=frames, valid=no, interpolated=no,
-                                         landmarks=tracked, model_landmarks=model)  # fmt: skip
+            self.writer.landmarks.append(
+                frame=frames, valid=no, interpolated=no, landmarks=tracked, model_landmarks=model
+            )
 
     def write(self, data: ChunkFrames, res: ChunkResult) -> None:
         """Append a chunk's own frames: codes, landmarks and one OBJ per frame with a face."""
@@ -238,15 +264,25 @@ class FaceOutput:
                 self.flush_texture()
         codes = {k: _nan_invalid(v, valid) for k, v in res.codes.items()}
         crop_from_frame = data.crop_from_frame[own].astype(np.float32)
-        writer.codes.append(frame=frames, valid=valid, interpolated=data.interpolated[own],
-                            crop_from_frame=crop_from_frame, **codes)  # fmt: skip
+        writer.codes.append(
+            frame=frames,
+            valid=valid,
+            interpolated=data.interpolated[own],
+            crop_from_frame=crop_from_frame,
+            **codes,
+        )
         crop_px = ndc_to_pixels(res.landmarks.float().cpu(), self.crop_size).numpy()
-        frame_from_crop = np.linalg.inv(np.where(valid[:, None, None], data.crop_from_frame[own],
-                                                 np.eye(3)))  # fmt: skip
+        frame_from_crop = np.linalg.inv(
+            np.where(valid[:, None, None], data.crop_from_frame[own], np.eye(3))
+        )
         model_lmk = _nan_invalid(apply_transform(crop_px, frame_from_crop), valid)
-        writer.landmarks.append(frame=frames, valid=valid, interpolated=data.interpolated[own],
-                                landmarks=data.landmarks[own][..., :2].astype(np.float32),
-                                model_landmarks=model_lmk)  # fmt: skip
+        writer.landmarks.append(
+            frame=frames,
+            valid=valid,
+            interpolated=data.interpolated[own],
+            landmarks=data.landmarks[own][..., :2].astype(np.float32),
+            model_landmarks=model_lmk,
+        )
         self._meshes(frames, valid, res)
         if self.first_frame is None and valid.any():
             self.first_frame = int(frames[np.flatnonzero(valid)[0]])
@@ -257,8 +293,7 @@ class FaceOutput:
         (fit mode's extracted map grows with every chunk: written at the first and the last)."""
         if self.writer is None or self.texture is None:
             return
-        if self._texture_written is None or not np.array_equal(self.texture,
-                                                               self._texture_written):  # fmt: skip
+        if self._texture_written is None or not np.array_equal(self.texture, self._texture_written):
             self.writer.shared_texture(self.texture)
             self._texture_written = self.texture
 
@@ -292,10 +327,21 @@ class ClipOutputs:
         crop_size, block: see :class:`FaceOutput`.
     """
 
-    def __init__(self, out_dir: str | Path, name: str, *, slots: int, separate: bool,
-                 faces: np.ndarray, verts_uvs: np.ndarray | None, faces_uvs: np.ndarray | None,
-                 overlay: tuple[float, tuple[int, int]] | None, texture: np.ndarray | None,
-                 crop_size: int, block: int = 64) -> None:  # fmt: skip
+    def __init__(
+        self,
+        out_dir: str | Path,
+        name: str,
+        *,
+        slots: int,
+        separate: bool,
+        faces: np.ndarray,
+        verts_uvs: np.ndarray | None,
+        faces_uvs: np.ndarray | None,
+        overlay: tuple[float, tuple[int, int]] | None,
+        texture: np.ndarray | None,
+        crop_size: int,
+        block: int = 64,
+    ) -> None:
         self.separate = separate
         self._topology = {"faces": faces, "verts_uvs": verts_uvs, "faces_uvs": faces_uvs}
         self._texture = texture
@@ -312,8 +358,10 @@ class ClipOutputs:
         else:
             self._clip = ClipWriter(out_dir, name, overlay=overlay, **self._topology)
             self.final, self.tmp, self.video = self._clip.final, self._clip.tmp, self._clip.video
-        self.faces = [FaceOutput(lambda k=k: self._open(k), crop_size=crop_size, block=block)
-                      for k in range(slots)]  # fmt: skip
+        self.faces = [
+            FaceOutput(lambda k=k: self._open(k), crop_size=crop_size, block=block)
+            for k in range(slots)
+        ]
 
     def _open(self, face: int) -> ClipWriter:
         writer = self._clip

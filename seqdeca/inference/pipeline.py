@@ -11,6 +11,10 @@ independent of ``inference.chunk_frames``. ``inference.faces`` (:mod:`seqdeca.in
 chooses one face (the largest) or several, each tracked with a stable identity and sent through
 the same crop, engine and outputs as the one face (a per-face state in the engine, a
 :class:`~seqdeca.inference.outputs.FaceOutput` each, one overlay with every face).
+
+The config is read here only, by :func:`video2mesh` and the builders (:func:`build_engine`,
+:func:`build_fit_engine`, :func:`clip_settings`); :func:`process_clip` and every part below it
+take the values they need (:class:`ClipSettings`, the engines' arguments).
 """
 
 from __future__ import annotations
@@ -29,25 +33,50 @@ import torch
 
 from seqdeca import __version__
 from seqdeca.config.schema import Config
-from seqdeca.data.crop import scale_matrix
 from seqdeca.errors import UserError
+from seqdeca.face_model.from_config import face_model_assets_from_config, face_model_from_config
 from seqdeca.inference.checkpoint import load_model
+from seqdeca.inference.clip_appearance import check_appearance, light_size
 from seqdeca.inference.engines import ChunkResult, FitEngine, NetworkEngine
 from seqdeca.inference.faces import FaceSelection, face_selection
 from seqdeca.inference.outputs import ClipOutputs
 from seqdeca.inference.settings import inference_config
-from seqdeca.inference.stream import ChunkFrames, ClipStream
+from seqdeca.inference.stream import ChunkFrames, ClipStream, StreamSettings
+from seqdeca.prep.crop import scale_matrix
+from seqdeca.render.from_config import renderer_from_config
 from seqdeca.shards import Shard
 from seqdeca.vis.overlay import FaceLayer, OverlayPanels, panel_size
 
-__all__ = ["MODES", "VIDEO_EXTENSIONS", "ClipResult", "build_engine", "discover_clips",
-           "process_clip", "resolve_mode", "run_summary", "video2mesh"]  # fmt: skip
+__all__ = [
+    "MODES",
+    "VIDEO_EXTENSIONS",
+    "ClipResult",
+    "ClipSettings",
+    "build_engine",
+    "build_fit_engine",
+    "clip_settings",
+    "discover_clips",
+    "process_clip",
+    "resolve_mode",
+    "run_summary",
+    "video2mesh",
+]
 
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "network", "fit")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
-                    ".flv")  # fmt: skip
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".avi",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+)
 STAGES = ("decode", "track", "crop", "predict", "render", "write")
 
 
@@ -85,6 +114,52 @@ class ClipResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class ClipSettings:
+    """What :func:`process_clip` reads: :func:`clip_settings` of the config the engine runs with.
+
+    Attributes:
+        stream: decoding, tracking, crop and chunk size (:class:`ClipStream`).
+        window: W, frames per centred window (> 0).
+        faces: which faces of the clip.
+        batch_size, render_size, device: ``inference.batch_size``, ``render.image_size`` and
+            ``run.device``, recorded in the clip's ``summary.json``.
+    """
+
+    stream: StreamSettings
+    window: int
+    faces: FaceSelection
+    batch_size: int
+    render_size: int
+    device: str
+
+
+# ------------------------------------------------------------------------------------ builders
+
+
+def clip_settings(cfg: Config, faces: FaceSelection | None = None) -> ClipSettings:
+    """The :class:`ClipSettings` of ``cfg`` (resolved: see :func:`build_engine`); ``faces``:
+    default ``inference.faces`` of ``cfg``."""
+    inf, track, crop = cfg.inference, cfg.track, cfg.crop
+    stream = StreamSettings(
+        chunk_frames=inf.chunk_frames,
+        max_side=track.max_side,
+        max_gap=track.max_gap,
+        min_detection_confidence=track.min_detection_confidence,
+        crop_size=crop.size,
+        crop_scale=crop.scale,
+        smooth_frames=crop.smooth_frames,
+    )
+    return ClipSettings(
+        stream=stream,
+        window=inf.window,
+        faces=faces or face_selection(cfg),
+        batch_size=inf.batch_size,
+        render_size=cfg.render.image_size,
+        device=cfg.run.device,
+    )
+
+
 def resolve_mode(cfg: Config) -> str:
     """``inference.mode`` with "auto" resolved: "network" when a checkpoint is set, else "fit"."""
     mode = cfg.inference.mode
@@ -102,21 +177,65 @@ def resolve_mode(cfg: Config) -> str:
 
 def build_engine(
     cfg: Config, *, detail: bool = False, explicit: Collection[str] = ()
-) -> NetworkEngine | FitEngine:
-    """The engine of ``cfg`` (reads inference.mode/checkpoint and run.device).
+) -> tuple[NetworkEngine | FitEngine, Config]:
+    """The engine of ``cfg`` (reads inference.mode/checkpoint and run.device) and the config it
+    runs with.
 
-    The engine's ``cfg`` is the resolved one (:func:`~seqdeca.inference.settings.inference_config`):
-    a network runs at its trained window and crop unless ``explicit`` names the keys to keep.
+    That config is resolved (:func:`~seqdeca.inference.settings.inference_config`): a network
+    runs at its trained window and crop unless ``explicit`` names the keys to keep; fit mode's
+    window 0 is :data:`~seqdeca.inference.settings.FIT_WINDOW`.
     """
     mode = resolve_mode(cfg)
     if mode == "network":
         loaded = load_model(cfg.inference.checkpoint, device=cfg.run.device, config=cfg)
         resolved = inference_config(cfg, loaded, explicit=explicit)
-        return NetworkEngine(loaded, resolved, detail=detail)
+        inf = resolved.inference
+        engine = NetworkEngine(
+            loaded,
+            window=inf.window,
+            batch_size=inf.batch_size,
+            crop_size=resolved.crop.size,
+            detail=detail,
+        )
+        return engine, resolved
     if detail:
-        raise UserError("--detail needs network mode (a trained detail generator): "
-                        "pass --checkpoint or drop --detail")  # fmt: skip
-    return FitEngine(cfg, device=cfg.run.device)
+        raise UserError(
+            "--detail needs network mode (a trained detail generator): "
+            "pass --checkpoint or drop --detail"
+        )
+    return build_fit_engine(cfg, device=cfg.run.device), inference_config(cfg, None)
+
+
+def build_fit_engine(cfg: Config, *, device: str = "cpu") -> FitEngine:
+    """The :class:`FitEngine` of ``cfg``: its ``face_model``, ``render`` (the renderers),
+    ``crop.size`` and ``inference`` (window, 0 = :data:`~seqdeca.inference.settings.FIT_WINDOW`;
+    fit), on ``device``.
+
+    Raises:
+        UserError: a negative window; ``inference.fit.texture`` or ``texture_prior`` is not
+            valid (before the face model is loaded).
+    """
+    cfg = inference_config(cfg, None)
+    fit = cfg.inference.fit
+    check_appearance(fit.texture, fit.texture_prior)
+    on = torch.device(device)
+    assets = face_model_assets_from_config(cfg.face_model)
+    face_model = face_model_from_config(cfg.face_model).to(on)
+    renderer = light_renderer = None
+    if face_model.verts_uvs is not None:
+        renderer = renderer_from_config(cfg.render, face_model).to(on)
+        small = replace(cfg.render, image_size=light_size(cfg.render.image_size))
+        light_renderer = renderer_from_config(small, face_model).to(on)
+    return FitEngine(
+        face_model,
+        assets,
+        fit,
+        window=cfg.inference.window,
+        crop_size=cfg.crop.size,
+        renderer=renderer,
+        light_renderer=light_renderer,
+        device=device,
+    )
 
 
 def discover_clips(inputs: Sequence[str | Path]) -> list[Path]:
@@ -128,8 +247,9 @@ def discover_clips(inputs: Sequence[str | Path]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)  # fmt: skip
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+            )
             if not found:
                 log.warning("no video files (%s) in %s", ", ".join(VIDEO_EXTENSIONS), path)
             clips.extend(found)
@@ -163,8 +283,9 @@ def _layer(data: ChunkFrames, res: ChunkResult, crop_size: int) -> FaceLayer | N
         return None
     own = data.own
     mats = _render_matrices(data, crop_size, res.render.shape[-1])[own]
-    return FaceLayer(mats, data.valid[own], res.render.cpu(), res.alpha.cpu(),
-                     res.shape_image.cpu())  # fmt: skip
+    return FaceLayer(
+        mats, data.valid[own], res.render.cpu(), res.alpha.cpu(), res.shape_image.cpu()
+    )
 
 
 # --------------------------------------------------------------------------------------- clips
@@ -180,9 +301,17 @@ def _ensure_shape(stream: ClipStream, engine, data: ChunkFrames, face: int) -> N
 
 
 def _run_face(
-    stream: ClipStream, engine, outputs: ClipOutputs, face: int, a: int, b: int, timings: dict,
-    *, video: bool, crop_size: int,
-) -> tuple[ChunkFrames, FaceLayer | None]:  # fmt: skip
+    stream: ClipStream,
+    engine,
+    outputs: ClipOutputs,
+    face: int,
+    a: int,
+    b: int,
+    timings: dict,
+    *,
+    video: bool,
+    crop_size: int,
+) -> tuple[ChunkFrames, FaceLayer | None]:
     """Frames ``[a, b)`` of one face: crop, predict, write; returns its chunk and overlay layer."""
     tic = time.perf_counter()
     data = stream.prepare(a, b, face=face)
@@ -200,8 +329,15 @@ def _run_face(
     return data, _layer(data, res, crop_size) if video else None
 
 
-def _run_chunks(stream: ClipStream, engine, outputs: ClipOutputs, cfg: Config, timings: dict,
-                *, video: bool, on_frames: Callable[[int], None]) -> int:  # fmt: skip
+def _run_chunks(
+    stream: ClipStream,
+    engine,
+    outputs: ClipOutputs,
+    timings: dict,
+    *,
+    video: bool,
+    on_frames: Callable[[int], None],
+) -> int:
     """Process every chunk of the stream, face by face; returns the number of frames with a
     face (any face)."""
     valid_frames = 0
@@ -209,8 +345,17 @@ def _run_chunks(stream: ClipStream, engine, outputs: ClipOutputs, cfg: Config, t
         seen = np.zeros(b - a, dtype=bool)
         panels = None
         for face in range(stream.slots):
-            data, layer = _run_face(stream, engine, outputs, face, a, b, timings, video=video,
-                                    crop_size=cfg.crop.size)  # fmt: skip
+            data, layer = _run_face(
+                stream,
+                engine,
+                outputs,
+                face,
+                a,
+                b,
+                timings,
+                video=video,
+                crop_size=stream.settings.crop_size,
+            )
             seen |= data.valid[data.own]
             tic = time.perf_counter()
             if outputs.video is not None and panels is None:
@@ -227,12 +372,20 @@ def _run_chunks(stream: ClipStream, engine, outputs: ClipOutputs, cfg: Config, t
     return valid_frames
 
 
-def process_clip(path: str | Path, out_dir: str | Path, name: str, cfg: Config,
-                 engine: NetworkEngine | FitEngine, *, video: bool = True, rig: bool = True,
-                 progress: bool = True, faces: FaceSelection | None = None) -> ClipResult:  # fmt: skip
-    """Run video2mesh on one clip into ``out_dir / name`` (see the module docstring); ``rig``:
-    also write ``rig.glb`` (:mod:`seqdeca.face_model.gltf_rig`) from the clip's codes at its end;
-    ``faces``: which faces (default: ``inference.faces`` of ``cfg``).
+def process_clip(
+    path: str | Path,
+    out_dir: str | Path,
+    name: str,
+    settings: ClipSettings,
+    engine: NetworkEngine | FitEngine,
+    *,
+    video: bool = True,
+    rig: bool = True,
+    progress: bool = True,
+) -> ClipResult:
+    """Run video2mesh on one clip into ``out_dir / name`` (see the module docstring) with
+    ``settings`` (:func:`clip_settings` of the config ``engine`` runs with); ``rig``: also write
+    ``rig.glb`` (:mod:`seqdeca.face_model.gltf_rig`) from the clip's codes at its end.
 
     Returns:
         A :class:`ClipResult`, "done" or "failed" (one-line reason; nothing left on disk).
@@ -243,15 +396,27 @@ def process_clip(path: str | Path, out_dir: str | Path, name: str, cfg: Config,
     timings = dict.fromkeys(STAGES, 0.0)
     outputs = None
     try:
-        faces = faces or face_selection(cfg)
-        with ClipStream(path, cfg, window=cfg.inference.window, faces=faces) as stream:
-            outputs = _clip_outputs(stream, engine, out_dir, name, cfg, video=video,
-                                    separate=faces.separate)  # fmt: skip
-            _process(stream, engine, outputs, result, cfg, timings, video=video, rig=rig,
-                     progress=progress, name=name)  # fmt: skip
+        with ClipStream(
+            path, settings.stream, window=settings.window, faces=settings.faces
+        ) as stream:
+            outputs = _clip_outputs(
+                stream, engine, out_dir, name, video=video, separate=settings.faces.separate
+            )
+            _process(
+                stream,
+                engine,
+                outputs,
+                result,
+                timings,
+                video=video,
+                rig=rig,
+                progress=progress,
+                name=name,
+            )
             result.seconds = time.perf_counter() - start
-            summary, per_face = _summaries(path, name, cfg, engine, result, stream, outputs,
-                                           video=video, rig=rig, faces=faces)  # fmt: skip
+            summary, per_face = _summaries(
+                path, name, settings, engine, result, stream, outputs, video=video, rig=rig
+            )
             result.out = outputs.finish(summary, per_face)
             result.status = "done"
     except UserError as exc:
@@ -263,34 +428,55 @@ def process_clip(path: str | Path, out_dir: str | Path, name: str, cfg: Config,
     return result
 
 
-def _clip_outputs(stream: ClipStream, engine, out_dir, name: str, cfg: Config, *, video: bool,
-                  separate: bool) -> ClipOutputs:  # fmt: skip
+def _clip_outputs(
+    stream: ClipStream, engine, out_dir, name: str, *, video: bool, separate: bool
+) -> ClipOutputs:
     reader, fm = stream.reader, engine.face_model
     overlay = None
     if video:
         pw, ph = panel_size(reader.decode_size)
         overlay = (reader.fps, (3 * pw, ph))
     return ClipOutputs(
-        out_dir, name, slots=stream.slots, separate=separate, faces=fm.faces.cpu().numpy(),
+        out_dir,
+        name,
+        slots=stream.slots,
+        separate=separate,
+        faces=fm.faces.cpu().numpy(),
         verts_uvs=None if fm.verts_uvs is None else fm.verts_uvs.cpu().numpy(),
         faces_uvs=None if fm.faces_uvs is None else fm.faces_uvs.cpu().numpy(),
-        overlay=overlay, texture=None, crop_size=cfg.crop.size,
-        block=max(1, cfg.inference.chunk_frames),
-    )  # fmt: skip
+        overlay=overlay,
+        texture=None,
+        crop_size=stream.settings.crop_size,
+        block=max(1, stream.settings.chunk_frames),
+    )
 
 
-def _process(stream: ClipStream, engine, outputs: ClipOutputs, result: ClipResult, cfg: Config,
-             timings: dict, *, video: bool, rig: bool, progress: bool, name: str) -> None:  # fmt: skip
+def _process(
+    stream: ClipStream,
+    engine,
+    outputs: ClipOutputs,
+    result: ClipResult,
+    timings: dict,
+    *,
+    video: bool,
+    rig: bool,
+    progress: bool,
+    name: str,
+) -> None:
     """Every chunk, then the rigs; fills ``result`` (frames, valid_frames, faces, timings)."""
     from tqdm import tqdm
 
     reader = stream.reader
     engine.start_clip()
-    bar = tqdm(total=reader.num_frames, desc=name, unit="frame", leave=False,
-               disable=None if progress else True)  # fmt: skip
+    bar = tqdm(
+        total=reader.num_frames,
+        desc=name,
+        unit="frame",
+        leave=False,
+        disable=None if progress else True,
+    )
     with bar:
-        valid = _run_chunks(stream, engine, outputs, cfg, timings, video=video,
-                            on_frames=bar.update)  # fmt: skip
+        valid = _run_chunks(stream, engine, outputs, timings, video=video, on_frames=bar.update)
     timings["decode"], timings["track"] = stream.timings["decode"], stream.timings["track"]
     frames = stream.end or 0
     if valid == 0:
@@ -305,38 +491,81 @@ def _process(stream: ClipStream, engine, outputs: ClipOutputs, result: ClipResul
     result.timings = timings
 
 
-def _summaries(path, name: str, cfg: Config, engine, result: ClipResult, stream: ClipStream,
-               outputs: ClipOutputs, *, video: bool, rig: bool,
-               faces: FaceSelection) -> tuple[dict, list[dict]]:  # fmt: skip
+def _summaries(
+    path,
+    name: str,
+    settings: ClipSettings,
+    engine,
+    result: ClipResult,
+    stream: ClipStream,
+    outputs: ClipOutputs,
+    *,
+    video: bool,
+    rig: bool,
+) -> tuple[dict, list[dict]]:
     """The clip's ``summary.json`` and, with several faces, each face's."""
     seconds = result.seconds
-    inf, reader = cfg.inference, stream.reader
+    reader, faces = stream.reader, settings.faces
     found = outputs.found
     summary = {
-        "clip": name, "source": str(Path(path).resolve()), "frames": result.frames,
-        "frames_with_face": result.valid_frames, "faces": len(found),
+        "clip": name,
+        "source": str(Path(path).resolve()),
+        "frames": result.frames,
+        "frames_with_face": result.valid_frames,
+        "faces": len(found),
         "meshes": sum(f.writer.meshes for f in found),
-        "mode": engine.mode, "model": engine.description,
-        "face_model": engine.face_model.name, "fps": reader.fps,
-        "source_size": list(reader.size), "decode_size": list(reader.decode_size),
-        "window": inf.window, "chunk_frames": inf.chunk_frames, "batch_size": inf.batch_size,
-        "crop_size": cfg.crop.size, "render_size": cfg.render.image_size,
-        "device": cfg.run.device, "overlay": video, "rig": rig,
+        "mode": engine.mode,
+        "model": engine.description,
+        "face_model": engine.face_model.name,
+        "fps": reader.fps,
+        "source_size": list(reader.size),
+        "decode_size": list(reader.decode_size),
+        "window": settings.window,
+        "chunk_frames": settings.stream.chunk_frames,
+        "batch_size": settings.batch_size,
+        "crop_size": settings.stream.crop_size,
+        "render_size": settings.render_size,
+        "device": settings.device,
+        "overlay": video,
+        "rig": rig,
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
         "seconds": round(seconds, 4),
         "frames_per_second": round(result.frames / seconds, 3) if seconds > 0 else None,
         "seqdeca_version": __version__,
-    }  # fmt: skip
+    }
     if not faces.separate:
         return summary, []
-    per_face = [{"face": f.writer.final.name, "first_frame": f.first_frame,
-                 "frames_with_face": f.frames_with_face, "meshes": f.writer.meshes}
-                for f in found]  # fmt: skip
-    summary.update(faces_requested=faces.request, max_faces=faces.limit,
-                   face_order="first appearance, left to right within a frame",
-                   detections_left_out=stream.unassigned, face_folders=per_face)  # fmt: skip
-    common = {k: summary[k] for k in ("clip", "source", "frames", "mode", "model", "face_model",
-                                      "fps", "crop_size", "window", "seqdeca_version")}  # fmt: skip
+    per_face = [
+        {
+            "face": f.writer.final.name,
+            "first_frame": f.first_frame,
+            "frames_with_face": f.frames_with_face,
+            "meshes": f.writer.meshes,
+        }
+        for f in found
+    ]
+    summary.update(
+        faces_requested=faces.request,
+        max_faces=faces.limit,
+        face_order="first appearance, left to right within a frame",
+        detections_left_out=stream.unassigned,
+        face_folders=per_face,
+    )
+    common = {
+        k: summary[k]
+        for k in (
+            "clip",
+            "source",
+            "frames",
+            "mode",
+            "model",
+            "face_model",
+            "fps",
+            "crop_size",
+            "window",
+            "seqdeca_version",
+        )
+    }
     return summary, [{**common, **face} for face in per_face]
 
 
@@ -356,12 +585,19 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *,
-               detail: bool = False, video: bool = True, rig: bool = True,
-               progress: bool = True,
-               report: Callable[[ClipResult], None] | None = None,
-               explicit: Collection[str] = (), shard: Shard | None = None,
-               ) -> list[ClipResult]:  # fmt: skip
+def video2mesh(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    cfg: Config,
+    *,
+    detail: bool = False,
+    video: bool = True,
+    rig: bool = True,
+    progress: bool = True,
+    report: Callable[[ClipResult], None] | None = None,
+    explicit: Collection[str] = (),
+    shard: Shard | None = None,
+) -> list[ClipResult]:
     """Run video2mesh on clips and folders of clips; the run's totals go to ``summary.json``.
 
     Args:
@@ -395,8 +631,8 @@ def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *
     if (device := shard.device(cfg.run.device)) != cfg.run.device:
         cfg = replace(cfg, run=replace(cfg.run, device=device))
     faces = face_selection(cfg)
-    engine = build_engine(cfg, detail=detail, explicit=explicit)
-    cfg = engine.cfg  # the window and crop the engine runs with
+    engine, cfg = build_engine(cfg, detail=detail, explicit=explicit)
+    settings = clip_settings(cfg, faces)  # the window and crop the engine runs with
     clips = discover_clips(inputs)
     if not clips:
         raise UserError(f"no video to process in {', '.join(map(str, inputs))}")
@@ -405,8 +641,16 @@ def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *
     results = []
     for clip, name in shard.take(list(zip(clips, names))):
         with torch.no_grad(), _torch_threads(engine.threads):
-            res = process_clip(clip, out_dir, name, cfg, engine, video=video, rig=rig,
-                               progress=progress and shard.is_main, faces=faces)  # fmt: skip
+            res = process_clip(
+                clip,
+                out_dir,
+                name,
+                settings,
+                engine,
+                video=video,
+                rig=rig,
+                progress=progress and shard.is_main,
+            )
         results.append(res)
         if report is not None:
             report(res)
@@ -415,14 +659,16 @@ def video2mesh(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Config, *
         return results
     # clip i was processed by process i % world_size, as its (i // world_size)-th clip
     results = [shares[i % len(shares)][i // len(shares)] for i in range(len(clips))]
-    summary = run_summary(results, names, seconds=time.perf_counter() - start,
-                          processes=shard.world_size)  # fmt: skip
+    summary = run_summary(
+        results, names, seconds=time.perf_counter() - start, processes=shard.world_size
+    )
     _write_json(summary, Path(out_dir) / "summary.json")
     return results
 
 
-def run_summary(results: Sequence[ClipResult], names: Sequence[str], *, seconds: float,
-                processes: int = 1) -> dict:  # fmt: skip
+def run_summary(
+    results: Sequence[ClipResult], names: Sequence[str], *, seconds: float, processes: int = 1
+) -> dict:
     """The totals of a run (``summary.json`` next to the clip folders).
 
     Args:
@@ -434,21 +680,34 @@ def run_summary(results: Sequence[ClipResult], names: Sequence[str], *, seconds:
     done = [r for r in results if r.status == "done"]
     frames = sum(r.frames for r in done)
     return {
-        "clips": len(results), "done": len(done), "failed": len(results) - len(done),
-        "frames": frames, "frames_with_face": sum(r.valid_frames for r in done),
+        "clips": len(results),
+        "done": len(done),
+        "failed": len(results) - len(done),
+        "frames": frames,
+        "frames_with_face": sum(r.valid_frames for r in done),
         "faces": sum(r.faces for r in done),
         "seconds": round(seconds, 3),
         "frames_per_second": round(frames / seconds, 3) if seconds > 0 else None,
         "processes": processes,
-        "failures": [{"source": r.source, "reason": r.reason} for r in results
-                     if r.status != "done"],
-        "outcomes": [{"clip": name, "source": r.source, "status": r.status, "reason": r.reason,
-                      "frames": r.frames, "frames_with_face": r.valid_frames,
-                      "faces": r.faces,
-                      "seconds": round(r.seconds, 3), "process": i % processes}
-                     for i, (r, name) in enumerate(zip(results, names))],
+        "failures": [
+            {"source": r.source, "reason": r.reason} for r in results if r.status != "done"
+        ],
+        "outcomes": [
+            {
+                "clip": name,
+                "source": r.source,
+                "status": r.status,
+                "reason": r.reason,
+                "frames": r.frames,
+                "frames_with_face": r.valid_frames,
+                "faces": r.faces,
+                "seconds": round(r.seconds, 3),
+                "process": i % processes,
+            }
+            for i, (r, name) in enumerate(zip(results, names))
+        ],
         "seqdeca_version": __version__,
-    }  # fmt: skip
+    }
 
 
 def _write_json(data: dict, path: Path) -> None:

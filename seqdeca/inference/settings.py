@@ -67,15 +67,19 @@ def network_window(loaded: LoadedModel, requested: int = 0) -> int:
     if not requested:
         return max(odd)
     if requested < 1 or requested % 2 == 0:
-        raise UserError(f"window {requested} must be an odd number of frames (the predicted "
-                        "frame is the window's centre)")  # fmt: skip
+        raise UserError(
+            f"window {requested} must be an odd number of frames (the predicted "
+            "frame is the window's centre)"
+        )
     if lengths == [1] and requested > 1:
         log.info("%s predicts per frame: window %d ignored", loaded.path, requested)
         return 1
     if requested > max(lengths):
-        raise UserError(f"window {requested} is longer than any window {loaded.path} was trained "
-                        f"on ({', '.join(map(str, lengths))}): use inference.window <= "
-                        f"{max(lengths)} or 0 (the trained one)")  # fmt: skip
+        raise UserError(
+            f"window {requested} is longer than any window {loaded.path} was trained "
+            f"on ({', '.join(map(str, lengths))}): use inference.window <= "
+            f"{max(lengths)} or 0 (the trained one)"
+        )
     return int(requested)
 
 
@@ -112,6 +116,10 @@ def inference_config(
             if f"crop.{f.name}" not in explicit:
                 setattr(out.crop, f.name, theirs)
             elif mine != theirs:
-                log.warning("crop.%s=%s differs from the %s the checkpoint was trained with",
-                            f.name, mine, theirs)  # fmt: skip
+                log.warning(
+                    "crop.%s=%s differs from the %s the checkpoint was trained with",
+                    f.name,
+                    mine,
+                    theirs,
+                )
     return out

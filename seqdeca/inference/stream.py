@@ -11,13 +11,13 @@ So a chunk of frames ``[a, b)`` is computed from raw frames ``[a - M, b + M)`` w
 ``M = W//2 + h + G`` (clipped to the clip) and gives exactly the whole-clip results, whatever
 the chunk size: :class:`ClipStream` keeps only that sliding buffer in memory.
 
-Differences from :func:`seqdeca.data.crop.crop_transforms` on a whole clip: frames without a
+Differences from :func:`seqdeca.prep.crop.crop_transforms` on a whole clip: frames without a
 face (after gap filling) get NaN crop matrices instead of the box of the nearest valid frame
 (that could be arbitrarily far away); they get no mesh anyway.
 
 Several faces (``inference.faces`` other than "largest", :mod:`seqdeca.inference.faces`): every
 frame's faces are associated into slots as they are tracked
-(:class:`~seqdeca.data.face_association.FaceAssociator`, causal, so it streams), and each slot
+(:class:`~seqdeca.prep.face_association.FaceAssociator`, causal, so it streams), and each slot
 is gap-filled and cropped exactly like the one face: ``prepare(a, b, face=k)``.
 """
 
@@ -29,26 +29,49 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqdeca.config.schema import Config
-from seqdeca.data.crop import crop_transforms, scale_matrix, warp_to_crop
-from seqdeca.data.face_association import FaceAssociator
-from seqdeca.data.tracking import (
+from seqdeca.inference.faces import LARGEST, FaceSelection
+from seqdeca.io.video import VideoError, VideoReader
+from seqdeca.prep.crop import crop_transforms, scale_matrix, warp_to_crop
+from seqdeca.prep.face_association import FaceAssociator
+from seqdeca.prep.tracking import (
     NUM_LANDMARKS,
     FaceTracker,
     interpolate_gaps,
     native_stderr_silenced,
 )
-from seqdeca.data.video import VideoError, VideoReader
-from seqdeca.inference.faces import LARGEST, FaceSelection
 
-__all__ = ["ChunkFrames", "ClipStream", "stream_margin"]
+__all__ = ["ChunkFrames", "ClipStream", "StreamSettings", "stream_margin"]
 
 _TRACK_FACES = 3  # faces MediaPipe looks for at least; "largest" follows one
 
 
-def stream_margin(cfg: Config, window: int) -> int:
+@dataclass(frozen=True)
+class StreamSettings:
+    """What :class:`ClipStream` needs: decoding, tracking, the crop and the chunk size.
+
+    Attributes:
+        chunk_frames: frames decoded, tracked and predicted at a time (below 1 counts as 1).
+        max_side: frames are decoded downscaled so that their long side is at most this (pixels).
+        max_gap: gaps without a face of up to this many frames are interpolated.
+        min_detection_confidence: MediaPipe's face detection threshold, in [0, 1].
+        crop_size: side of the square face crop, pixels.
+        crop_scale: crop side over the landmark box size
+            (:func:`~seqdeca.prep.crop.crop_transforms`).
+        smooth_frames: temporal smoothing window of the crop box (odd; 1 = off).
+    """
+
+    chunk_frames: int
+    max_side: int
+    max_gap: int
+    min_detection_confidence: float
+    crop_size: int
+    crop_scale: float
+    smooth_frames: int
+
+
+def stream_margin(window: int, *, smooth_frames: int, max_gap: int) -> int:
     """M: raw frames needed on each side of a chunk (module docstring)."""
-    return int(window) // 2 + max(int(cfg.crop.smooth_frames), 1) // 2 + int(cfg.track.max_gap) + 1
+    return int(window) // 2 + max(int(smooth_frames), 1) // 2 + int(max_gap) + 1
 
 
 @dataclass
@@ -100,8 +123,7 @@ class ClipStream:
 
     Args:
         path: the video.
-        cfg: reads ``track`` (max_side, max_gap, min_detection_confidence), ``crop``
-            (size, scale, smooth_frames) and ``inference.chunk_frames``.
+        settings: decoding, tracking, crop and chunk size.
         window: W of the centred windows the chunks must serve.
         faces: which faces (:mod:`seqdeca.inference.faces`); default the largest one.
 
@@ -115,25 +137,28 @@ class ClipStream:
         VideoError: the file cannot be opened as a video.
     """
 
-    def __init__(self, path, cfg: Config, *, window: int,
-                 faces: FaceSelection = LARGEST) -> None:  # fmt: skip
-        self.cfg = cfg
+    def __init__(
+        self, path, settings: StreamSettings, *, window: int, faces: FaceSelection = LARGEST
+    ) -> None:
+        self.settings = s = settings
         self.window = int(window)
-        self.margin = stream_margin(cfg, window)
+        self.margin = stream_margin(window, smooth_frames=s.smooth_frames, max_gap=s.max_gap)
         with native_stderr_silenced():  # FFmpeg/decord print their own lines for bad files
-            self.reader = VideoReader(path, max_side=cfg.track.max_side)
+            self.reader = VideoReader(path, max_side=s.max_side)
         w, h = self.reader.size
         dw, dh = self.reader.decode_size
         self.decoded_from_original = scale_matrix(dw / w, dh / h)
         self.timings = {"decode": 0.0, "track": 0.0}
         self.end: int | None = None
-        self._chunks = self.reader.chunks(max(1, cfg.inference.chunk_frames))
+        self._chunks = self.reader.chunks(max(1, s.chunk_frames))
         self.slots = faces.limit if faces.separate else 1
-        self._tracker = FaceTracker(max_num_faces=max(_TRACK_FACES, self.slots),
-                                    min_detection_confidence=cfg.track.min_detection_confidence)  # fmt: skip
+        self._tracker = FaceTracker(
+            max_num_faces=max(_TRACK_FACES, self.slots),
+            min_detection_confidence=s.min_detection_confidence,
+        )
         self._associator = None
         if faces.separate:
-            self._associator = FaceAssociator(max_faces=self.slots, max_gap=cfg.track.max_gap)
+            self._associator = FaceAssociator(max_faces=self.slots, max_gap=s.max_gap)
         self._tracking = False
         self._buf_start = 0
         self._frames: list[np.ndarray] = []
@@ -197,8 +222,10 @@ class ClipStream:
         if self._associator is None:  # the one face FaceTracker follows
             points, found = self._tracker.track_frames(frames, self.reader.size)
             return points[:, None], found[:, None]
-        rows = [self._associator.update(self._tracker.detect(frame, self.reader.size))
-                for frame in frames]  # fmt: skip
+        rows = [
+            self._associator.update(self._tracker.detect(frame, self.reader.size))
+            for frame in frames
+        ]
         if not rows:
             return np.zeros((0, self.slots, NUM_LANDMARKS, 3)), np.zeros((0, self.slots), bool)
         return np.stack([p for p, _ in rows]), np.stack([f for _, f in rows])
@@ -247,27 +274,33 @@ class ClipStream:
         if hi > lo:
             raw = np.stack([p[face] for p in self._points[rows]])
         found = np.asarray([f[face] for f in self._found[rows]], dtype=bool)
-        points, valid, interp = interpolate_gaps(raw, found, self.cfg.track.max_gap)
+        points, valid, interp = interpolate_gaps(raw, found, self.settings.max_gap)
         mats = np.full((hi - lo, 3, 3), np.nan)
         if valid.any():
-            c = self.cfg.crop
-            mats = crop_transforms(points, valid, size=c.size, scale=c.scale,
-                                   smooth_frames=c.smooth_frames)  # fmt: skip
+            s = self.settings
+            mats = crop_transforms(
+                points, valid, size=s.crop_size, scale=s.crop_scale, smooth_frames=s.smooth_frames
+            )
             mats[~valid] = np.nan
         wh = self.window // 2
         c_lo, c_hi = max(0, a - wh), min(end, b + wh)
         keep = slice(c_lo - lo, c_hi - lo)
         frames = self._frames_between(c_lo, c_hi)
         return ChunkFrames(
-            start=c_lo, own=slice(a - c_lo, b - c_lo), frames=frames, landmarks=points[keep],
-            valid=valid[keep], interpolated=interp[keep], crop_from_frame=mats[keep],
+            start=c_lo,
+            own=slice(a - c_lo, b - c_lo),
+            frames=frames,
+            landmarks=points[keep],
+            valid=valid[keep],
+            interpolated=interp[keep],
+            crop_from_frame=mats[keep],
             decoded_from_original=self.decoded_from_original,
             is_last=self.end is not None and b >= self.end,
-        )  # fmt: skip
+        )
 
     def chunks(self) -> Iterator[tuple[int, int]]:
         """The chunk ranges ``(a, b)`` in order, decoding ahead as needed (``ensure`` done)."""
-        size = max(1, self.cfg.inference.chunk_frames)
+        size = max(1, self.settings.chunk_frames)
         a = 0
         while True:
             self.ensure(a + size + self.margin)

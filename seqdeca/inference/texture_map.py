@@ -63,8 +63,16 @@ class TextureAccumulator:
         self._scratch = torch.zeros_like(self.totals)  # one frame's splat
         self.frames = 0
 
-    def add(self, *, normals: torch.Tensor, uv: torch.Tensor, alpha: torch.Tensor,
-            images: torch.Tensor, classes: torch.Tensor, light: torch.Tensor) -> None:  # fmt: skip
+    def add(
+        self,
+        *,
+        normals: torch.Tensor,
+        uv: torch.Tensor,
+        alpha: torch.Tensor,
+        images: torch.Tensor,
+        classes: torch.Tensor,
+        light: torch.Tensor,
+    ) -> None:
         """Add n frames, in order (their renders: :class:`~seqdeca.render.RenderOutput`'s
         ``normal_image``, ``uv_image`` and ``alpha``).
 
@@ -94,8 +102,9 @@ class TextureAccumulator:
             self._add_frame(*self._resample(*part))
         self.frames += images.shape[0]
 
-    def _resample(self, uv: torch.Tensor, weight: torch.Tensor, values: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    def _resample(
+        self, uv: torch.Tensor, weight: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One frame's (K, 3) ``values`` with (K,) weights at (K, 2) UV points, resampled into
         UV (module docstring; texel (i, j) is centred at u = (j + 0.5) / W, v = 1 - (i + 0.5) / H).
 
@@ -111,8 +120,9 @@ class TextureAccumulator:
         base = (y0 * w + x0).long()
         index = (base[None] + base.new_tensor([0, 1, w, w + 1])[:, None]).reshape(-1)
         shares = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
-        rows = torch.cat([values * weight[:, None], weight[:, None], torch.ones_like(x)[:, None]],
-                         dim=1)  # (K, 5): w a, w, 1  # fmt: skip
+        rows = torch.cat(
+            [values * weight[:, None], weight[:, None], torch.ones_like(x)[:, None]], dim=1
+        )  # (K, 5): w a, w, 1
         rows = (rows[None] * shares[..., None]).reshape(-1, 5)  # the 4 neighbours of each point
         self._scratch.zero_()
         self._scratch.index_add_(0, index, rows)
@@ -130,8 +140,11 @@ class TextureAccumulator:
         scale = CAUCHY_C * spread.clamp_min(MIN_SPREAD)
         robust = 1 / (1 + ((v - mean).square().sum(-1) / scale.square()))
         q = q * torch.where(count >= GATE_AFTER, robust, torch.ones_like(robust))
-        self.totals.index_add_(0, texels, torch.cat([v * q[:, None], q[:, None],
-                                                     (v.square().sum(-1) * q)[:, None]], dim=1))  # fmt: skip
+        self.totals.index_add_(
+            0,
+            texels,
+            torch.cat([v * q[:, None], q[:, None], (v.square().sum(-1) * q)[:, None]], dim=1),
+        )
 
     def texture(self) -> torch.Tensor:
         """(3, Huv, Wuv) the map so far: the robust mean pulled towards the model albedo."""

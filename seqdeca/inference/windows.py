@@ -13,19 +13,17 @@ and decodes only the centre frame of each window. The result equals
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from seqdeca.models.coarse_encoder import INPUT_SIZE
-from seqdeca.models.seqdeca_model import STAGES, SeqDECA
+from seqdeca.models.outputs import Encoded, SeqDECAOutput, cat_outputs
+from seqdeca.models.seqdeca_model import STAGES, SeqDECA, decoded_codes
 
 __all__ = ["centre_offset", "centred_windows", "predict_frames"]
-
-#: Encoder outputs that are per-frame codes of the window centre (not fused).
-_CENTRE_CODES = ("shape", "texture", "cam")
-_COARSE = ("expression", "pose", "light")
 
 
 def centre_offset(window: int) -> int:
@@ -60,41 +58,50 @@ def _to_input(model: SeqDECA, crops: torch.Tensor) -> torch.Tensor:
     crops = crops.float()
     if model.coarse_encoder.backbone != "resnet50" or crops.shape[-2:] == (INPUT_SIZE, INPUT_SIZE):
         return crops
-    return F.interpolate(crops, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
-                         align_corners=False, antialias=True).clamp(0, 1)  # fmt: skip
+    return F.interpolate(
+        crops, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True
+    ).clamp(0, 1)
 
 
 def _encode_frames(
     model: SeqDECA, crops: torch.Tensor, frames: torch.Tensor, batch: int
-) -> dict[str, torch.Tensor]:
-    """Per-frame encodings (n, ...) of ``crops[frames]`` in batches of ``batch`` frames."""
-    parts: list[dict[str, torch.Tensor]] = []
+) -> Encoded:
+    """Per-frame encodings (n, ...) of ``crops[frames]`` in batches of ``batch`` frames
+    (``valid`` all True: the windows bring their own)."""
+    parts: list[Encoded] = []
     for start in range(0, len(frames), batch):
         images = _to_input(model, crops[frames[start : start + batch]])[None]  # (1, n, 3, 224, 224)
-        enc = model.encode(images)
-        parts.append({k: v[0] for k, v in enc.items() if k != "valid"})
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        parts.append(model.encode(images).map_tensors(lambda v: v[0]))
+    return cat_outputs(parts)
 
 
 def _predict_batch(
-    model: SeqDECA, encoded: dict, crops: torch.Tensor, rows: torch.Tensor, win: torch.Tensor,
-    win_valid: torch.Tensor, *, per_frame: bool, stage: str, render_shape: bool,
-) -> dict[str, torch.Tensor]:  # fmt: skip
+    model: SeqDECA,
+    encoded: Encoded,
+    crops: torch.Tensor,
+    rows: torch.Tensor,
+    win: torch.Tensor,
+    win_valid: torch.Tensor,
+    *,
+    per_frame: bool,
+    stage: str,
+    render_shape: bool,
+) -> SeqDECAOutput:
     """Outputs (B, ...) of the centre frames of B windows (rows: (B, W) encoding rows)."""
     c = centre_offset(win.shape[1])
-    windowed = {k: v[rows] for k, v in encoded.items()}  # (B, W, ...)
-    windowed["valid"] = win_valid
+    windowed = replace(encoded.map_tensors(lambda v: v[rows]), valid=win_valid)  # (B, W, ...)
     fused = model.fuse(windowed, per_frame=per_frame)
-    centre = {k: v[:, c : c + 1] for k, v in fused.items()}  # (B, 1, ...)
-    codes = {k: windowed[k][:, c : c + 1] for k in _CENTRE_CODES} | centre
-    out: dict[str, torch.Tensor] = dict(codes)
-    out |= {f"coarse_{k}": windowed[k][:, c : c + 1] for k in _COARSE}
-    out["au_probabilities"] = windowed["au_probabilities"][:, c : c + 1]
-    out |= model.decode(codes, render_shape=render_shape)
+    # the centre frame of each window: (B, 1, ...)
+    windowed, fused = (x.map_tensors(lambda v: v[:, c : c + 1]) for x in (windowed, fused))
+    codes = decoded_codes(windowed, fused)
+    decoded = model.decode(codes, render_shape=render_shape)
+    detail = None
     if stage == "detail":
         images = _to_input(model, crops[win[:, c]])[:, None]  # (B, 1, 3, 224, 224)
-        out |= model.detail(images, codes, out["vertices"])
-    return {k: v[:, 0].cpu() for k, v in out.items()}
+        condition = {"au_intensities": fused.au_intensities}
+        detail = model.detail(images, codes | condition, decoded.vertices)
+    out = SeqDECAOutput(**codes, encoded=windowed, fused=fused, decoded=decoded, detail=detail)
+    return out.map_tensors(lambda v: v[:, 0].cpu())
 
 
 @torch.no_grad()
@@ -109,7 +116,7 @@ def predict_frames(
     stage: str = "temporal",
     render_shape: bool = False,
     centres: Sequence[int] | np.ndarray | torch.Tensor | None = None,
-) -> dict[str, torch.Tensor]:
+) -> SeqDECAOutput:
     """Run the network on a clip with a window centred on every frame.
 
     Args:
@@ -123,13 +130,17 @@ def predict_frames(
         per_frame: run the fusion on single frames (forced when the model has
             ``use_temporal=False``, the per-frame baseline).
         stage: "temporal" or "detail" (adds the detail outputs).
-        render_shape: add "shape_image".
+        render_shape: render ``decoded.shape_image``.
         centres: frames to predict (default: all T). Windows are still built over the whole
             ``crops`` (pass context frames around a chunk and predict only its own frames).
 
     Returns:
-        dict of (n, ...) CPU tensors, n = number of predicted frames: the keys of
-        :meth:`SeqDECA.forward` for the centre frame of each window.
+        :class:`SeqDECAOutput` of (n, ...) CPU tensors, n = number of predicted frames: the
+        :meth:`SeqDECA.forward` outputs of the centre frame of each window
+        (``render_au_probabilities`` None).
+
+    Raises:
+        ValueError: ``centres`` is empty (no frame to predict).
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
@@ -147,9 +158,19 @@ def predict_frames(
     parts = []
     for start in range(0, len(windows), batch_size):
         win = windows[start : start + batch_size]
-        parts.append(_predict_batch(model, encoded, crops, row_of[win], win, valid[win],
-                                    per_frame=per_frame, stage=stage,
-                                    render_shape=render_shape))  # fmt: skip
+        parts.append(
+            _predict_batch(
+                model,
+                encoded,
+                crops,
+                row_of[win],
+                win,
+                valid[win],
+                per_frame=per_frame,
+                stage=stage,
+                render_shape=render_shape,
+            )
+        )
     if not parts:
-        return {}
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        raise ValueError("predict_frames got no frame to predict (centres is empty)")
+    return cat_outputs(parts)

@@ -69,8 +69,11 @@ class NpzStreamWriter:
         tmp = self.path.with_name(self.path.name + ".tmp")
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for key, (raw, dtype, row) in self._files.items():
-                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                          "shape": (self.rows, *row)}  # fmt: skip
+                header = {
+                    "descr": np.lib.format.dtype_to_descr(dtype),
+                    "fortran_order": False,
+                    "shape": (self.rows, *row),
+                }
                 with zf.open(f"{key}.npy", "w", force_zip64=True) as out:
                     np.lib.format.write_array_header_2_0(out, header)
                     with open(raw, "rb") as src:

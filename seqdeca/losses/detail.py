@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from seqdeca.losses.regularisers import expand_valid, weighted_mean
 
 __all__ = [
+    "CRITIC_REGIONS",
     "Z_SYM_REGIONS",
     "displacement_regulariser",
     "invisible_mask",
@@ -41,6 +42,10 @@ __all__ = [
     "uv_photometric_loss",
 ]
 
+#: ``loss.critic_region`` settings: the texels of the detail contrast the critic sees ("visible":
+#: the visible face texels; "compared": also away from borders and albedo edges, where the detail
+#: contrast loss compares; :func:`seqdeca.train.gan_steps.critic_views`).
+CRITIC_REGIONS = ("visible", "compared")
 #: ``loss.z_sym_region`` settings (see the module docstring).
 Z_SYM_REGIONS = ("face", "invisible")
 #: DECA's erosion of the visibility mask: a 5 x 5 square (radius 2) at UV size 256.

@@ -36,8 +36,8 @@ from torchvision.models.vgg import make_layers
 from seqdeca.config.schema import LossConfig
 from seqdeca.errors import UserError
 from seqdeca.io.safe_pickle import UnsafeFileError, load_pickle
+from seqdeca.io.weights import load_weights, read_checkpoint
 from seqdeca.losses.regularisers import valid_mean
-from seqdeca.models.weights import load_weights, read_checkpoint
 
 __all__ = [
     "IDMRFLoss",

@@ -53,8 +53,9 @@ def code_supervision_loss(
     Returns:
         0-dim tensor.
     """
-    terms = [_group_error(pred[k], target[k], valid) for k in CODE_GROUPS
-             if k in pred and k in target]  # fmt: skip
+    terms = [
+        _group_error(pred[k], target[k], valid) for k in CODE_GROUPS if k in pred and k in target
+    ]
     if not terms:
         raise KeyError(f"no supervised code group in the outputs {sorted(pred)}")
     return torch.stack(terms).sum()

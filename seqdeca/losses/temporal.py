@@ -78,7 +78,9 @@ def binomial_smooth(codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """
     w = valid.to(codes.dtype)[..., None]  # (B, T, 1)
     pad = torch.nn.functional.pad
-    summed = 2 * codes * w + pad(codes * w, (0, 0, 1, 0))[:, :-1] + pad(codes * w, (0, 0, 0, 1))[:, 1:]
+    summed = (
+        2 * codes * w + pad(codes * w, (0, 0, 1, 0))[:, :-1] + pad(codes * w, (0, 0, 0, 1))[:, 1:]
+    )
     weight = 2 * w + pad(w, (0, 0, 1, 0))[:, :-1] + pad(w, (0, 0, 0, 1))[:, 1:]
     smoothed = summed / weight.clamp_min(1e-12)
     return torch.where(valid[..., None], smoothed, codes)

@@ -78,6 +78,7 @@ def detail_weights(cfg: LossConfig) -> dict[str, float]:
     """Weights of the detail generator's terms (``au_regression`` on generated samples)."""
     return {
         "detail_photometric": float(cfg.detail_photometric),
+        "detail_contrast": float(cfg.detail_contrast),
         "id_mrf": float(cfg.id_mrf),
         "z_reg": float(cfg.z_reg),
         "z_diff": float(cfg.z_diff),

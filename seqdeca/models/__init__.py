@@ -6,14 +6,15 @@ Legacy names (for readers of the original research code): ``E_flame`` -> :class:
 :class:`TemporalFusion`, ``ConditionalDiscriminator`` -> :class:`DetailCritic`.
 """
 
+from seqdeca.io.weights import LoadReport, WeightsError, load_weights
 from seqdeca.models.au_head import AUHead
 from seqdeca.models.au_net import AUNet, AUNetOutput
 from seqdeca.models.coarse_encoder import CoarseEncoder, EncoderOutput
 from seqdeca.models.code_layout import CodeLayout
 from seqdeca.models.critic import DetailCritic
 from seqdeca.models.detail import DetailEncoder, DetailGenerator
+from seqdeca.models.outputs import Decoded, DetailOutput, Encoded, Fused, SeqDECAOutput
 from seqdeca.models.temporal_fusion import FusionOutput, TemporalFusion
-from seqdeca.models.weights import LoadReport, WeightsError, load_weights
 
 __all__ = [
     "AUHead",
@@ -21,12 +22,17 @@ __all__ = [
     "AUNetOutput",
     "CoarseEncoder",
     "CodeLayout",
+    "Decoded",
     "DetailCritic",
     "DetailEncoder",
     "DetailGenerator",
+    "DetailOutput",
+    "Encoded",
     "EncoderOutput",
+    "Fused",
     "FusionOutput",
     "LoadReport",
+    "SeqDECAOutput",
     "TemporalFusion",
     "WeightsError",
     "load_weights",

@@ -95,9 +95,12 @@ def _locate_along_z(
 
 
 def _uv_of_nearest_vertex(
-    points: torch.Tensor, vertices: torch.Tensor, faces: torch.Tensor, faces_uvs: torch.Tensor,
+    points: torch.Tensor,
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    faces_uvs: torch.Tensor,
     verts_uvs: torch.Tensor,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """(P, 3) -> (P, 2) UV of the nearest vertex (its first UV copy in face order)."""
     nearest = torch.cdist(points, vertices).argmin(dim=1)  # (P,)
     hits = (faces[None] == nearest[:, None, None]).flatten(1).float()  # (P, F*3)
@@ -121,9 +124,11 @@ def au_centres_model(
     verts = torch.as_tensor(assets.v_template, dtype=torch.float64)
     faces = torch.as_tensor(assets.faces, dtype=torch.int64)
     lmk = barycentric_points(
-        verts[None], faces, torch.as_tensor(emb.face_idx, dtype=torch.int64),
+        verts[None],
+        faces,
+        torch.as_tensor(emb.face_idx, dtype=torch.int64),
         torch.as_tensor(emb.bary, dtype=torch.float64),
-    )[0]  # (68, 3)  # fmt: skip
+    )[0]  # (68, 3)
     r = (lmk[_INNER_EYE_CORNERS[0]] - lmk[_INNER_EYE_CORNERS[1]]).norm()
     centres = torch.zeros(len(au_names), 2, 3, dtype=torch.float64)
     present = torch.zeros(len(au_names), 2, dtype=torch.bool)
@@ -157,9 +162,11 @@ def au_centres_uv(
     faces_uvs = torch.as_tensor(assets.faces_uvs, dtype=torch.int64)
     # Exact UV of every landmark through its own embedding.
     lmk_uv = barycentric_points(
-        verts_uvs[None], faces_uvs, torch.as_tensor(emb.face_idx, dtype=torch.int64),
+        verts_uvs[None],
+        faces_uvs,
+        torch.as_tensor(emb.face_idx, dtype=torch.int64),
         torch.as_tensor(emb.bary, dtype=torch.float64),
-    )[0]  # (68, 2)  # fmt: skip
+    )[0]  # (68, 2)
     # Shifted points: front-most face along z, else the nearest vertex.
     face, bary, found = _locate_along_z(centres3d.reshape(-1, 3), verts, faces)
     projected = torch.einsum("pk,pkc->pc", bary, verts_uvs[faces_uvs[face]])

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from seqdeca.io.weights import LoadReport, WeightsError, load_weights, read_checkpoint
 from seqdeca.models.au_net import AUNet
-from seqdeca.models.weights import LoadReport, WeightsError, load_weights, read_checkpoint
 
 PREFIX = "module."
 WHAT = "OpenGraphAU checkpoint"

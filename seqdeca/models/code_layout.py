@@ -37,7 +37,7 @@ CAM_SIZE = 3  # weak perspective (s, tx, ty)
 SH_BASES = 9  # spherical-harmonics bands 0-2
 LIGHT_SIZE = SH_BASES * 3  # RGB per basis
 #: DECA's crop rule: crop side = crop scale x 1.1 x mean side of the 68-landmark box. The same
-#: number as ``seqdeca.data.crop.DECA_BOX_FACTOR`` (models may not import data; a test checks).
+#: number as ``seqdeca.prep.crop.DECA_BOX_FACTOR`` (models may not import data; a test checks).
 CROP_BOX_FACTOR = 1.1
 
 
@@ -185,7 +185,7 @@ def split_pose(pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def framing_cam(face_model: FaceModel, crop_scale: float) -> torch.Tensor:
     """(3,) weak-perspective cam ``(s, tx, ty)`` that frames the mean face as a prepared crop does.
 
-    Prepared crops (``seqdeca.data.crop``) are squares centred on the iBUG-68 landmark box with
+    Prepared crops (``seqdeca.prep.crop``) are squares centred on the iBUG-68 landmark box with
     side ``crop_scale * 1.1 * mean box side``; in normalised coordinates the crop spans 2. So the
     neutral template's 68-landmark box (model units) gives ``s = 2 / (crop_scale * 1.1 * side)``
     and ``t = -box centre`` (``xy = s (X + t)``, y flipped after). Models without the 68 set use

@@ -41,8 +41,9 @@ class CodeMixing(nn.Module):
         gate_scale: multiplier of the zero-initialised gate layer.
     """
 
-    def __init__(self, dim: int, max_frames: int, *, key_dim: int = 32,
-                 gate_scale: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self, dim: int, max_frames: int, *, key_dim: int = 32, gate_scale: float = 10.0
+    ) -> None:
         super().__init__()
         self.max_frames = max_frames
         self.key_dim = key_dim
@@ -54,7 +55,9 @@ class CodeMixing(nn.Module):
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
 
-    def forward(self, tokens: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
         """The mixing term to add to the per-frame codes.
 
         Args:

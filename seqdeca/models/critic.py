@@ -32,6 +32,8 @@ from einops import rearrange
 from torch import nn
 
 from seqdeca.models.au_heatmaps import AUHeatmaps
+from seqdeca.models.outputs import DetailOutput
+from seqdeca.render.resize import resize_maps
 
 CRITIC_CHANNELS = 1  # the critic's view of UV shading (detail_contrast), grey
 #: ITU-R BT.601 luma weights (R, G, B).
@@ -42,6 +44,13 @@ RATIO_FLOOR = 0.05
 #: Scale that separates detail from coarse shading in detail_contrast: Gaussian sigma as a
 #: fraction of the UV side (4 texels of a 256 map, a few millimetres on a FLAME face).
 DETAIL_SIGMA = 1 / 64
+#: Texels left out of the detail contrast loss next to a border of the compared region (the
+#: unwrapped photo there mixes in the background, the eyes or the mouth), as a fraction of the
+#: UV side (3 texels of a 128 map), and where the albedo itself changes by more than
+#: ALBEDO_EDGE of its local mean (eyebrows, lips, nostrils: resampled differently in the photo
+#: and in UV), widened by one texel.
+BORDER_MARGIN = 3 / 128
+ALBEDO_EDGE = 0.1
 
 
 def _fold(x: torch.Tensor) -> torch.Tensor:
@@ -171,6 +180,73 @@ def detail_contrast(ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (ratio / local.clamp_min(RATIO_FLOOR) - 1) * mask
 
 
+def shading_contrast(
+    shading: torch.Tensor, coarse_shading: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """:func:`detail_contrast` of the detail shading over the coarse shading (grey levels).
+
+    Args:
+        shading, coarse_shading: (N, 3, H, W) SH shading of the detail and of the coarse normals.
+        mask: (N, 1, H, W) texels to compare (face x visible).
+
+    Returns:
+        (N, 1, H, W); 0 everywhere for a zero displacement.
+    """
+    ratio = _luma(shading) / _luma(coarse_shading).clamp_min(RATIO_FLOOR)
+    return detail_contrast(ratio, mask)
+
+
+def observed_contrast(
+    uv_input: torch.Tensor,
+    albedo: torch.Tensor | None,
+    coarse_shading: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`detail_contrast` of the photo unwrapped to UV over the coarse render of the same
+    texels (albedo x coarse shading, grey levels): the shading the coarse model leaves out.
+
+    Args:
+        uv_input: (N, 3, H, W) photo sampled into UV.
+        albedo: (N, 3, h, w) UV albedo (resized to H x W), or None: the renderer's grey 0.5.
+        coarse_shading: (N, 3, H, W) SH shading of the coarse normals.
+        mask: (N, 1, H, W) texels to compare.
+
+    Returns:
+        (N, 1, H, W).
+    """
+    if albedo is None:
+        coarse = coarse_shading * 0.5
+    else:
+        albedo = resize_maps(albedo, tuple(uv_input.shape[-2:]))
+        coarse = coarse_shading * albedo
+    ratio = _luma(uv_input) / _luma(coarse).clamp_min(RATIO_FLOOR)
+    return detail_contrast(ratio, mask)
+
+
+def contrast_loss_mask(seen: torch.Tensor, albedo: torch.Tensor | None) -> torch.Tensor:
+    """The texels where the detail contrast of the photo can be compared with the generated one.
+
+    ``seen`` eroded by :data:`BORDER_MARGIN`, minus the texels at albedo edges
+    (:data:`ALBEDO_EDGE`). Measured on synthetic clips with the true coarse codes and detail,
+    these are where the observed contrast differs most from the true detail's.
+
+    Args:
+        seen: (N, 1, H, W) UV face mask x visible texels, in [0, 1].
+        albedo: (N, 3, h, w) UV albedo (resized to H x W), or None (no albedo edges).
+
+    Returns:
+        (N, 1, H, W) in {0, 1}.
+    """
+    inside = (seen > 0.5).to(seen.dtype)
+    radius = max(1, round(BORDER_MARGIN * seen.shape[-1]))
+    mask = -F.max_pool2d(-inside, 2 * radius + 1, stride=1, padding=radius)
+    if albedo is not None:
+        albedo = resize_maps(albedo, tuple(seen.shape[-2:]))
+        edges = (detail_contrast(_luma(albedo), inside).abs() > ALBEDO_EDGE).to(seen.dtype)
+        mask = mask * (1 - F.max_pool2d(edges, 3, stride=1, padding=1))
+    return mask
+
+
 class ConditionedDetailCritic(nn.Module):
     """The detail critic with its AU heatmap condition (the module handed to the optimizer).
 
@@ -199,39 +275,38 @@ class ConditionedDetailCritic(nn.Module):
         return self.heatmaps is not None
 
     @staticmethod
-    def detail_render(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def detail_render(detail: DetailOutput) -> torch.Tensor:
         """(N, 1, Huv, Wuv) "fake" critic input: the generated detail's shading contrast.
 
-        :func:`detail_contrast` of ``uv_shading / uv_coarse_shading`` (grey levels): the
-        shading of the detail normals relative to that of the coarse normals under the same
-        light, within "uv_visible_mask"; frames folded into N. Differentiable in "uv_shading"
-        (the generator's adversarial term).
+        :func:`detail_contrast` of ``uv_shading / uv_coarse_shading`` (grey levels) of the
+        detail stage's (B, T, ...) outputs: the shading of the detail normals relative to that
+        of the coarse normals under the same light, within ``uv_visible_mask``; frames folded
+        into N. Differentiable in ``uv_shading`` (the generator's adversarial term).
         """
-        coarse = _luma(_fold(outputs["uv_coarse_shading"])).clamp_min(RATIO_FLOOR)
-        ratio = _luma(_fold(outputs["uv_shading"])) / coarse
-        return detail_contrast(ratio, _fold(outputs["uv_visible_mask"]))
+        return shading_contrast(
+            _fold(detail.uv_shading), _fold(detail.uv_coarse_shading), _fold(detail.uv_visible_mask)
+        )
 
     @staticmethod
-    def real_render(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def real_render(detail: DetailOutput, albedo: torch.Tensor | None) -> torch.Tensor:
         """(N, 1, Huv, Wuv) "real" critic input: the detail shading observed in the photo.
 
         :func:`detail_contrast` of ``uv_input / (albedo x uv_coarse_shading)`` (grey levels;
-        albedo 0.5 without a texture space): the photo relative to the coarse render of the same
-        texels, i.e. the shading ratio the coarse model does not explain, within the same mask
-        as :meth:`detail_render`. Detached.
+        albedo 0.5 without a texture space, ``albedo`` None): the photo relative to the coarse
+        render of the same texels, i.e. the shading ratio the coarse model does not explain,
+        within the same mask as :meth:`detail_render`. Detached.
+
+        Args:
+            detail: the detail stage's (B, T, ...) outputs.
+            albedo: (B, T, 3, Ht, Wt) UV albedo (``Decoded.albedo``), or None.
         """
-        uv_input = _fold(outputs["uv_input"]).detach()
-        coarse = _fold(outputs["uv_coarse_shading"]).detach()
-        if "albedo" in outputs:
-            albedo = _fold(outputs["albedo"]).detach()
-            if albedo.shape[-2:] != uv_input.shape[-2:]:
-                albedo = F.interpolate(albedo, size=uv_input.shape[-2:], mode="bilinear",
-                                       align_corners=False)  # fmt: skip
-            coarse = coarse * albedo
-        else:
-            coarse = coarse * 0.5  # the renderer's grey albedo
-        ratio = _luma(uv_input) / _luma(coarse).clamp_min(RATIO_FLOOR)
-        return detail_contrast(ratio, _fold(outputs["uv_visible_mask"]).detach())
+        albedo = _fold(albedo).detach() if albedo is not None else None
+        return observed_contrast(
+            _fold(detail.uv_input).detach(),
+            albedo,
+            _fold(detail.uv_coarse_shading).detach(),
+            _fold(detail.uv_visible_mask).detach(),
+        )
 
     def forward(
         self, detail_render: torch.Tensor, au_condition: torch.Tensor | None = None

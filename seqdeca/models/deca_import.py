@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqdeca.models.weights import LoadReport, WeightsError, load_weights, read_checkpoint
+from seqdeca.io.weights import LoadReport, WeightsError, load_weights, read_checkpoint
 
 WHAT = "DECA deca_model.tar"
 

@@ -102,6 +102,8 @@ class DetailGenerator(nn.Module):
             channel and shrink only the first map (and ``l1``).
         film_blocks: which of the five upsampling blocks (0-4) are followed by FiLM.
         film_hidden: hidden width of each FiLM MLP.
+        max_displacement: bound of the output (a tanh scaled by it): DECA's 0.01 (1 cm); a
+            smaller bound puts small wrinkles within reach of the first updates.
     """
 
     def __init__(
@@ -112,13 +114,19 @@ class DetailGenerator(nn.Module):
         uv_size: int = UV_SIZE,
         film_blocks: Sequence[int] = (0, 1, 2, 3, 4),
         film_hidden: int = 64,
+        max_displacement: float = OUT_SCALE,
     ) -> None:
         super().__init__()
         if uv_size < 2 ** len(BLOCK_CHANNELS) or uv_size % 2 ** len(BLOCK_CHANNELS):
-            raise ValueError(f"DetailGenerator uv_size must be a positive multiple of "
-                             f"{2 ** len(BLOCK_CHANNELS)}, got {uv_size}")  # fmt: skip
+            raise ValueError(
+                f"DetailGenerator uv_size must be a positive multiple of "
+                f"{2 ** len(BLOCK_CHANNELS)}, got {uv_size}"
+            )
         if au_dim < 0 or any(b not in range(len(BLOCK_CHANNELS)) for b in film_blocks):
             raise ValueError(f"bad AU conditioning: au_dim={au_dim}, film_blocks={film_blocks}")
+        if max_displacement <= 0:
+            raise ValueError(f"max_displacement must be > 0, got {max_displacement}")
+        self.max_displacement = max_displacement
         self.latent_dim = latent_dim
         self.au_dim = au_dim
         self.uv_size = uv_size
@@ -144,7 +152,8 @@ class DetailGenerator(nn.Module):
 
         Returns:
             ``(N, 1, uv_size, uv_size)`` displacement along the normal in UV space, in
-            ``[-0.01, 0.01]`` (units of the face model, metres for FLAME).
+            ``[-max_displacement, max_displacement]`` (units of the face model, metres for
+            FLAME; DECA: 0.01).
         """
         n = latent.shape[0]
         if latent.shape != (n, self.latent_dim):
@@ -160,7 +169,7 @@ class DetailGenerator(nn.Module):
             h = layer(h)
             if au_condition is not None and index in film_at:
                 h = film_at[index](h, au_condition)
-        return h * OUT_SCALE
+        return h * self.max_displacement
 
 
 def _deca_conv_blocks() -> nn.Sequential:

@@ -84,8 +84,11 @@ class DetailSources:
 
     def settings(self) -> str:
         """The settings that ask for ``gt.npz``, for messages (empty when none does)."""
-        names = [f"train.detail_{k}=ground_truth" for k, v in
-                 (("coarse", self.coarse), ("condition", self.condition)) if v == "ground_truth"]  # fmt: skip
+        names = [
+            f"train.detail_{k}=ground_truth"
+            for k, v in (("coarse", self.coarse), ("condition", self.condition))
+            if v == "ground_truth"
+        ]
         return " and ".join(names)
 
     def forward_kwargs(self, gt: dict[str, torch.Tensor], layout: CodeLayout) -> dict[str, Any]:
@@ -106,8 +109,10 @@ class DetailSources:
             kwargs["coarse_codes"] = ground_truth_codes(gt, layout)
         if self.condition == "ground_truth":
             if "au_intensity" not in gt:
-                raise UserError("train.detail_condition=ground_truth needs au_intensity in gt.npz: "
-                                "make the clips with synthetic.expression=au")  # fmt: skip
+                raise UserError(
+                    "train.detail_condition=ground_truth needs au_intensity in gt.npz: "
+                    "make the clips with synthetic.expression=au"
+                )
             kwargs["condition_au"] = gt["au_intensity"]
         return kwargs
 
@@ -152,8 +157,10 @@ def ground_truth_codes(gt: dict[str, torch.Tensor], layout: CodeLayout) -> dict[
     """
     missing = [k for k in _GEOMETRY if k not in gt]
     if missing:
-        raise UserError(f"train.detail_coarse=ground_truth: gt.npz lacks {', '.join(missing)}; "
-                        "make the clips again (tools/make_synthetic_data.py)")  # fmt: skip
+        raise UserError(
+            f"train.detail_coarse=ground_truth: gt.npz lacks {', '.join(missing)}; "
+            "make the clips again (tools/make_synthetic_data.py)"
+        )
     codes = {
         "shape": _fit(gt["shape"], layout.n_shape, "shape"),
         "expression": _fit(gt["expression"], layout.n_expression, "expression"),

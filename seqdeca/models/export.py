@@ -30,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from seqdeca.config.schema import Config
 from seqdeca.errors import UserError
-from seqdeca.models.weights import WeightsError, read_checkpoint
+from seqdeca.io.weights import WeightsError, read_checkpoint
 
 __all__ = [
     "EXPORT_KEYS",
@@ -112,8 +112,11 @@ def _check_types(payload: Mapping[str, Any], path: Path, what: str) -> None:
     weights = payload["model"]
     if not isinstance(weights, dict):
         raise _damaged(path, what, f"'model' is a {type(weights).__name__}, not a state_dict")
-    bad = [str(k) for k, v in weights.items() if not isinstance(k, str)
-           or not isinstance(v, torch.Tensor)]  # fmt: skip
+    bad = [
+        str(k)
+        for k, v in weights.items()
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor)
+    ]
     if bad:
         raise _damaged(path, what, f"'model' holds non-tensor entries: {', '.join(bad[:3])}")
     for key in ("config_yaml", "face_model", "stage"):
@@ -140,16 +143,21 @@ def export_from_payload(
     path = Path(path)
     if not is_export_payload(payload):
         keys = ", ".join(sorted(map(str, payload))[:5]) or "none"
-        raise ExportError(f"{path} is not a {what} export (top-level keys: {keys}); give the "
-                          "model.pt a seqdeca training run wrote")  # fmt: skip
+        raise ExportError(
+            f"{path} is not a {what} export (top-level keys: {keys}); give the "
+            "model.pt a seqdeca training run wrote"
+        )
     missing = [k for k in EXPORT_KEYS if k not in payload]
     if missing:
         raise _damaged(path, what, f"missing {', '.join(missing)}")
     _check_types(payload, path, what)
     return ModelExport(
-        weights=dict(payload["model"]), config_yaml=payload["config_yaml"],
-        face_model=payload["face_model"], stage=payload["stage"], step=int(payload["step"]),
-    )  # fmt: skip
+        weights=dict(payload["model"]),
+        config_yaml=payload["config_yaml"],
+        face_model=payload["face_model"],
+        stage=payload["stage"],
+        step=int(payload["step"]),
+    )
 
 
 def load_export(path: str | Path, *, what: str = "seqdeca model.pt") -> ModelExport:
@@ -203,5 +211,7 @@ def check_face_model(record: ModelExport, face_model: str, *, source: str, fix: 
         ExportError: the names differ (one line).
     """
     if record.face_model != face_model:
-        raise ExportError(f"{source} was trained with face model '{record.face_model}' but this "
-                          f"model uses '{face_model}': {fix}")  # fmt: skip
+        raise ExportError(
+            f"{source} was trained with face model '{record.face_model}' but this "
+            f"model uses '{face_model}': {fix}"
+        )

@@ -11,6 +11,7 @@ import logging
 
 from seqdeca.config.schema import Config, ModelConfig
 from seqdeca.face_model.from_config import face_model_assets_from_config, face_model_from_config
+from seqdeca.io.weights import LoadReport, WeightsError
 from seqdeca.models.au_head import AUHead
 from seqdeca.models.au_heatmaps import AUHeatmaps
 from seqdeca.models.au_import import load_opengraphau_checkpoint
@@ -23,7 +24,6 @@ from seqdeca.models.detail import JAW_DIM, DetailEncoder, DetailGenerator
 from seqdeca.models.seqdeca_model import SeqDECA, au_condition_names
 from seqdeca.models.temporal_conv import TemporalConv
 from seqdeca.models.temporal_fusion import TemporalFusion
-from seqdeca.models.weights import LoadReport, WeightsError
 from seqdeca.render.from_config import renderer_from_config
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,10 @@ def build_model(cfg: Config, *, load_checkpoints: bool = True) -> SeqDECA:
         au_head=AUHead(token_dim=fusion.au_token_dim),
         detail_encoder=DetailEncoder(n_detail=m.n_detail, backbone=m.backbone),
         detail_generator=DetailGenerator(
-            latent_dim=JAW_DIM + layout.n_expression + m.n_detail, au_dim=au_dim,
+            latent_dim=JAW_DIM + layout.n_expression + m.n_detail,
+            au_dim=au_dim,
             uv_size=m.detail_uv_size,
+            max_displacement=m.detail_max_displacement,
         ),
         detail_au_condition=m.detail_au_condition,
         freeze_coarse=m.freeze_coarse,
@@ -69,6 +71,7 @@ def build_model(cfg: Config, *, load_checkpoints: bool = True) -> SeqDECA:
         use_temporal=m.use_temporal,
         crop_scale=cfg.crop.scale,
         encoder_size=m.encoder_size,
+        detail_encoder_size=m.detail_encoder_size if m.detail_encoder_size >= 0 else None,
     )
     if load_checkpoints:
         for name, report in load_checkpoints_into(model, m).items():
@@ -82,11 +85,21 @@ def temporal_model(m: ModelConfig, n_expression: int) -> TemporalFusion | Tempor
     Raises:
         ValueError: an unknown ``model.temporal``.
     """
-    common = {"n_expression": n_expression, "feature_dim": FEATURE_DIM, "au_dim": AU_CHANNELS,
-              "dim": m.fusion_dim, "depth": m.fusion_depth, "max_frames": m.max_frames}  # fmt: skip
+    common = {
+        "n_expression": n_expression,
+        "feature_dim": FEATURE_DIM,
+        "au_dim": AU_CHANNELS,
+        "dim": m.fusion_dim,
+        "depth": m.fusion_depth,
+        "max_frames": m.max_frames,
+    }
     if m.temporal == "transformer":
-        return TemporalFusion(**common, heads=m.fusion_heads, use_au_tokens=m.fusion_au_tokens,
-                              code_mixing=m.fusion_code_mixing)  # fmt: skip
+        return TemporalFusion(
+            **common,
+            heads=m.fusion_heads,
+            use_au_tokens=m.fusion_au_tokens,
+            code_mixing=m.fusion_code_mixing,
+        )
     if m.temporal == "conv":
         return TemporalConv(**common, kernel=m.conv_kernel)
     raise ValueError(f"unknown model.temporal {m.temporal!r}: use 'transformer' or 'conv'")
@@ -165,9 +178,11 @@ def build_critic(cfg: Config, model: SeqDECA) -> ConditionedDetailCritic:
     uv_size = model.renderer.uv_size[0]
     heatmaps = None
     if cfg.model.critic_au:
-        heatmaps = AUHeatmaps.from_face_model(assets, au_names=model.au_condition_names,
-                                              size=uv_size)  # fmt: skip
+        heatmaps = AUHeatmaps.from_face_model(
+            assets, au_names=model.au_condition_names, size=uv_size
+        )
     num_aus = 0 if heatmaps is None else heatmaps.num_aus
-    critic = DetailCritic(in_channels=CRITIC_CHANNELS, num_aus=num_aus, uv_size=uv_size,
-                          base=cfg.model.critic_width)  # fmt: skip
+    critic = DetailCritic(
+        in_channels=CRITIC_CHANNELS, num_aus=num_aus, uv_size=uv_size, base=cfg.model.critic_width
+    )
     return ConditionedDetailCritic(critic=critic, heatmaps=heatmaps)

@@ -13,8 +13,12 @@ Data flow for B windows of T frames (docs/design.md, "The model"; N = B * T fram
                   --Renderer.detail_normal_map--> detail normals --SH light--> UV shading
 
 Time is folded into the batch with einops ``(b t)`` for every per-frame network; only the
-temporal fusion sees windows. ``forward`` returns a plain ``dict[str, Tensor]`` (DDP-friendly:
-no custom output classes, no None values). Which modules train is declared per stage by
+temporal fusion sees windows. ``encode``, ``fuse``, ``decode``, ``detail`` and ``forward`` return
+the frozen dataclasses of :mod:`seqdeca.models.outputs` (:class:`Encoded`, :class:`Fused`,
+:class:`Decoded`, :class:`DetailOutput`, :class:`SeqDECAOutput`); DDP finds the tensors inside
+them (they are registered pytree nodes, so its output hooks see every tensor inside them as
+well). The codes the model takes (``decode`` / ``detail`` inputs, ``coarse_codes``) stay
+dicts keyed by code name. Which modules train is declared per stage by
 :meth:`SeqDECA.trainable_modules`; :meth:`SeqDECA.set_stage` freezes the rest (``eval()`` and
 ``requires_grad=False``), and :meth:`SeqDECA.train` keeps frozen modules in eval mode.
 
@@ -42,9 +46,18 @@ from seqdeca.models.au_net import AUNet
 from seqdeca.models.coarse_encoder import CoarseEncoder
 from seqdeca.models.code_layout import CodeLayout, framing_cam, neutral_light
 from seqdeca.models.detail import DetailEncoder, DetailGenerator, detail_latent
+from seqdeca.models.outputs import (
+    CODE_NAMES,
+    Decoded,
+    DetailOutput,
+    Encoded,
+    Fused,
+    SeqDECAOutput,
+)
 from seqdeca.models.temporal_conv import TemporalConv
 from seqdeca.models.temporal_fusion import TemporalFusion
 from seqdeca.render.renderer import FACING_THRESHOLD, Renderer
+from seqdeca.render.resize import resize_maps
 from seqdeca.render.shading import sh_shading
 
 STAGES = ("temporal", "detail")
@@ -55,8 +68,9 @@ AU_CONDITIONS: dict[str, tuple[str, ...]] = {
     "affwild12": AFFWILD2_AU_NAMES,
     "none": MAIN_AU_NAMES,  # the generator is unconditioned; the critic still sees the 27
 }
-#: Codes :meth:`SeqDECA.forward` accepts in place of the predicted ones (``coarse_codes=``).
-GIVEN_CODES = ("shape", "texture", "expression", "pose", "jaw_pose", "cam", "light")
+#: Codes :meth:`SeqDECA.forward` accepts in place of the predicted ones (``coarse_codes=``): the
+#: seven codes it decodes, :class:`SeqDECAOutput`'s top-level fields.
+GIVEN_CODES = CODE_NAMES
 
 
 def au_condition_names(condition: str) -> tuple[str, ...]:
@@ -88,16 +102,6 @@ def _grad_context(module: nn.Module) -> contextlib.AbstractContextManager:
     return torch.no_grad() if _frozen(module) else contextlib.nullcontext()
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, C, H, W) or (H, W) map (UV or image) resized bilinearly to ``size`` (unchanged if equal)."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    squeeze = x.dim() == 2
-    y = x[None, None] if squeeze else x
-    y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-    return y[0, 0] if squeeze else y
-
-
 class SeqDECA(nn.Module):
     """The whole network for windows of frames (see the module docstring for the data flow).
 
@@ -122,6 +126,8 @@ class SeqDECA(nn.Module):
         encoder_size: > 0: the per-frame encoders (coarse, AU, detail encoder) see the crops
             resized to this side (antialiased), e.g. 64 for the ResNet-18 of CPU experiments;
             0: the crops as given. Rendering and losses keep the crops' own size.
+        detail_encoder_size: the same for the detail encoder alone; None: ``encoder_size``
+            (wrinkles a few pixels wide vanish at 64 px).
     """
 
     def __init__(
@@ -141,11 +147,17 @@ class SeqDECA(nn.Module):
         use_temporal: bool = True,
         crop_scale: float | None = 1.25,
         encoder_size: int = 0,
+        detail_encoder_size: int | None = None,
     ) -> None:
         super().__init__()
-        if encoder_size < 0:
-            raise ValueError(f"encoder_size must be >= 0, got {encoder_size}")
+        detail_encoder_size = encoder_size if detail_encoder_size is None else detail_encoder_size
+        if encoder_size < 0 or detail_encoder_size < 0:
+            raise ValueError(
+                f"encoder_size and detail_encoder_size must be >= 0, got "
+                f"{encoder_size}, {detail_encoder_size}"
+            )
         self.encoder_size = encoder_size
+        self.detail_encoder_size = detail_encoder_size
         self.layout = CodeLayout.for_face_model(
             face_model.num_shape, face_model.num_texture, face_model.num_expression
         )
@@ -216,13 +228,11 @@ class SeqDECA(nn.Module):
 
     # ----------------------------------------------------------------------------- encode
 
-    def _encoder_input(self, flat: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) crops -> (N, 3, s, s) at ``encoder_size`` s (unchanged when 0 or equal)."""
-        s = self.encoder_size
-        if not s or tuple(flat.shape[-2:]) == (s, s):
-            return flat
-        return F.interpolate(flat, size=(s, s), mode="bilinear", align_corners=False,
-                             antialias=True)  # fmt: skip
+    def _encoder_input(self, flat: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """(N, 3, H, W) crops -> (N, 3, s, s) at ``size`` s (default ``encoder_size``; unchanged
+        when 0 or equal)."""
+        s = self.encoder_size if size is None else size
+        return resize_maps(flat, (s, s), antialias=True) if s else flat
 
     def per_frame_codes(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The coarse encoder's codes alone (no AU net, no fusion), e.g. a frozen teacher's.
@@ -237,7 +247,7 @@ class SeqDECA(nn.Module):
         codes = self.coarse_encoder(self._encoder_input(_fold(images))).codes
         return dict(self.layout.split(_unfold(codes, b)))
 
-    def encode(self, images: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
+    def encode(self, images: torch.Tensor, valid: torch.Tensor | None = None) -> Encoded:
         """Per-frame codes, global features and AU outputs.
 
         Args:
@@ -245,10 +255,8 @@ class SeqDECA(nn.Module):
             valid: (B, T) bool, False on padding frames (returned unchanged; None = all valid).
 
         Returns:
-            dict of (B, T, ...) tensors: "codes" (D), every CodeLayout part ("shape", "texture",
-            "expression", "pose" (6), "cam" (3), "light" (9, 3)), "global_features" (2048),
-            "au_tokens" (27, C), "au_probabilities" (41, cosine similarities in [0, 1]) and
-            "valid" (bool).
+            :class:`Encoded` of (B, T, ...) tensors: the code vector, every CodeLayout part, the
+            global features, AU tokens and probabilities, and ``valid``.
         """
         b, t = images.shape[:2]
         flat = self._encoder_input(_fold(images))  # (N, 3, H, W)
@@ -257,19 +265,20 @@ class SeqDECA(nn.Module):
         with _grad_context(self.au_net):
             au = self.au_net(flat)
         codes = _unfold(coarse.codes, b)
-        out = dict(self.layout.split(codes))
-        out["codes"] = codes
-        out["global_features"] = _unfold(coarse.features, b)
-        out["au_tokens"] = _unfold(au.au_tokens, b)
-        out["au_probabilities"] = _unfold(au.probabilities, b)
         if valid is None:
             valid = torch.ones(b, t, dtype=torch.bool, device=images.device)
-        out["valid"] = valid.to(device=images.device, dtype=torch.bool)
-        return out
+        return Encoded(
+            codes=codes,
+            **self.layout.split(codes),
+            global_features=_unfold(coarse.features, b),
+            au_tokens=_unfold(au.au_tokens, b),
+            au_probabilities=_unfold(au.probabilities, b),
+            valid=valid.to(device=images.device, dtype=torch.bool),
+        )
 
     # ------------------------------------------------------------------------------- fuse
 
-    def fuse(self, encoded: dict, *, per_frame: bool | None = None) -> dict:
+    def fuse(self, encoded: Encoded, *, per_frame: bool | None = None) -> Fused:
         """Temporal fusion and AU head.
 
         Args:
@@ -277,47 +286,45 @@ class SeqDECA(nn.Module):
             per_frame: run the fusion on T = 1 windows (default: ``not use_temporal``).
 
         Returns:
-            dict of (B, T, ...): "expression" (E), "jaw_pose" (3), "pose" (6, global from the
-            coarse encoder + fused jaw), "light" (9, 3), "residual" (E + 30), "au_intensities"
-            (27, in [0, 1]).
+            :class:`Fused` of (B, T, ...): expression, jaw pose, pose (global from the coarse
+            encoder + fused jaw), light, residual and the AU head's intensities.
         """
         per_frame = (not self.use_temporal) if per_frame is None else per_frame
-        b = encoded["valid"].shape[0]
-        inputs = (encoded["global_features"], encoded["au_tokens"])
-        codes = {k: encoded[k] for k in ("expression", "pose", "light")}
-        valid = encoded["valid"]
+        b = encoded.valid.shape[0]
+        inputs = (encoded.global_features, encoded.au_tokens)
+        codes = {k: getattr(encoded, k) for k in ("expression", "pose", "light")}
+        valid = encoded.valid
         if per_frame:  # every frame its own window: (B, T, ...) -> (B*T, 1, ...)
             inputs = tuple(rearrange(x, "b t ... -> (b t) 1 ...") for x in inputs)
             codes = {k: rearrange(v, "b t ... -> (b t) 1 ...") for k, v in codes.items()}
             valid = rearrange(valid, "b t -> (b t) 1")
         fusion = self.temporal_fusion(*inputs, codes, valid)
-        out = {
-            "expression": fusion.expression,
-            "jaw_pose": fusion.jaw_pose,
-            "pose": fusion.pose,
-            "light": fusion.light,
-            "residual": fusion.residual,
-            "au_intensities": self.au_head(fusion.au_tokens),
-        }
+        out = Fused(
+            expression=fusion.expression,
+            jaw_pose=fusion.jaw_pose,
+            pose=fusion.pose,
+            light=fusion.light,
+            residual=fusion.residual,
+            au_intensities=self.au_head(fusion.au_tokens),
+        )
         if per_frame:
-            out = {k: rearrange(v, "(b t) 1 ... -> b t ...", b=b) for k, v in out.items()}
+            out = out.map_tensors(lambda v: rearrange(v, "(b t) 1 ... -> b t ...", b=b))
         return out
 
     # ----------------------------------------------------------------------------- decode
 
-    def decode(self, codes: dict, *, render_shape: bool = False) -> dict:
+    def decode(self, codes: dict[str, torch.Tensor], *, render_shape: bool = False) -> Decoded:
         """Face model, projected landmarks and the textured, lit render.
 
         Args:
             codes: (B, T, ...) "shape", "texture", "expression", "pose" (6), "cam" (3),
-                "light" (9, 3).
-            render_shape: also return "shape_image" (grey shape render, no gradient).
+                "light" (9, 3) (other keys are ignored).
+            render_shape: also render ``shape_image`` (grey shape render, no gradient).
 
         Returns:
-            dict of (B, T, ...): "vertices" (V, 3) metres; "landmarks68" (68, 2) and, when the
-            face model has them, "landmarks_mp" (L, 2) in normalised image coordinates [-1, 1]
-            (y down); "render" (3, H, W) RGB; "render_mask" (1, H, W) coverage in {0, 1};
-            "albedo" (3, Ht, Wt) UV albedo (when the model has a texture space).
+            :class:`Decoded` of (B, T, ...): vertices, landmarks (None for a set the face model
+            lacks), render and coverage, UV albedo (None without a texture space) and, with
+            ``render_shape``, the shape image.
         """
         b = codes["pose"].shape[0]
         params = deca_pose_to_params(
@@ -325,22 +332,32 @@ class SeqDECA(nn.Module):
         )
         mesh = self.face_model(params)
         vertices, cam = _fold(mesh.vertices), _fold(codes["cam"])  # (N, V, 3), (N, 3)
-        out = {"vertices": mesh.vertices}
-        for key, points in (("landmarks68", mesh.landmarks68), ("landmarks_mp", mesh.landmarks_mp)):
-            if points is not None:
-                out[key] = _unfold(project_weak_perspective(_fold(points), cam)[..., :2], b)
-        albedo = None
+
+        def project(points: torch.Tensor | None) -> torch.Tensor | None:  # (B, T, L, 3) -> (.., 2)
+            if points is None:
+                return None
+            return _unfold(project_weak_perspective(_fold(points), cam)[..., :2], b)
+
+        # the order of the operations is kept: it fixes the order of the gradient sums
+        landmarks68, landmarks_mp = project(mesh.landmarks68), project(mesh.landmarks_mp)
+        albedo = uv_albedo = None
         if self.face_model.texture_mean is not None and codes["texture"].shape[-1] > 0:
             albedo = self.face_model.albedo(_fold(codes["texture"]))  # (N, 3, Ht, Wt)
-            out["albedo"] = _unfold(albedo, b)
+            uv_albedo = _unfold(albedo, b)
         rendered = self.renderer(vertices, cam, light=_fold(codes["light"]), albedo=albedo)
-        out["render"] = _unfold(rendered.image, b)
-        out["render_mask"] = _unfold(rendered.alpha, b)
-        if render_shape:
-            out["shape_image"] = _unfold(self.renderer.render_shape(vertices, cam), b)
-        return out
+        image, alpha = _unfold(rendered.image, b), _unfold(rendered.alpha, b)
+        shape_image = self.renderer.render_shape(vertices, cam) if render_shape else None
+        return Decoded(
+            vertices=mesh.vertices,
+            landmarks68=landmarks68,
+            landmarks_mp=landmarks_mp,
+            render=image,
+            render_mask=alpha,
+            albedo=uv_albedo,
+            shape_image=None if shape_image is None else _unfold(shape_image, b),
+        )
 
-    def render_au(self, images: torch.Tensor, decoded: dict) -> torch.Tensor:
+    def render_au(self, images: torch.Tensor, decoded: Decoded) -> torch.Tensor:
         """AU-net probabilities of the render pasted over the input (the ``au_render`` term).
 
         The render and its coverage are resized to the input size and composited over the input
@@ -350,7 +367,7 @@ class SeqDECA(nn.Module):
 
         Args:
             images: (B, T, 3, H, W) RGB in [0, 1].
-            decoded: :meth:`decode` outputs with "render" (B, T, 3, h, w) and "render_mask".
+            decoded: :meth:`decode` outputs (render (B, T, 3, h, w) and its coverage).
 
         Returns:
             (B, T, 41) AU probabilities in [0, 1] (cosine similarities, as "au_probabilities").
@@ -358,8 +375,8 @@ class SeqDECA(nn.Module):
         b = images.shape[0]
         flat = _fold(images)
         size = tuple(flat.shape[-2:])
-        render = _resize(_fold(decoded["render"]), size)
-        alpha = _resize(_fold(decoded["render_mask"]), size).clamp(0, 1)
+        render = resize_maps(_fold(decoded.render), size)
+        alpha = resize_maps(_fold(decoded.render_mask), size).clamp(0, 1)
         composite = alpha * render + (1 - alpha) * flat
         return _unfold(self.au_net(composite).probabilities, b)
 
@@ -371,7 +388,9 @@ class SeqDECA(nn.Module):
             return select_affwild2(au_intensities)
         return au_intensities
 
-    def detail(self, images: torch.Tensor, codes: dict, vertices: torch.Tensor) -> dict:
+    def detail(
+        self, images: torch.Tensor, codes: dict[str, torch.Tensor], vertices: torch.Tensor
+    ) -> DetailOutput:
         """The detail stage for a window: detail code, displacement, normals and UV shading.
 
         Args:
@@ -381,28 +400,26 @@ class SeqDECA(nn.Module):
             vertices: (B, T, V, 3) coarse vertices (metres).
 
         Returns:
-            dict of (B, T, ...): "detail_code" (n_detail); "au_condition" (K) in [0, 1] (the
-            generator's condition, or the 27 intensities the critic sees when it is "none"; the
-            critic ignores it with ``model.critic_au`` false);
-            "displacement" (1, Huv, Wuv) metres in [-0.01, 0.01]; "detail_normals" (3, Huv, Wuv)
-            unit; "uv_shading" (3, Huv, Wuv) SH shading of the detail normals;
-            "uv_coarse_shading" (3, Huv, Wuv) that of the coarse normals under the same light
-            (no gradient); "uv_input" (3, Huv, Wuv) the input
-            image sampled into UV through the coarse mesh (for the UV photometric loss);
-            "uv_visible_mask" (1, Huv, Wuv) in {0, 1}: the face-and-eye UV mask times the texels
-            whose coarse normal faces the camera (DECA's ``pos_mask`` rule; elsewhere
-            ``uv_input`` shows whatever occludes the texel or the background).
+            :class:`DetailOutput` of (B, T, ...): detail code; AU condition in [0, 1] (the
+            generator's, or the 27 intensities the critic sees when it is "none"; the critic
+            ignores it with ``model.critic_au`` false); UV displacement (metres), detail
+            normals and their SH shading; the coarse normals' shading under the same light (no
+            gradient); the input image sampled into UV through the coarse mesh (for the UV
+            photometric loss); the visible mask: the face-and-eye UV mask times the texels whose
+            coarse normal faces the camera (DECA's ``pos_mask`` rule; elsewhere ``uv_input``
+            shows whatever occludes the texel or the background).
         """
         b = images.shape[0]
         flat_images = _fold(images)
-        detail_code = self.detail_encoder(self._encoder_input(flat_images)).codes  # (N, n_detail)
+        detail_input = self._encoder_input(flat_images, self.detail_encoder_size)
+        detail_code = self.detail_encoder(detail_input).codes  # (N, n_detail)
         latent = detail_latent(_fold(codes["jaw_pose"]), _fold(codes["expression"]), detail_code)
         condition = self.au_condition(_fold(codes["au_intensities"]))
         generated = self.detail_generator(
             latent, None if self.detail_au_condition == "none" else condition
         )  # (N, 1, 256, 256)
         uv_size = self.renderer.uv_size
-        displacement = _resize(generated, uv_size)
+        displacement = resize_maps(generated, uv_size)
         vertices_n = _fold(vertices)
         normals = self.renderer.detail_normal_map(
             displacement, vertices_n, self.uv_detail_mask(displacement), self._fixed_displacement()
@@ -417,17 +434,17 @@ class SeqDECA(nn.Module):
             visible = (coarse[:, 2:3] > -FACING_THRESHOLD).to(displacement.dtype)
             visible = visible * self.uv_detail_mask(displacement)
             coarse_shading = sh_shading(coarse, light.detach())
-        out = {
-            "detail_code": detail_code,
-            "au_condition": condition,
-            "displacement": displacement,
-            "detail_normals": normals,
-            "uv_shading": sh_shading(normals, light),
-            "uv_coarse_shading": coarse_shading,
-            "uv_input": uv_input,
-            "uv_visible_mask": visible,
-        }
-        return {k: _unfold(v, b) for k, v in out.items()}
+        out = DetailOutput(
+            detail_code=detail_code,
+            au_condition=condition,
+            displacement=displacement,
+            detail_normals=normals,
+            uv_shading=sh_shading(normals, light),
+            uv_coarse_shading=coarse_shading,
+            uv_input=uv_input,
+            uv_visible_mask=visible,
+        )
+        return out.map_tensors(lambda v: _unfold(v, b))
 
     def uv_detail_mask(self, like: torch.Tensor) -> torch.Tensor:
         """(Huv, Wuv) face-and-eye UV mask (face mask, else the UV layout's coverage)."""
@@ -436,11 +453,11 @@ class SeqDECA(nn.Module):
             mask = self.face_model.uv_face_mask
         if mask is None:
             return self.renderer.uv_mask[0, 0].to(like)
-        return _resize(mask.to(like), self.renderer.uv_size)
+        return resize_maps(mask.to(like)[None], self.renderer.uv_size)[0]  # (H, W) as (1, H, W)
 
     def _fixed_displacement(self) -> torch.Tensor | None:
         fixed = self.face_model.fixed_displacement
-        return None if fixed is None else _resize(fixed, self.renderer.uv_size)
+        return None if fixed is None else resize_maps(fixed[None], self.renderer.uv_size)[0]
 
     # ---------------------------------------------------------------------------- forward
 
@@ -455,7 +472,7 @@ class SeqDECA(nn.Module):
         au_render: bool = False,
         coarse_codes: dict[str, torch.Tensor] | None = None,
         condition_au: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
+    ) -> SeqDECAOutput:
         """Run one stage on B windows of T frames.
 
         Args:
@@ -463,50 +480,67 @@ class SeqDECA(nn.Module):
             valid: (B, T) bool, False on padding frames (None = all valid).
             stage: "temporal" or "detail" (the detail stage also runs everything before it).
             per_frame: fusion on T = 1 windows (default: ``not use_temporal``).
-            render_shape: add "shape_image" (visualisation).
-            au_render: add "render_au_probabilities" (41), :meth:`render_au` (computed inside
+            render_shape: render ``decoded.shape_image`` (visualisation).
+            au_render: fill ``render_au_probabilities`` (41), :meth:`render_au` (computed inside
                 ``forward`` so that DDP sees the AU net's use).
             coarse_codes: (B, T, ...) codes that replace the encoder's and the temporal model's for
                 decoding and the detail stage, any of :data:`GIVEN_CODES` with the predicted
                 code's shape (e.g. the ground truth of synthetic clips; "pose" and "jaw_pose"
                 are the caller's to keep consistent).
             condition_au: (B, T, 27) AU intensities in [0, 1] that replace the AU head's as the
-                detail stage's condition (e.g. the ground truth); "au_intensities" stays the
-                head's.
+                detail stage's condition (e.g. the ground truth); ``fused.au_intensities``
+                stays the head's.
 
         Returns:
-            A plain dict of (B, T, ...) tensors: the fused codes ("shape", "texture",
-            "expression", "pose", "jaw_pose", "cam", "light"), the per-frame coarse ones
-            ("coarse_expression", "coarse_pose", "coarse_light"), "residual", "au_probabilities"
-            (41), "au_intensities" (27), the :meth:`decode` outputs, and in the detail stage the
-            :meth:`detail` outputs.
+            :class:`SeqDECAOutput` of (B, T, ...) tensors: the decoded codes (fused, or
+            given), the :meth:`encode`, :meth:`fuse` and :meth:`decode` outputs, and in the
+            detail stage the :meth:`detail` outputs.
         """
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
         encoded = self.encode(images, valid)
         fused = self.fuse(encoded, per_frame=per_frame)
-        codes = {k: encoded[k] for k in ("shape", "texture", "cam")} | fused
+        codes = decoded_codes(encoded, fused)
         if coarse_codes:
             codes |= _checked_codes(coarse_codes, codes)
-        out: dict[str, torch.Tensor] = dict(codes)
-        out |= {f"coarse_{k}": encoded[k] for k in ("expression", "pose", "light")}
-        out["au_probabilities"] = encoded["au_probabilities"]
-        out |= self.decode(codes, render_shape=render_shape)
-        if au_render:
-            out["render_au_probabilities"] = self.render_au(images, out)
+        decoded = self.decode(codes, render_shape=render_shape)
+        render_au = self.render_au(images, decoded) if au_render else None
+        detail = None
         if stage == "detail":
+            au = fused.au_intensities
             if condition_au is not None:
-                _check_same_shape("condition_au", condition_au, codes["au_intensities"])
-                au = condition_au.to(codes["au_intensities"].device)
-                codes = codes | {"au_intensities": au}
-            out |= self.detail(images, codes, out["vertices"])
-        return out
+                _check_same_shape("condition_au", condition_au, au)
+                au = condition_au.to(au.device)
+            detail = self.detail(images, codes | {"au_intensities": au}, decoded.vertices)
+        return SeqDECAOutput(
+            **codes,
+            encoded=encoded,
+            fused=fused,
+            decoded=decoded,
+            detail=detail,
+            render_au_probabilities=render_au,
+        )
+
+
+def decoded_codes(encoded: Encoded, fused: Fused) -> dict[str, torch.Tensor]:
+    """The seven codes :meth:`SeqDECA.decode` renders (:data:`GIVEN_CODES`): shape, texture and
+    cam of the coarse encoder, expression, pose, jaw pose and light of the temporal model."""
+    return {
+        "shape": encoded.shape,
+        "texture": encoded.texture,
+        "expression": fused.expression,
+        "pose": fused.pose,
+        "jaw_pose": fused.jaw_pose,
+        "cam": encoded.cam,
+        "light": fused.light,
+    }
 
 
 def _check_same_shape(name: str, given: torch.Tensor, predicted: torch.Tensor) -> None:
     if given.shape != predicted.shape:
-        raise ValueError(f"given {name} {tuple(given.shape)} does not match the model's "
-                         f"{tuple(predicted.shape)}")  # fmt: skip
+        raise ValueError(
+            f"given {name} {tuple(given.shape)} does not match the model's {tuple(predicted.shape)}"
+        )
 
 
 def _checked_codes(

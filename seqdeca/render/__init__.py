@@ -3,8 +3,9 @@
 Modules: ``rasterizer`` (z-buffered rasterizer, :class:`Fragments`, differentiable interpolation),
 ``shading`` (DECA's SH lighting and shape-view lights), ``uv`` (world-to-UV, texture sampling,
 detail normals, dense meshes), ``renderer`` (:class:`Renderer`, :class:`RenderOutput`), ``paste``
-(renders back into video frames), ``pytorch3d_backend`` (optional), ``benchmark`` (synthetic
-FLAME-sized head and the cost benchmark of ``tools/bench_render.py``).
+(renders back into video frames), ``resize`` (:func:`resize_maps`, the package's one resize of
+images, masks and UV maps), ``pytorch3d_backend`` (optional). The render-cost benchmark
+and its synthetic FLAME-sized head are ``benchmarks/bench_render.py``, outside the package.
 """
 
 from seqdeca.render.paste import paste_into_frame
@@ -16,6 +17,7 @@ from seqdeca.render.rasterizer import (
     rasterize,
 )
 from seqdeca.render.renderer import Renderer, RenderOutput, get_rasterizer
+from seqdeca.render.resize import resize_maps
 from seqdeca.render.shading import SH_CONSTANTS, directional_shading, sh_basis, sh_shading
 from seqdeca.render.uv import (
     DenseMesh,
@@ -43,6 +45,7 @@ __all__ = [
     "pixel_barycentrics",
     "rasterize",
     "rasterize_uv",
+    "resize_maps",
     "sample_uv_texture",
     "sh_basis",
     "sh_shading",

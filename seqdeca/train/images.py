@@ -40,8 +40,9 @@ def preview_batch(cfg: Config, rows: int = PREVIEW_ROWS) -> WindowBatch | None:
     if cfg.train.images_every <= 0:
         return None
     dataset = evaluation_dataset(cfg, cfg.data.val_sources or cfg.data.sources)
-    return collate_windows([dataset[int(i)] for i in spread_indices(len(dataset), rows)],
-                           dataset.clip_ids)  # fmt: skip
+    return collate_windows(
+        [dataset[int(i)] for i in spread_indices(len(dataset), rows)], dataset.clip_ids
+    )
 
 
 def grid_frames(
@@ -60,17 +61,19 @@ def grid_frames(
     given = {} if sources is None else sources.forward_kwargs(batch.gt, model.layout)
     with evaluating(model), autocast() if autocast is not None else contextlib.nullcontext():
         out = model(batch.images, batch.valid, stage, render_shape=True, **given)
-        out = {k: v[:, centre].float() for k, v in out.items() if v.is_floating_point()}
+        out = out.map_tensors(lambda v: v[:, centre].float() if v.is_floating_point() else v)
         frames = GridFrames(
-            images=batch.images[:, centre], render=out["render"].clamp(0, 1),
-            shape=out["shape_image"], landmarks=out["landmarks68"],
+            images=batch.images[:, centre],
+            render=out.decoded.render.clamp(0, 1),
+            shape=out.decoded.shape_image,
+            landmarks=out.decoded.landmarks68,
             target_landmarks=batch.landmarks68[:, centre],
-        )  # fmt: skip
-        if stage == "detail":
+        )
+        if out.detail is not None:  # the detail stage
             frames.detail_shape = model.renderer.render_shape(
-                out["vertices"], out["cam"], detail_normals=out["detail_normals"]
+                out.decoded.vertices, out.cam, detail_normals=out.detail.detail_normals
             )
-            frames.displacement = out["displacement"]
+            frames.displacement = out.detail.displacement
     return frames
 
 
@@ -100,8 +103,9 @@ def write_training_images(
     Returns:
         The PNG path.
     """
-    frames = grid_frames(model, batch, stage=stage, device=device, autocast=autocast,
-                         sources=sources)  # fmt: skip
+    frames = grid_frames(
+        model, batch, stage=stage, device=device, autocast=autocast, sources=sources
+    )
     grid, _ = training_grid(frames)
     path = save_png(grid, Path(run_dir) / IMAGE_DIR / f"step_{step:06d}.png")
     if writer is not None:

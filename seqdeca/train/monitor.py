@@ -126,17 +126,22 @@ class Monitor:
         """
         if cfg.train.max_bad_samples < 1:
             raise UserError(f"train.max_bad_samples={cfg.train.max_bad_samples} must be >= 1")
-        monitor = cls(cfg=cfg, run_dir=Path(cfg.run.output_dir), vset=make_validation_set(cfg),
-                      preview=preview_batch(cfg),
-                      bad_samples=BadSampleCount(limit=cfg.train.max_bad_samples))  # fmt: skip
+        monitor = cls(
+            cfg=cfg,
+            run_dir=Path(cfg.run.output_dir),
+            vset=make_validation_set(cfg),
+            preview=preview_batch(cfg),
+            bad_samples=BadSampleCount(limit=cfg.train.max_bad_samples),
+        )
         if fresh and accelerator.is_main_process:
             (monitor.run_dir / VAL_LOG).unlink(missing_ok=True)
         return monitor
 
     def postfix(self) -> dict[str, str]:
         """Short validation figures for the progress bar."""
-        return {short: f"{self.last_val[k]:.4g}" for k, short in _POSTFIX.items()
-                if k in self.last_val}  # fmt: skip
+        return {
+            short: f"{self.last_val[k]:.4g}" for k, short in _POSTFIX.items() if k in self.last_val
+        }
 
     def after_step(self, accelerator: Accelerator, model: nn.Module, step: int) -> None:
         """Validate, draw and export as due after optimizer step ``step`` (every process calls)."""
@@ -149,24 +154,38 @@ class Monitor:
                 self._validate(accelerator, core, step)
             if images_now:
                 writer = accelerator.get_tracker("tensorboard", unwrap=True)
-                write_training_images(core, self.preview, stage=tcfg.stage, run_dir=self.run_dir,
-                                      step=step, writer=writer, device=accelerator.device,
-                                      autocast=accelerator.autocast,
-                                      sources=detail_sources(self.cfg))  # fmt: skip
+                write_training_images(
+                    core,
+                    self.preview,
+                    stage=tcfg.stage,
+                    run_dir=self.run_dir,
+                    step=step,
+                    writer=writer,
+                    device=accelerator.device,
+                    autocast=accelerator.autocast,
+                    sources=detail_sources(self.cfg),
+                )
             self._export_if_requested(core, step)
         if validate_now or images_now:
             accelerator.wait_for_everyone()
         self.seconds += time.perf_counter() - start
 
     def _validate(self, accelerator: Accelerator, core: nn.Module, step: int) -> None:
-        metrics = validate(core, self.vset, stage=self.cfg.train.stage, device=accelerator.device,
-                           autocast=accelerator.autocast, sources=detail_sources(self.cfg))  # fmt: skip
+        metrics = validate(
+            core,
+            self.vset,
+            stage=self.cfg.train.stage,
+            device=accelerator.device,
+            autocast=accelerator.autocast,
+            sources=detail_sources(self.cfg),
+        )
         self.last_val = metrics
         accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
         with (self.run_dir / VAL_LOG).open("a") as f:
             f.write(json.dumps({"step": step} | metrics) + "\n")
-        log.info("step %d validation: %s", step,
-                 " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))  # fmt: skip
+        log.info(
+            "step %d validation: %s", step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        )
 
     def _export_if_requested(self, core: nn.Module, step: int) -> Path | None:
         request = self.run_dir / EXPORT_REQUEST

@@ -40,9 +40,9 @@ from seqdeca.io.safe_pickle import (
     refusal_error,
     refused_global,
 )
+from seqdeca.io.weights import load_weights
 from seqdeca.models.export import ModelExport, check_face_model, load_export, save_export
 from seqdeca.models.from_config import build_model
-from seqdeca.models.weights import load_weights
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "train_state.json"
@@ -296,8 +296,13 @@ def export_inference_checkpoint(
         stage: the stage that was trained.
         step: optimizer steps done.
     """
-    record = ModelExport(weights=state_dict, config_yaml=config_yaml, face_model=face_model,
-                         stage=stage, step=int(step))  # fmt: skip
+    record = ModelExport(
+        weights=state_dict,
+        config_yaml=config_yaml,
+        face_model=face_model,
+        stage=stage,
+        step=int(step),
+    )
     return save_export(path, record)
 
 
@@ -305,9 +310,12 @@ def export_model(model: nn.Module, cfg: Config, path: str | Path, *, step: int) 
     """Write ``model.pt`` (:func:`~seqdeca.models.export.save_export`) of an unwrapped
     :class:`SeqDECA` trained with ``cfg``: weights, resolved config, face-model name, stage, step."""
     record = ModelExport(
-        weights=model.state_dict(), config_yaml=config_to_yaml(cfg),
-        face_model=model.face_model.name, stage=cfg.train.stage, step=int(step),
-    )  # fmt: skip
+        weights=model.state_dict(),
+        config_yaml=config_to_yaml(cfg),
+        face_model=model.face_model.name,
+        stage=cfg.train.stage,
+        step=int(step),
+    )
     return save_export(path, record)
 
 
@@ -392,16 +400,22 @@ def load_initial_weights(
         UserError: an unknown module is named, or its weights do not fit (one line).
     """
     record = load_export(path, what="train.init_from model.pt")
-    check_face_model(record, model.face_model.name, source=f"train.init_from {path}",
-                     fix="use the same face_model settings")  # fmt: skip
+    check_face_model(
+        record,
+        model.face_model.name,
+        source=f"train.init_from {path}",
+        fix="use the same face_model settings",
+    )
     if not modules:
         load_weights(model, record.weights, source=f"train.init_from {path}")
         return
     children = dict(model.named_children())
     for name in modules:
         if name not in children:
-            raise UserError(f"train.init_modules names {name!r}, not a module of the model "
-                            f"({', '.join(children)})")  # fmt: skip
+            raise UserError(
+                f"train.init_modules names {name!r}, not a module of the model "
+                f"({', '.join(children)})"
+            )
         prefix = f"{name}."
         part = {k[len(prefix) :]: v for k, v in record.weights.items() if k.startswith(prefix)}
         load_weights(children[name], part, source=f"train.init_from {path} ({name})")

@@ -3,9 +3,9 @@
 :func:`make_validation_set` indexes ``data.val_sources`` in evaluation order (no augmentation)
 and keeps ``train.val_windows`` windows evenly spread over them, so every validation of a run
 (and of a resumed run) sees the same windows. :func:`validate` runs the unwrapped model on them
-in eval mode under ``no_grad`` and returns NaN-free means over the valid frames, computed with
-:mod:`seqdeca.eval.metrics` (the evaluation's functions, with the evaluation's units;
-docs/design.md, "Metrics"):
+in eval mode under ``no_grad`` and returns NaN-free means over the valid frames of the series of
+:func:`seqdeca.eval.clip_metrics.frame_series` (the evaluation's path, with the evaluation's
+units; docs/design.md, "Metrics"):
 
 | key | what | unit |
 | --- | --- | --- |
@@ -31,16 +31,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from seqdeca.config.schema import Config, DataSourceConfig
 from seqdeca.data.dataset import SequenceDataset, WindowBatch, WindowCollator
 from seqdeca.errors import UserError
 from seqdeca.eval import metrics as M
-from seqdeca.eval.clip_metrics import mediapipe_targets
+from seqdeca.eval.clip_metrics import (
+    ClipPrediction,
+    frame_series,
+    masked_image_series,
+    model_prediction,
+    truth_series,
+    window_reference,
+)
 from seqdeca.face_model.layer import FlameParams
 from seqdeca.models.au_head import select_affwild2
 from seqdeca.models.detail_sources import DetailSources, detail_sources
+from seqdeca.models.outputs import SeqDECAOutput
 from seqdeca.models.seqdeca_model import SeqDECA
 
 __all__ = [
@@ -52,8 +59,6 @@ __all__ = [
     "validate",
 ]
 
-_DEGREES = 180.0 / math.pi
-_MEDIAPIPE_POINTS = 478  # tracked clips hold all MediaPipe points, indexed by MediaPipe id
 #: Ground-truth arrays of ``gt.npz`` that validation reads.
 _GT_KEYS = ("shape", "expression", "global_pose", "jaw_pose")
 
@@ -70,9 +75,15 @@ def evaluation_dataset(cfg: Config, sources: list[DataSourceConfig]) -> Sequence
     ``gt.npz`` when the detail stage's sources need it (refused in one line where missing)."""
     detail = detail_sources(cfg)
     needs = "" if detail is None else detail.settings()
-    return SequenceDataset(sources=list(sources), window=cfg.data.window, train=False,
-                           seed=cfg.run.seed, image_size=cfg.crop.size, ground_truth=bool(needs),
-                           ground_truth_for=needs)  # fmt: skip
+    return SequenceDataset(
+        sources=list(sources),
+        window=cfg.data.window,
+        train=False,
+        seed=cfg.run.seed,
+        image_size=cfg.crop.size,
+        ground_truth=bool(needs),
+        ground_truth_for=needs,
+    )
 
 
 @contextlib.contextmanager
@@ -109,10 +120,12 @@ class ValidationSet:
         """``(batch, windows)`` in order; ``windows`` (B, 2) = (clip number, start frame)."""
         loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(self.dataset, self.indices.tolist()),
-            batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
             collate_fn=WindowCollator(self.dataset.clip_ids),
             generator=torch.Generator().manual_seed(0),  # leaves the global RNG alone
-        )  # fmt: skip
+        )
         rows = self.dataset.windows[self.dataset.plan[self.indices]]
         for k, batch in enumerate(loader):
             yield batch, rows[k * self.batch_size : k * self.batch_size + len(batch.clip_ids)]
@@ -126,8 +139,9 @@ def _read_truth(dataset: SequenceDataset) -> list[dict[str, torch.Tensor] | None
             truth.append(None)
             continue
         with np.load(path) as gt:
-            truth.append({k: torch.from_numpy(gt[k].astype(np.float32))
-                          for k in _GT_KEYS if k in gt.files})  # fmt: skip
+            truth.append(
+                {k: torch.from_numpy(gt[k].astype(np.float32)) for k in _GT_KEYS if k in gt.files}
+            )
     return truth
 
 
@@ -146,10 +160,12 @@ def make_validation_set(cfg: Config) -> ValidationSet | None:
         )
     dataset = evaluation_dataset(cfg, cfg.data.val_sources)
     return ValidationSet(
-        dataset=dataset, indices=spread_indices(len(dataset), cfg.train.val_windows),
-        batch_size=max(1, cfg.data.batch_size), num_workers=cfg.data.num_workers,
+        dataset=dataset,
+        indices=spread_indices(len(dataset), cfg.train.val_windows),
+        batch_size=max(1, cfg.data.batch_size),
+        num_workers=cfg.data.num_workers,
         truth=_read_truth(dataset),
-    )  # fmt: skip
+    )
 
 
 class _Pool:
@@ -170,60 +186,33 @@ class _Pool:
         return out
 
 
-def _masked(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    return torch.where(valid, values, torch.full_like(values, float("nan")))
+#: Series of :func:`~seqdeca.eval.clip_metrics.frame_series` that validation reports, by frame.
+_FRAME_KEYS = ("nme_68", "nme_mp")
+#: Temporal series (NaN at the ends of a window): their centre frames 1..T-2 are pooled.
+_MOTION_KEYS = ("accel_landmarks", "accel_landmarks_input", "accel_vertices")
+_IMAGE_KEYS = ("l1", "psnr", "ssim")
+_TRUTH_KEYS = ("expression_error", "jaw_error", "vertex_error")
 
 
-def _resized(x: torch.Tensor, size: tuple[int, int], *, mask: bool = False) -> torch.Tensor:
-    """(B, T, C, H, W) resized to ``size``: bilinear images, or area + threshold masks."""
-    b = x.shape[0]
-    flat = x.flatten(0, 1).float()
-    if tuple(flat.shape[-2:]) != tuple(size):
-        if mask:
-            flat = (F.interpolate(flat, size=size, mode="area") > 0.5).float()
-        else:
-            flat = F.interpolate(flat, size=size, mode="bilinear", antialias=True,
-                                 align_corners=False)  # fmt: skip
-    return flat.unflatten(0, (b, -1))
-
-
-def _photometric(pool: _Pool, prefix: str, render: torch.Tensor, batch: WindowBatch) -> None:
-    """Masked L1 / PSNR (and SSIM for the coarse render) of (B, T, 3, H, W) against the input."""
-    size = tuple(render.shape[-2:])
-    image = _resized(batch.images, size)
-    mask = _resized((batch.masks > 0)[:, :, None], size, mask=True)
-    render = render.float().clamp(0, 1)
-    pool.add(f"{prefix}l1", _masked(M.masked_l1(render, image, mask), batch.valid))
-    pool.add(f"{prefix}psnr", _masked(M.masked_psnr(render, image, mask), batch.valid))
-    if not prefix:
-        pool.add("ssim", _masked(M.masked_ssim(render, image, mask), batch.valid))
-
-
-def _landmarks(pool: _Pool, out: dict, batch: WindowBatch, mediapipe_ids: torch.Tensor | None):
-    """NMEs and landmark acceleration (model's MediaPipe set when it has one, else the 68)."""
-    valid = batch.valid
-    pool.add("nme_68", M.landmark_nme(out["landmarks68"], batch.landmarks68,
-                                      M.IBUG68_OUTER_EYE_CORNERS, valid))  # fmt: skip
-    b, t = valid.shape
-    matched = None
-    if "landmarks_mp" in out and batch.landmarks.shape[-2] == _MEDIAPIPE_POINTS:
-        matched = mediapipe_targets(batch.landmarks.flatten(0, 1), mediapipe_ids)
-    if matched is not None:
-        target, corners = matched[0].unflatten(0, (b, t)), matched[1]
-        pool.add("nme_mp", M.landmark_nme(out["landmarks_mp"], target, corners, valid))
-        pred = out["landmarks_mp"]
-    else:
-        pred, target, corners = out["landmarks68"], batch.landmarks68, M.IBUG68_OUTER_EYE_CORNERS
-    pred_n, target_n = M.normalise_landmarks(pred, corners), M.normalise_landmarks(target, corners)
-    for k in range(b):
-        pool.add("accel_landmarks", 100.0 * M.acceleration(pred_n[k], valid[k]))
-        pool.add("accel_landmarks_input", 100.0 * M.acceleration(target_n[k], valid[k]))
-        head = M.remove_global_pose(out["vertices"][k], out["pose"][k, :, :3])
-        pool.add("accel_vertices", 1000.0 * M.acceleration(head, valid[k]))
+def _add(
+    pool: _Pool,
+    series: dict[str, torch.Tensor],
+    keys: tuple[str, ...],
+    prefix: str = "",
+    centre: bool = False,
+) -> None:
+    for name in keys:
+        if name in series:
+            pool.add(prefix + name, series[name][..., 1:-1] if centre else series[name])
 
 
 def _ground_truth(
-    pool: _Pool, out: dict, model: SeqDECA, truth: list, windows: np.ndarray, batch: WindowBatch
+    pool: _Pool,
+    pred: ClipPrediction,
+    model: SeqDECA,
+    truth: list,
+    windows: np.ndarray,
+    batch: WindowBatch,
 ) -> None:
     """Expression / jaw / vertex error of the windows that come from synthetic clips."""
     t = batch.valid.shape[1]
@@ -231,36 +220,39 @@ def _ground_truth(
         gt = truth[number]
         if gt is None or "expression" not in gt:
             continue
-        gt = {name: v[start : start + t].to(out["expression"].device) for name, v in gt.items()}
-        valid = batch.valid[k]
-        pred_exp, gt_exp = out["expression"][k], gt["expression"]
-        e = max(pred_exp.shape[-1], gt_exp.shape[-1])
-        error = M.code_error(F.pad(pred_exp, (0, e - pred_exp.shape[-1])),
-                             F.pad(gt_exp, (0, e - gt_exp.shape[-1])))  # fmt: skip
-        pool.add("expression_error", _masked(error, valid))
-        if "jaw_pose" in gt:
-            jaw = M.code_error(out["jaw_pose"][k], gt["jaw_pose"]) * _DEGREES
-            pool.add("jaw_error", _masked(jaw, valid))
-        fm = model.face_model
-        if all(n in gt for n in _GT_KEYS) and gt["shape"].shape[-1] <= fm.num_shape \
-                and gt_exp.shape[-1] <= fm.num_expression:  # fmt: skip
-            mesh = fm(FlameParams(shape=gt["shape"], expression=gt_exp,
-                                  global_pose=gt["global_pose"], jaw_pose=gt["jaw_pose"]))  # fmt: skip
-            error = M.vertex_error_mm(
-                M.remove_global_pose(out["vertices"][k], out["pose"][k, :, :3]),
-                M.remove_global_pose(mesh.vertices, gt["global_pose"]),
+        gt = {name: v[start : start + t].to(pred.expression.device) for name, v in gt.items()}
+        fm, mesh = model.face_model, None
+        if (
+            all(n in gt for n in _GT_KEYS)
+            and gt["shape"].shape[-1] <= fm.num_shape
+            and gt["expression"].shape[-1] <= fm.num_expression
+        ):
+            mesh = fm(
+                FlameParams(
+                    shape=gt["shape"],
+                    expression=gt["expression"],
+                    global_pose=gt["global_pose"],
+                    jaw_pose=gt["jaw_pose"],
+                )
             )
-            pool.add("vertex_error", _masked(error, valid))
+        series = truth_series(
+            pred.window(k), gt, batch.valid[k], gt_vertices=None if mesh is None else mesh.vertices
+        )
+        _add(pool, series, _TRUTH_KEYS)
 
 
-def _detail_render(model: SeqDECA, out: dict) -> torch.Tensor:
+def _detail_render(model: SeqDECA, out: SeqDECAOutput) -> torch.Tensor:
     """(B, T, 3, H, W) the coarse render's albedo and light shaded with the detail normals."""
-    b = out["vertices"].shape[0]
-    albedo = out["albedo"].flatten(0, 1) if "albedo" in out else None
+    decoded, detail = out.decoded, out.detail
+    b = decoded.vertices.shape[0]
+    albedo = decoded.albedo.flatten(0, 1) if decoded.albedo is not None else None
     image = model.renderer(
-        out["vertices"].flatten(0, 1), out["cam"].flatten(0, 1), light=out["light"].flatten(0, 1),
-        albedo=albedo, detail_normals=out["detail_normals"].flatten(0, 1),
-    ).image  # fmt: skip
+        decoded.vertices.flatten(0, 1),
+        out.cam.flatten(0, 1),
+        light=out.light.flatten(0, 1),
+        albedo=albedo,
+        detail_normals=detail.detail_normals.flatten(0, 1),
+    ).image
     return image.unflatten(0, (b, -1))
 
 
@@ -297,16 +289,22 @@ def validate(
             given = {} if sources is None else sources.forward_kwargs(batch.gt, model.layout)
             with autocast() if autocast is not None else contextlib.nullcontext():
                 out = model(batch.images, batch.valid, stage, **given)
-            out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
-            _landmarks(pool, out, batch, model.face_model.mediapipe_ids)
-            _photometric(pool, "", out["render"], batch)
-            _ground_truth(pool, out, model, vset.truth, windows, batch)
+            out = out.map_tensors(lambda v: v.float() if v.is_floating_point() else v)
+            pred, ref = model_prediction(out), window_reference(batch)
+            series = frame_series(
+                pred, ref, mediapipe_ids=model.face_model.mediapipe_ids, input_motion=True
+            )
+            _add(pool, series, _FRAME_KEYS)
+            _add(pool, series, _MOTION_KEYS, centre=True)
+            _add(pool, series, _IMAGE_KEYS)
+            _ground_truth(pool, pred, model, vset.truth, windows, batch)
             if bool((batch.au >= 0).any()):
                 labels = torch.where(batch.valid[..., None], batch.au, -1.0)  # (B, T, 12)
-                au_pred.append(select_affwild2(out["au_intensities"]).flatten(0, 1).cpu())
+                au_pred.append(select_affwild2(out.fused.au_intensities).flatten(0, 1).cpu())
                 au_labels.append(labels.flatten(0, 1).cpu())
             if stage == "detail":
-                _photometric(pool, "detail_", _detail_render(model, out), batch)
+                detail = masked_image_series(_detail_render(model, out), ref, ssim=False)
+                _add(pool, detail, _IMAGE_KEYS, prefix="detail_")
             frames += int(batch.valid.sum())
     result = pool.means()
     if au_pred:  # F1 over all labelled frames at once (it is not a mean of per-batch F1s)

@@ -83,12 +83,13 @@ def load_prepared_view(folder: str | Path) -> PreparedClipView:
     meta_path = folder / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     return PreparedClipView(
-        folder=folder, clip_id=str(meta.get("clip_id", folder.name)),
+        folder=folder,
+        clip_id=str(meta.get("clip_id", folder.name)),
         dataset=str(meta.get("dataset", folder.parent.name)),
         landmarks=np.load(folder / "landmarks.npy"),
         landmarks68=np.load(folder / "landmarks68.npy"),
         valid=np.load(folder / "valid.npy").astype(bool),
-    )  # fmt: skip
+    )
 
 
 def pick_frames(num_frames: int, count: int) -> np.ndarray:

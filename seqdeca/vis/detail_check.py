@@ -44,10 +44,15 @@ def _frontal_light(frames: int) -> torch.Tensor:
 
 
 def detail_check_picture(
-    model: FaceModel, *, seed: int = 0, image_size: int = 224, uv_size: int = 256,
-    intensities: Sequence[float] = (0.0, 0.5, 1.0), yaw_degrees: float = 15.0,
+    model: FaceModel,
+    *,
+    seed: int = 0,
+    image_size: int = 224,
+    uv_size: int = 256,
+    intensities: Sequence[float] = (0.0, 0.5, 1.0),
+    yaw_degrees: float = 15.0,
     path: str | Path | None = None,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """One identity, rows = intensities of every wrinkle AU, columns = :data:`_COLUMNS`.
 
     Args:
@@ -69,10 +74,19 @@ def detail_check_picture(
     expression, jaw = au_expression_map(model).codes(au)
     shape = torch.randn(1, model.num_shape, generator=gen).expand(t, -1)
     pose = torch.tensor([0.0, math.radians(yaw_degrees), 0.0]).expand(t, -1)
-    params = FlameParams(shape=shape, expression=expression, global_pose=pose,
-                         jaw_pose=torch.cat([jaw[:, None], torch.zeros(t, 2)], dim=-1))  # fmt: skip
-    renderer = Renderer(faces=model.faces, verts_uvs=model.verts_uvs, faces_uvs=model.faces_uvs,
-                        image_size=image_size, uv_size=uv_size)  # fmt: skip
+    params = FlameParams(
+        shape=shape,
+        expression=expression,
+        global_pose=pose,
+        jaw_pose=torch.cat([jaw[:, None], torch.zeros(t, 2)], dim=-1),
+    )
+    renderer = Renderer(
+        faces=model.faces,
+        verts_uvs=model.verts_uvs,
+        faces_uvs=model.faces_uvs,
+        image_size=image_size,
+        uv_size=uv_size,
+    )
     with torch.no_grad():
         vertices = model(params).vertices
         lo, hi = vertices[0, :, :2].amin(0), vertices[0, :, :2].amax(0)
@@ -81,8 +95,9 @@ def detail_check_picture(
         if model.texture_mean is not None:
             texture = torch.randn(1, model.num_texture, generator=gen).expand(t, -1)
             albedo = model.albedo(texture).clamp(0, 1)
-        detail = clip_detail_params(model, seed=seed,
-                                    settings=SyntheticDetailConfig(scale=1.0, uv_size=uv_size))  # fmt: skip
+        detail = clip_detail_params(
+            model, seed=seed, settings=SyntheticDetailConfig(scale=1.0, uv_size=uv_size)
+        )
         displacement = torch.from_numpy(detail_displacement_maps(detail, au.numpy(), uv_size))
         normals = detail_normal_maps(model, vertices, displacement)
         flat = detail_normal_maps(model, vertices, torch.zeros_like(displacement))
@@ -91,11 +106,17 @@ def detail_check_picture(
         shaded, flat_shaded = (
             renderer(vertices, cam, light=light, albedo=albedo, detail_normals=n).image.clamp(0, 1)
             for n in (normals, flat)
-        )  # fmt: skip
+        )
         shape_image = renderer.render_shape(vertices, cam, detail_normals=normals)
-    rows = [[draw_text(to_uint8(plain[i]), f"AUs {level:.2f}"), shaded[i],
-             ((shaded[i] - flat_shaded[i]).abs() * 4).clamp(0, 1), shape_image[i]]
-            for i, level in enumerate(intensities)]  # fmt: skip
+    rows = [
+        [
+            draw_text(to_uint8(plain[i]), f"AUs {level:.2f}"),
+            shaded[i],
+            ((shaded[i] - flat_shaded[i]).abs() * 4).clamp(0, 1),
+            shape_image[i],
+        ]
+        for i, level in enumerate(intensities)
+    ]
     picture = image_grid(rows, labels=[*_COLUMNS])
     if path is not None:
         save_png(picture, path)

@@ -103,15 +103,22 @@ def write_face_model_demo(cfg: Config, out_dir: str | Path) -> dict:
     save_png(sheet, out / "face_model.png")
     texture = None if model.texture_mean is None else model.texture_mean.cpu().numpy()
     write_obj(
-        out / "neutral.obj", model.v_template.cpu().numpy(), model.faces.cpu().numpy(),
-        verts_uvs=model.verts_uvs.cpu().numpy(), faces_uvs=model.faces_uvs.cpu().numpy(),
+        out / "neutral.obj",
+        model.v_template.cpu().numpy(),
+        model.faces.cpu().numpy(),
+        verts_uvs=model.verts_uvs.cpu().numpy(),
+        faces_uvs=model.faces_uvs.cpu().numpy(),
         texture=texture,
-    )  # fmt: skip
+    )
     save_config(cfg, out / "config.yaml")
     summary = {
-        "model": model.name, "vertices": model.num_vertices, "faces": int(model.faces.shape[0]),
-        "identity_components": model.num_shape, "expression_components": model.num_expression,
-        "columns": names, "files": ["face_model.png", "neutral.obj", "config.yaml"],
-    }  # fmt: skip
+        "model": model.name,
+        "vertices": model.num_vertices,
+        "faces": int(model.faces.shape[0]),
+        "identity_components": model.num_shape,
+        "expression_components": model.num_expression,
+        "columns": names,
+        "files": ["face_model.png", "neutral.obj", "config.yaml"],
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -13,11 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from seqdeca.data.crop import scale_matrix
+from seqdeca.prep.crop import scale_matrix
 from seqdeca.render.paste import paste_into_frame
 
-__all__ = ["OVERLAY_HEIGHT", "FaceLayer", "OverlayPanels", "overlay_frames", "overlay_layers",
-           "panel_size"]  # fmt: skip
+__all__ = [
+    "OVERLAY_HEIGHT",
+    "FaceLayer",
+    "OverlayPanels",
+    "overlay_frames",
+    "overlay_layers",
+    "panel_size",
+]
 
 #: Default panel height in pixels (frames smaller than this keep their size).
 OVERLAY_HEIGHT = 360
@@ -129,8 +135,9 @@ class OverlayPanels:
         return np.concatenate([self.input, self.over, self.shape], axis=2)
 
 
-def _paste_layer(over: np.ndarray, shape: np.ndarray, layer: FaceLayer,
-                 panel_from_frame: np.ndarray) -> None:  # fmt: skip
+def _paste_layer(
+    over: np.ndarray, shape: np.ndarray, layer: FaceLayer, panel_from_frame: np.ndarray
+) -> None:
     """Paste one face's renders into the ``over`` and ``shape`` panels (in place)."""
     rows = np.flatnonzero(layer.valid)
     if not rows.size:

@@ -75,8 +75,9 @@ def _tile(image: torch.Tensor, tile: int) -> torch.Tensor:
     image = image.detach().float().cpu()
     if tuple(image.shape[-2:]) == (tile, tile):
         return image
-    return F.interpolate(image[None], size=(tile, tile), mode="bilinear", antialias=True,
-                         align_corners=False)[0]  # fmt: skip
+    return F.interpolate(
+        image[None], size=(tile, tile), mode="bilinear", antialias=True, align_corners=False
+    )[0]
 
 
 def displacement_image(displacement: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -91,8 +92,9 @@ def displacement_image(displacement: torch.Tensor) -> tuple[torch.Tensor, tuple[
 def _landmark_tile(image: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, tile: int):
     base = to_uint8(_tile(image, tile))
     radius = max(1.0, tile / 128)
-    base = draw_points(base, ndc_to_pixels(target.detach().float().cpu(), tile), TARGET_COLOUR,
-                       radius)  # fmt: skip
+    base = draw_points(
+        base, ndc_to_pixels(target.detach().float().cpu(), tile), TARGET_COLOUR, radius
+    )
     return draw_points(base, ndc_to_pixels(pred.detach().float().cpu(), tile), PRED_COLOUR, radius)
 
 
@@ -111,14 +113,18 @@ def training_grid(frames: GridFrames, tile: int | None = None) -> tuple[np.ndarr
     detail = frames.detail_shape is not None and frames.displacement is not None
     rows = []
     for r in range(frames.images.shape[0]):
-        row = [to_uint8(_tile(frames.images[r], tile)), to_uint8(_tile(frames.render[r], tile)),
-               to_uint8(_tile(frames.shape[r], tile))]  # fmt: skip
+        row = [
+            to_uint8(_tile(frames.images[r], tile)),
+            to_uint8(_tile(frames.render[r], tile)),
+            to_uint8(_tile(frames.shape[r], tile)),
+        ]
         if detail:
             row.append(to_uint8(_tile(frames.detail_shape[r], tile)))
             grey, (lo, hi) = displacement_image(frames.displacement[r])
             row.append(draw_text(to_uint8(_tile(grey, tile)), f"{lo:.2g}..{hi:.2g} mm"))
-        row.append(_landmark_tile(frames.images[r], frames.landmarks[r],
-                                  frames.target_landmarks[r], tile))  # fmt: skip
+        row.append(
+            _landmark_tile(frames.images[r], frames.landmarks[r], frames.target_landmarks[r], tile)
+        )
         rows.append(row)
     labels = list(grid_columns(detail))
     return image_grid(rows, labels=labels, pad=_PAD), labels

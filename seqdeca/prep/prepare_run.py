@@ -1,7 +1,7 @@
 """Prepare many clips: discovery, resume, a pool of worker processes, progress and a summary.
 
 :func:`prepare_dataset` is what ``tools/prepare_data.py`` calls. Every clip goes through
-:func:`~seqdeca.data.prepare.prepare_clip`, which writes ``<out>/<dataset>/<clip_id>/``
+:func:`~seqdeca.prep.prepare.prepare_clip`, which writes ``<out>/<dataset>/<clip_id>/``
 atomically; a clip whose folder exists is skipped (resume = run the same command again). A bad
 input becomes a failed clip with a one-line reason and never stops the run; Ctrl-C stops it and
 leaves the completed clips intact. Workers are separate processes started with "spawn" (safe
@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from seqdeca.config import Config, save_config
-from seqdeca.data.sources import (
+from seqdeca.errors import UserError
+from seqdeca.prep.sources import (
     affwild2_splits,
     find_affwild2,
     find_mead,
     find_videos,
     read_mead_split,
 )
-from seqdeca.errors import UserError
 from seqdeca.shards import Shard
 
 __all__ = [
@@ -130,15 +130,17 @@ def discover(dataset: str, root: str | Path, *, views: Sequence[str] = ("front",
 def _outcome(clip_id: str, report: Any) -> ClipOutcome:
     """A ClipOutcome from a ClipReport (read by field name, so both stay decoupled)."""
     return ClipOutcome(
-        clip_id=clip_id, status=str(getattr(report, "status", "failed")),
-        reason=str(getattr(report, "reason", "") or ""), frames=int(getattr(report, "frames", 0) or 0),
+        clip_id=clip_id,
+        status=str(getattr(report, "status", "failed")),
+        reason=str(getattr(report, "reason", "") or ""),
+        frames=int(getattr(report, "frames", 0) or 0),
         valid_frames=int(getattr(report, "valid_frames", 0) or 0),
         seconds=float(getattr(report, "seconds", 0.0) or 0.0),
-    )  # fmt: skip
+    )
 
 
 def _default_prepare(source: Any, out_root: Path, cfg: Config) -> Any:
-    from seqdeca.data.prepare import prepare_clip
+    from seqdeca.prep.prepare import prepare_clip
 
     return prepare_clip(source, out_root, cfg)
 
@@ -257,8 +259,12 @@ def prepare_dataset(
     datasets = {s.dataset for s in chosen}
     _start(out_root, cfg, datasets, shard)
     mine = shard.take(chosen)
-    summary = RunSummary(dataset=chosen[0].dataset if chosen else "none", out_root=str(out_root),
-                         clips=len(mine), workers=workers)  # fmt: skip
+    summary = RunSummary(
+        dataset=chosen[0].dataset if chosen else "none",
+        out_root=str(out_root),
+        clips=len(mine),
+        workers=workers,
+    )
     todo = []
     for source in mine:
         if _is_complete(out_root, source):
@@ -266,8 +272,12 @@ def prepare_dataset(
         else:
             todo.append((source, out_root, cfg, prepare or _default_prepare))
     start = time.perf_counter()
-    bar = tqdm(total=len(mine), initial=summary.skipped, disable=not progress or not shard.is_main,
-               unit="clip")  # fmt: skip
+    bar = tqdm(
+        total=len(mine),
+        initial=summary.skipped,
+        disable=not progress or not shard.is_main,
+        unit="clip",
+    )
     try:
         for outcome in _results(todo, workers):
             _count(summary, outcome, report)
@@ -326,8 +336,12 @@ def merge_summaries(parts: Sequence[RunSummary], order: Sequence[str] = ()) -> R
     all frames over that time. Outcomes (and failures) follow ``order`` (clip ids; others last).
     """
     first = parts[0]
-    merged = RunSummary(dataset=first.dataset, out_root=first.out_root, workers=first.workers,
-                        processes=sum(p.processes for p in parts))  # fmt: skip
+    merged = RunSummary(
+        dataset=first.dataset,
+        out_root=first.out_root,
+        workers=first.workers,
+        processes=sum(p.processes for p in parts),
+    )
     position = {clip_id: i for i, clip_id in enumerate(order)}
     outcomes = [o for p in parts for o in p.outcomes]
     for outcome in sorted(outcomes, key=lambda o: position.get(o.clip_id, len(position))):

@@ -135,4 +135,3 @@ def read_checkpoint(path: str | Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: expected a dict in {what}, found {type(data).__name__}")
     return data
-

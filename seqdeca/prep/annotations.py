@@ -38,8 +38,15 @@ __all__ = [
 
 
 AFFWILD2_EXPRESSIONS: tuple[str, ...] = (
-    "Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other",
-)  # fmt: skip
+    "Neutral",
+    "Anger",
+    "Disgust",
+    "Fear",
+    "Happiness",
+    "Sadness",
+    "Surprise",
+    "Other",
+)
 """The 8 expression classes (ids 0..7) of the Aff-Wild2 expression track."""
 
 AU_INVALID = -1.0

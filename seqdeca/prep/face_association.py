@@ -30,7 +30,7 @@ Per frame, in this order:
    taken, a face that matches no track is left out (counted, per frame, in ``unassigned``).
 
 Gaps of up to ``max_gap`` frames inside a track are filled later by
-:func:`seqdeca.data.tracking.interpolate_gaps`, exactly as for one face.
+:func:`seqdeca.prep.tracking.interpolate_gaps`, exactly as for one face.
 
 Units: landmark coordinates in pixels (any frame size; costs are in face sizes).
 """
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from seqdeca.data.tracking import NUM_LANDMARKS
+from seqdeca.prep.tracking import NUM_LANDMARKS
 
 __all__ = ["FaceAssociator", "associate_frames", "face_geometry"]
 
@@ -162,11 +162,19 @@ class FaceAssociator:
             no track while every slot was taken).
     """
 
-    def __init__(self, *, max_faces: int, max_gap: int,
-                 point_shape: tuple[int, int] = (NUM_LANDMARKS, 3), gate: float = GATE,
-                 gate_growth: float = GATE_GROWTH, revive_gate: float = REVIVE_GATE,
-                 landmark_weight: float = LANDMARK_WEIGHT, size_weight: float = SIZE_WEIGHT,
-                 duplicate_iou: float = DUPLICATE_IOU) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        max_faces: int,
+        max_gap: int,
+        point_shape: tuple[int, int] = (NUM_LANDMARKS, 3),
+        gate: float = GATE,
+        gate_growth: float = GATE_GROWTH,
+        revive_gate: float = REVIVE_GATE,
+        landmark_weight: float = LANDMARK_WEIGHT,
+        size_weight: float = SIZE_WEIGHT,
+        duplicate_iou: float = DUPLICATE_IOU,
+    ) -> None:
         if max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
         self.max_faces, self.max_gap = int(max_faces), max(int(max_gap), 0)
@@ -238,8 +246,9 @@ class FaceAssociator:
         self.unassigned += len(free) - len(chosen)
         for face in sorted(chosen, key=lambda f: f.centre[0]):
             slot = len(self._tracks)
-            self._tracks.append(_Track(slot, face.centre, face.size, face.layout, self.frame,
-                                       np.zeros(2)))  # fmt: skip
+            self._tracks.append(
+                _Track(slot, face.centre, face.size, face.layout, self.frame, np.zeros(2))
+            )
             assigned[slot] = face
 
 

@@ -1,9 +1,9 @@
 """Find the clips of a raw dataset: MEAD, Aff-Wild2, or a plain folder of videos.
 
 Each finder walks a raw dataset tree (layouts in ``datasets/README.md``) and returns one
-:class:`~seqdeca.data.prepare.ClipSource` per clip to prepare, sorted by ``clip_id``. Finders only
+:class:`~seqdeca.prep.prepare.ClipSource` per clip to prepare, sorted by ``clip_id``. Finders only
 look at names: nothing is decoded, so a broken video is found here and reported later by
-:func:`~seqdeca.data.prepare.prepare_clip`.
+:func:`~seqdeca.prep.prepare.prepare_clip`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from seqdeca.data.annotations import read_au_file
 from seqdeca.errors import UserError
+from seqdeca.prep.annotations import read_au_file
 
 __all__ = [
     "AFFWILD2_SETS",
@@ -35,8 +35,15 @@ __all__ = [
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 MEAD_VIEWS: tuple[str, ...] = ("front", "left_30", "left_60", "right_30", "right_60", "top", "down")
 MEAD_EMOTIONS: tuple[str, ...] = (
-    "angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised",
-)  # fmt: skip
+    "angry",
+    "contempt",
+    "disgusted",
+    "fear",
+    "happy",
+    "neutral",
+    "sad",
+    "surprised",
+)
 AFFWILD2_SETS: dict[str, str] = {"Train_Set": "train", "Validation_Set": "val"}
 """Aff-Wild2 AU annotation folders and the split each one is."""
 
@@ -52,7 +59,7 @@ def safe_clip_id(text: str) -> str:
 
 def _clip_source(**values: Any) -> Any:
     """Build a ClipSource, dropping hints (``face_side``, ``split``) that it does not have yet."""
-    from seqdeca.data.prepare import ClipSource
+    from seqdeca.prep.prepare import ClipSource
 
     names = {f.name for f in fields(ClipSource)}
     return ClipSource(**{k: v for k, v in values.items() if k in names})
@@ -131,9 +138,14 @@ def find_mead(root: str | Path, views: Sequence[str] = ("front",)) -> list[Any]:
             clip_id = safe_clip_id(f"{subject}_{view}_{emotion}_level{level}_{number}")
             if clip_id not in found:
                 found[clip_id] = _clip_source(
-                    dataset="mead", clip_id=clip_id, video=path, subject=subject,
-                    emotion=emotion, level=level, view=view,
-                )  # fmt: skip
+                    dataset="mead",
+                    clip_id=clip_id,
+                    video=path,
+                    subject=subject,
+                    emotion=emotion,
+                    level=level,
+                    view=view,
+                )
     return [found[k] for k in sorted(found)]
 
 
@@ -219,7 +231,7 @@ def find_affwild2(
 
     Returns:
         ClipSources with dataset "affwild2", subject = clip_id, view "front", and ``au_labels``
-        (T, 12) float32 with -1 unknown (see :func:`~seqdeca.data.annotations.read_au_file`),
+        (T, 12) float32 with -1 unknown (see :func:`~seqdeca.prep.annotations.read_au_file`),
         sorted by clip_id. Annotations with neither a video nor a frame folder are left out.
 
     Raises:
@@ -242,18 +254,27 @@ def find_affwild2(
         # Two-person videos: the per-person frame folder is unambiguous, the video is not.
         use_frames = frames is not None and (video is None or prefer == "frames" or bool(side))
         found[safe_clip_id(name)] = _clip_source(
-            dataset="affwild2", clip_id=safe_clip_id(name), subject=name, view="front",
-            video=None if use_frames else video, frames_dir=frames if use_frames else None,
-            au_labels=read_au_file(path), face_side=side if not use_frames else None, split=split,
-        )  # fmt: skip
+            dataset="affwild2",
+            clip_id=safe_clip_id(name),
+            subject=name,
+            view="front",
+            video=None if use_frames else video,
+            frames_dir=frames if use_frames else None,
+            au_labels=read_au_file(path),
+            face_side=side if not use_frames else None,
+            split=split,
+        )
         used_videos.update({name, base})
     if unlabelled:
         for stem, video in videos.items():
             if stem not in used_videos and safe_clip_id(stem) not in found:
                 found[safe_clip_id(stem)] = _clip_source(
-                    dataset="affwild2", clip_id=safe_clip_id(stem), subject=stem,
-                    view="front", video=video,
-                )  # fmt: skip
+                    dataset="affwild2",
+                    clip_id=safe_clip_id(stem),
+                    subject=stem,
+                    view="front",
+                    video=video,
+                )
     return [found[k] for k in sorted(found)]
 
 
@@ -281,8 +302,9 @@ def find_videos(folder: str | Path) -> list[Any]:
         unique = stems.count(path.stem) == 1
         name = path.stem if unique else "_".join(path.relative_to(folder).with_suffix("").parts)
         clip_id = safe_clip_id(name)
-        out[clip_id] = _clip_source(dataset="videos", clip_id=clip_id, video=path,
-                                    subject=path.stem)  # fmt: skip
+        out[clip_id] = _clip_source(
+            dataset="videos", clip_id=clip_id, video=path, subject=path.stem
+        )
     return [out[k] for k in sorted(out)]
 
 

@@ -2,12 +2,12 @@
 
 This module holds the settings (:class:`BuildConfig`), the orchestration
 (:func:`geometry_assets`, :func:`build_face_model`) and the held-out check
-(:func:`evaluate_leave_one_out`); the steps live in ``model_alignment`` (step 2),
-``model_statistics`` (steps 3 and 6) and ``model_rig`` (steps 4 to 6) of ``seqdeca.data``.
+(:func:`evaluate_leave_one_out`); the steps live in ``alignment`` (step 2), ``statistics``
+(steps 3 and 6) and ``rig`` (steps 4 to 6) of ``seqdeca.model_builder``.
 
 Pipeline (every step is deterministic: the same clips give the same arrays):
 
-1. Track every clip with MediaPipe (:func:`seqdeca.data.tracking.track_video`): 478 points per
+1. Track every clip with MediaPipe (:func:`seqdeca.prep.tracking.track_video`): 478 points per
    frame, turned into model axes (x right, y UP, z towards the camera: flip y and z).
 2. Generalised Procrustes (similarity) over all frames of all clips, first on the 468 face
    points, then on the stable points (upper face and nose, away from the eyes, mouth and jaw,
@@ -38,8 +38,10 @@ from pathlib import Path
 import numpy as np
 
 import seqdeca
-from seqdeca.data.model_alignment import align_frames, mediapipe_to_model
-from seqdeca.data.model_rig import (
+from seqdeca.errors import UserError
+from seqdeca.face_model.assets import JOINT_NAMES, FaceModelAssets
+from seqdeca.model_builder.alignment import align_frames, mediapipe_to_model
+from seqdeca.model_builder.rig import (
     NUM_FACE_POINTS,
     Triangulation,
     _signed_area,
@@ -50,15 +52,13 @@ from seqdeca.data.model_rig import (
     triangulate_face,
     uv_masks,
 )
-from seqdeca.data.model_statistics import (
+from seqdeca.model_builder.statistics import (
     ClipGeometry,
     statistical_model,
     texture_space,
     unwrap_clip,
 )
-from seqdeca.data.tracking import TrackResult, track_video
-from seqdeca.errors import UserError
-from seqdeca.face_model.assets import JOINT_NAMES, FaceModelAssets
+from seqdeca.prep.tracking import TrackResult, track_video
 
 __all__ = [
     "BuildConfig",
@@ -68,7 +68,7 @@ __all__ = [
     "geometry_assets",
     "heldout_residual",
     "normalize_track",
-]  # fmt: skip
+]
 
 
 @dataclass
@@ -131,22 +131,32 @@ def geometry_assets(
     landmarks, ids = landmark_embeddings(topology.faces)
     v = len(template)
     assets = FaceModelAssets(
-        name=name, v_template=template.astype(np.float32), faces=topology.faces,
-        shapedirs=geo.shapedirs.astype(np.float32), exprdirs=geo.exprdirs.astype(np.float32),
+        name=name,
+        v_template=template.astype(np.float32),
+        faces=topology.faces,
+        shapedirs=geo.shapedirs.astype(np.float32),
+        exprdirs=geo.exprdirs.astype(np.float32),
         posedirs=np.zeros((v, 3, 9 * (len(JOINT_NAMES) - 1)), dtype=np.float32),
         j_regressor=joint_regressor(template).astype(np.float32),
         lbs_weights=skinning_weights(template).astype(np.float32),
-        parents=np.array([-1, 0, 1, 1, 1], dtype=np.int64), verts_uvs=uvs,
-        faces_uvs=topology.faces.copy(), landmarks=landmarks, landmark_vertex_ids=ids,
-        uv_face_mask=face_mask, uv_face_eye_mask=face_eye_mask,
-    )  # fmt: skip
+        parents=np.array([-1, 0, 1, 1, 1], dtype=np.int64),
+        verts_uvs=uvs,
+        faces_uvs=topology.faces.copy(),
+        landmarks=landmarks,
+        landmark_vertex_ids=ids,
+        uv_face_mask=face_mask,
+        uv_face_eye_mask=face_eye_mask,
+    )
     return assets, geo, topology
 
 
 def build_face_model(
-    videos: Sequence[str | Path], *, config: BuildConfig | None = None,
-    tracks: Sequence[TrackResult] | None = None, log: Callable[[str], None] = lambda _: None,
-) -> tuple[FaceModelAssets, dict]:  # fmt: skip
+    videos: Sequence[str | Path],
+    *,
+    config: BuildConfig | None = None,
+    tracks: Sequence[TrackResult] | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> tuple[FaceModelAssets, dict]:
     """Build a FLAME-format face model from video clips, one subject per clip.
 
     Args:
@@ -182,9 +192,12 @@ def build_face_model(
 
 
 def _albedo(
-    videos: Sequence[Path], tracks: Sequence[TrackResult], assets: FaceModelAssets,
-    config: BuildConfig, log: Callable[[str], None],
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    videos: Sequence[Path],
+    tracks: Sequence[TrackResult],
+    assets: FaceModelAssets,
+    config: BuildConfig,
+    log: Callable[[str], None],
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean albedo (3, H, W) and albedo basis (K, 3, H, W) of the clips unwrapped into UV."""
     sums = []
     for video, track in zip(videos, tracks):
@@ -200,29 +213,43 @@ def _albedo(
 
 
 def _build_report(
-    assets: FaceModelAssets, config: BuildConfig, videos: Sequence[Path],
-    tracks: Sequence[TrackResult], geo: ClipGeometry, stable_points: int,
-) -> dict:  # fmt: skip
+    assets: FaceModelAssets,
+    config: BuildConfig,
+    videos: Sequence[Path],
+    tracks: Sequence[TrackResult],
+    geo: ClipGeometry,
+    stable_points: int,
+) -> dict:
     """The JSON-ready build report of :func:`build_face_model` (also stored as ``assets.meta``)."""
     return {
         "name": assets.name,
         "seqdeca_version": seqdeca.__version__,
         "build_date": config.build_date or datetime.date.today().isoformat(),
         "clips": [
-            {"file": v.name, "frames": t.num_frames, "valid_frames": int(t.valid.sum()),
-             "size": list(t.size), "fps": t.fps}
+            {
+                "file": v.name,
+                "frames": t.num_frames,
+                "valid_frames": int(t.valid.sum()),
+                "size": list(t.size),
+                "fps": t.fps,
+            }
             for v, t in zip(videos, tracks)
         ],
-        "vertices": assets.num_vertices, "faces": len(assets.faces),
-        "n_shape": assets.num_shape, "n_expression": assets.num_expression, "n_texture": assets.num_texture,
+        "vertices": assets.num_vertices,
+        "faces": len(assets.faces),
+        "n_shape": assets.num_shape,
+        "n_expression": assets.num_expression,
+        "n_texture": assets.num_texture,
         "ipd_metres": config.ipd_metres,
         "stable_points": stable_points,
         "shape_explained": [round(float(x), 5) for x in geo.shape_explained],
-        "expression_explained_cumulative": [round(float(x), 5) for x in np.cumsum(geo.expression_explained)],
+        "expression_explained_cumulative": [
+            round(float(x), 5) for x in np.cumsum(geo.expression_explained)
+        ],
         "uv_folded_faces": int((_signed_area(assets.verts_uvs, assets.faces) <= 0).sum()),
         "posedirs": "zeros (no pose-corrective blend shapes)",
         "jaw_opens_with": "positive jaw_pose[0] (rotation about +x)",
-    }  # fmt: skip
+    }
 
 
 # ------------------------------------------------------------------------- held-out evaluation
@@ -276,10 +303,14 @@ def heldout_residual(
 
 
 def evaluate_leave_one_out(
-    videos: Sequence[str | Path], *, config: BuildConfig | None = None,
-    tracks: Sequence[TrackResult] | None = None, frame_step: int = 2,
-    log: Callable[[str], None] = lambda _: None, **fit_kwargs,
-) -> list[dict]:  # fmt: skip
+    videos: Sequence[str | Path],
+    *,
+    config: BuildConfig | None = None,
+    tracks: Sequence[TrackResult] | None = None,
+    frame_step: int = 2,
+    log: Callable[[str], None] = lambda _: None,
+    **fit_kwargs,
+) -> list[dict]:
     """Leave-one-clip-out 2D residual of the geometric model.
 
     For every clip: build the geometry from the others (no albedo), fit the held-out clip's
@@ -313,8 +344,10 @@ def evaluate_leave_one_out(
 
 def format_residual_table(rows: Sequence[dict]) -> str:
     """A Markdown table of :func:`evaluate_leave_one_out` rows with an overall mean row."""
-    lines = ["| held-out clip | frames fitted | model (% IOD) | template only (% IOD) |",
-             "| --- | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        "| held-out clip | frames fitted | model (% IOD) | template only (% IOD) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for r in rows:
         lines.append(f"| {r['clip']} | {r['frames']} | {r['full']:.2f} | {r['template']:.2f} |")
     full, tmpl = np.mean([r["full"] for r in rows]), np.mean([r["template"] for r in rows])

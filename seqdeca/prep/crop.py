@@ -1,7 +1,7 @@
 """The ONE face crop of seqdeca: a DECA-style square box, temporally smoothed, as a 3x3 matrix.
 
 Box (DECA's rule for boxes made from 68 landmarks): take the iBUG-68 subset of the MediaPipe
-landmarks (:data:`seqdeca.data.landmark_sets.IBUG68_FROM_MEDIAPIPE`), its bounding box
+landmarks (:data:`seqdeca.prep.landmark_sets.IBUG68_FROM_MEDIAPIPE`), its bounding box
 ``left, right, top, bottom``; the crop is centred on the box centre and its side is
 ``scale * 1.1 * ((right - left) + (bottom - top)) / 2`` (DECA: ``old_size = mean side * 1.1``,
 ``size = old_size * 1.25``). There is no rotation: the crop is an axis-aligned square.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqdeca.data.landmark_sets import IBUG68_FROM_MEDIAPIPE
+from seqdeca.prep.landmark_sets import IBUG68_FROM_MEDIAPIPE
 
 __all__ = [
     "DECA_BOX_FACTOR",
@@ -186,7 +186,12 @@ def warp_to_crop(frames: np.ndarray, crop_from_frame: np.ndarray, size: int) -> 
     out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
     for i, (frame, m) in enumerate(zip(frames, mats)):
         affine = (unhalf @ m @ half)[:2]
-        out[i] = cv2.warpAffine(np.ascontiguousarray(frame), affine, (size, size),
-                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                borderValue=(0, 0, 0))  # fmt: skip
+        out[i] = cv2.warpAffine(
+            np.ascontiguousarray(frame),
+            affine,
+            (size, size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0),
+        )
     return out

@@ -28,24 +28,24 @@ import numpy as np
 
 from seqdeca.au_names import AFFWILD2_AU_NAMES
 from seqdeca.config.schema import Config
-from seqdeca.data.au_proxy import au_proxies
-from seqdeca.data.crop import (
+from seqdeca.io.video import VideoReader, scaled_size
+from seqdeca.prep.au_proxy import au_proxies
+from seqdeca.prep.crop import (
     apply_transform,
     crop_transforms,
     matrix_scale,
     scale_matrix,
     warp_to_crop,
 )
-from seqdeca.data.landmark_sets import mediapipe_to_ibug68
-from seqdeca.data.masks import region_masks
-from seqdeca.data.tracking import FaceTracker, interpolate_gaps
-from seqdeca.data.video import VideoReader, scaled_size
+from seqdeca.prep.landmark_sets import mediapipe_to_ibug68
+from seqdeca.prep.masks import region_masks
+from seqdeca.prep.tracking import FaceTracker, interpolate_gaps
 
 __all__ = ["ClipReport", "ClipSource", "FrameFolder", "prepare_clip"]
 
 _MIN_SIDE = 64  # smallest frame side accepted, pixels
 _MAX_ASPECT = 4.0  # most elongated frame accepted
-_TRACK_FACES = 3  # faces MediaPipe looks for; one is followed (seqdeca.data.tracking)
+_TRACK_FACES = 3  # faces MediaPipe looks for; one is followed (seqdeca.prep.tracking)
 
 
 @dataclass
@@ -120,8 +120,9 @@ class FrameFolder:
         max_side: decode size limit as in :class:`VideoReader`.
     """
 
-    def __init__(self, folder: Path, *, num_frames: int | None = None,
-                 max_side: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, folder: Path, *, num_frames: int | None = None, max_side: int | None = None
+    ) -> None:
         import cv2
 
         self.path = Path(folder)
@@ -205,8 +206,11 @@ def _track(source: ClipSource, cfg: Config, timings: dict[str, float]):
     reader = _open(source, cfg.track.max_side)
     parts, valid = [], []
     try:
-        with FaceTracker(max_num_faces=_TRACK_FACES, face_side=source.face_side,
-                         min_detection_confidence=cfg.track.min_detection_confidence) as tracker:  # fmt: skip
+        with FaceTracker(
+            max_num_faces=_TRACK_FACES,
+            face_side=source.face_side,
+            min_detection_confidence=cfg.track.min_detection_confidence,
+        ) as tracker:
             tic = time.perf_counter()
             for _, frames in reader.chunks(cfg.prepare.chunk_frames):
                 timings["decode"] += time.perf_counter() - tic
@@ -241,8 +245,15 @@ def _warp_decode_side(size: tuple[int, int], crops: np.ndarray, crop_size: int) 
     return None if side >= max(size) else max(_MIN_SIDE, math.ceil(side))
 
 
-def _write_frames(source: ClipSource, cfg: Config, full_size: tuple[int, int], crops: np.ndarray,
-                  landmarks_crop: np.ndarray, tmp: Path, timings: dict[str, float]) -> int:  # fmt: skip
+def _write_frames(
+    source: ClipSource,
+    cfg: Config,
+    full_size: tuple[int, int],
+    crops: np.ndarray,
+    landmarks_crop: np.ndarray,
+    tmp: Path,
+    timings: dict[str, float],
+) -> int:
     """Pass 2: decode again, warp to crops, write frames/*.jpg and masks/*.png; returns T."""
     import cv2
 
@@ -266,8 +277,9 @@ def _write_frames(source: ClipSource, cfg: Config, full_size: tuple[int, int], c
                 name = f"{int(t):06d}"
                 ok = cv2.imwrite(str(tmp / "frames" / f"{name}.jpg"), image[..., ::-1], jpeg)
                 mask = region_masks(landmarks_crop[t], size)
-                ok &= cv2.imwrite(str(tmp / "masks" / f"{name}.png"), mask,
-                                  [cv2.IMWRITE_PNG_COMPRESSION, 1])  # fmt: skip
+                ok &= cv2.imwrite(
+                    str(tmp / "masks" / f"{name}.png"), mask, [cv2.IMWRITE_PNG_COMPRESSION, 1]
+                )
                 if not ok:
                     raise OSError(f"cannot write images into {tmp}")
             written += len(idx)
@@ -290,25 +302,47 @@ def _au_labels(labels: np.ndarray | None, num_frames: int) -> np.ndarray:
     return out
 
 
-def _meta(source: ClipSource, cfg: Config, fps: float, size: tuple[int, int], num_frames: int,
-          valid: np.ndarray, interpolated: np.ndarray, names: tuple[str, ...]) -> dict:  # fmt: skip
+def _meta(
+    source: ClipSource,
+    cfg: Config,
+    fps: float,
+    size: tuple[int, int],
+    num_frames: int,
+    valid: np.ndarray,
+    interpolated: np.ndarray,
+    names: tuple[str, ...],
+) -> dict:
     from seqdeca import __version__
 
     src = source.video if source.video is not None else source.frames_dir
     return {
-        "dataset": source.dataset, "clip_id": source.clip_id, "subject": source.subject,
-        "emotion": source.emotion, "level": source.level, "view": source.view,
-        "fps": None if not math.isfinite(fps) else fps, "num_frames": int(num_frames),
-        "source": str(Path(src).resolve()), "source_size": list(size),
-        "crop": {"size": cfg.crop.size, "scale": cfg.crop.scale,
-                 "smooth_frames": cfg.crop.smooth_frames},
-        "track": {"max_side": cfg.track.max_side, "max_gap": cfg.track.max_gap,
-                  "min_detection_confidence": cfg.track.min_detection_confidence},
-        "seqdeca_version": __version__, "au_proxy_names": list(names),
-        "au_names": list(AFFWILD2_AU_NAMES), "has_au_labels": source.au_labels is not None,
+        "dataset": source.dataset,
+        "clip_id": source.clip_id,
+        "subject": source.subject,
+        "emotion": source.emotion,
+        "level": source.level,
+        "view": source.view,
+        "fps": None if not math.isfinite(fps) else fps,
+        "num_frames": int(num_frames),
+        "source": str(Path(src).resolve()),
+        "source_size": list(size),
+        "crop": {
+            "size": cfg.crop.size,
+            "scale": cfg.crop.scale,
+            "smooth_frames": cfg.crop.smooth_frames,
+        },
+        "track": {
+            "max_side": cfg.track.max_side,
+            "max_gap": cfg.track.max_gap,
+            "min_detection_confidence": cfg.track.min_detection_confidence,
+        },
+        "seqdeca_version": __version__,
+        "au_proxy_names": list(names),
+        "au_names": list(AFFWILD2_AU_NAMES),
+        "has_au_labels": source.au_labels is not None,
         "face_side": source.face_side,
         "counts": {"valid": int(valid.sum()), "interpolated": int(interpolated.sum())},
-    }  # fmt: skip
+    }
 
 
 def _build(
@@ -318,8 +352,13 @@ def _build(
     if source.video is not None:
         _check_rotation(Path(source.video))
     landmarks, valid, interp, size, fps, count = _track(source, cfg, timings)
-    crops = crop_transforms(landmarks, valid, size=cfg.crop.size, scale=cfg.crop.scale,
-                            smooth_frames=cfg.crop.smooth_frames)  # fmt: skip
+    crops = crop_transforms(
+        landmarks,
+        valid,
+        size=cfg.crop.size,
+        scale=cfg.crop.scale,
+        smooth_frames=cfg.crop.smooth_frames,
+    )
     lm = np.full(landmarks.shape, np.nan, dtype=np.float32)
     lm[..., :2] = apply_transform(landmarks[..., :2], crops)
     lm[..., 2] = landmarks[..., 2] * matrix_scale(crops)[:, None]

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from seqdeca.data.landmark_sets import IRIS_CENTRES
-from seqdeca.data.model_rig import _FOREHEAD, NUM_FACE_POINTS, contour_loops
+from seqdeca.model_builder.rig import NUM_FACE_POINTS
+from seqdeca.prep.landmark_sets import _FOREHEAD, IRIS_CENTRES, contour_loops
 
 __all__ = [
     "align_frames",
@@ -22,7 +22,7 @@ __all__ = [
     "generalized_procrustes",
     "mediapipe_to_model",
     "similarity_procrustes",
-]  # fmt: skip
+]
 
 # Left/right partners (subject's right, subject's left) that define the frontal x axis.
 _MIRROR_PAIRS = (
@@ -80,9 +80,13 @@ def _apply(
 
 
 def generalized_procrustes(
-    frames: np.ndarray, point_ids: np.ndarray, *, reference: np.ndarray | None = None,
-    max_iterations: int = 100, tol: float = 1e-10,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    frames: np.ndarray,
+    point_ids: np.ndarray,
+    *,
+    reference: np.ndarray | None = None,
+    max_iterations: int = 100,
+    tol: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray]:
     """Align all frames to their common mean with similarity transforms.
 
     The mean is re-aligned to the previous one after every iteration, so it keeps the pose and

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqdeca.data.landmark_sets import mediapipe_to_ibug68
+from seqdeca.prep.landmark_sets import mediapipe_to_ibug68
 
 __all__ = ["AU_PROXY_NAMES", "au_proxies", "proxy_features"]
 
@@ -52,9 +52,18 @@ _LINEAR = (
     ("AU26_proxy", "jaw", +1, 0.15),
 )
 AU_PROXY_NAMES: tuple[str, ...] = (
-    "AU1_proxy", "AU2_proxy", "AU4_proxy", "AU6_proxy", "AU7_proxy", "AU12_proxy",
-    "AU15_proxy", "AU20_proxy", "AU25_proxy", "AU26_proxy", "AU45_proxy",
-)  # fmt: skip
+    "AU1_proxy",
+    "AU2_proxy",
+    "AU4_proxy",
+    "AU6_proxy",
+    "AU7_proxy",
+    "AU12_proxy",
+    "AU15_proxy",
+    "AU20_proxy",
+    "AU25_proxy",
+    "AU26_proxy",
+    "AU45_proxy",
+)
 
 
 def _normalise(points68: np.ndarray) -> np.ndarray:

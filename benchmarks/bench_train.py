@@ -1,4 +1,12 @@
-"""Training throughput: windows and frames per second of the real loop on synthetic clips.
+"""Training throughput (windows/s and frames/s) of the tiny and the full config, both stages.
+
+    python benchmarks/bench_train.py [--device cpu|cuda] [--steps 3] [--warmup 1]
+        [--configs tiny full] [--stages temporal detail] [--clips 2 --frames 16] [a.b=value ...]
+
+(``python tools/bench_train.py`` runs this script.) "tiny" is configs/tiny_cpu.yaml (tiny
+backbones, render 64); "full" is configs/base.yaml (ResNet-50 coarse / detail / AU networks,
+default temporal fusion, render 224). Overrides apply to every run (e.g. data.batch_size=2
+train.n_critic=2 train.mixed_precision=bf16).
 
 :func:`benchmark_training` writes a few synthetic prepared clips
 (:func:`seqdeca.data.synthetic.make_synthetic_dataset`) into a scratch folder, then runs
@@ -12,23 +20,30 @@ batch.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
+import logging
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqdeca.cli import run_main, split_overrides
 from seqdeca.config import load_config
 from seqdeca.config.schema import Config, DataSourceConfig
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.losses.weights import uses_critic
 
-__all__ = ["BenchRow", "bench_config", "benchmark_training", "format_table"]
+__all__ = ["TrainingThroughput", "bench_config", "benchmark_training", "format_table"]
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+NAMED = {"tiny": [CONFIGS / "tiny_cpu.yaml"], "full": [CONFIGS / "base.yaml"]}
 
 
 @dataclass(frozen=True)
-class BenchRow:
+class TrainingThroughput:
     """Throughput of one (config, stage) run.
 
     Attributes:
@@ -104,7 +119,7 @@ def benchmark_training(
     clips: int = 2,
     frames: int = 16,
     workdir: str | Path | None = None,
-) -> list[BenchRow]:
+) -> list[TrainingThroughput]:
     """Time the training loop for every (config, stage).
 
     Args:
@@ -118,7 +133,7 @@ def benchmark_training(
         workdir: scratch folder (default: a temporary one, removed afterwards).
 
     Returns:
-        One :class:`BenchRow` per (config, stage), in order.
+        One :class:`TrainingThroughput` per (config, stage), in order.
     """
     from seqdeca.train.loop import train  # Accelerate is imported only when timing
 
@@ -127,30 +142,43 @@ def benchmark_training(
     with _scratch(workdir) as scratch:
         data_root = scratch / "data"
         first = load_config(list(next(iter(configs.values()))), list(overrides))
-        make_synthetic_dataset(data_root, first, clips=clips, frames=frames, seed=0,
-                               progress=False)  # fmt: skip
+        make_synthetic_dataset(data_root, first, clips=clips, frames=frames, seed=0, progress=False)
         rows = []
         for name, files in configs.items():
             for stage in stages:
-                cfg = bench_config(files, overrides, stage=stage, data_root=data_root,
-                                   run_dir=scratch / f"run_{name}_{stage}", device=device,
-                                   max_steps=warmup + steps)  # fmt: skip
+                cfg = bench_config(
+                    files,
+                    overrides,
+                    stage=stage,
+                    data_root=data_root,
+                    run_dir=scratch / f"run_{name}_{stage}",
+                    device=device,
+                    max_steps=warmup + steps,
+                )
                 summary = train(copy.deepcopy(cfg))
                 rate = summary.windows_per_s_after(warmup)
                 start = summary.step_marks[warmup - 1][0] if warmup else 0.0
                 gan = stage == "detail" and uses_critic(cfg.loss)
                 critic_steps = cfg.train.n_critic if gan else 1
                 per_step = cfg.train.grad_accum * critic_steps
-                rows.append(BenchRow(
-                    config=name, stage=stage, device=device, batch_size=cfg.data.batch_size,
-                    window=cfg.data.window, batches_per_step=per_step, steps=steps,
-                    windows_per_s=rate, frames_per_s=rate * cfg.data.window,
-                    s_per_step=(summary.step_marks[-1][0] - start) / steps,
-                ))  # fmt: skip
+                rows.append(
+                    TrainingThroughput(
+                        config=name,
+                        stage=stage,
+                        device=device,
+                        batch_size=cfg.data.batch_size,
+                        window=cfg.data.window,
+                        batches_per_step=per_step,
+                        steps=steps,
+                        windows_per_s=rate,
+                        frames_per_s=rate * cfg.data.window,
+                        s_per_step=(summary.step_marks[-1][0] - start) / steps,
+                    )
+                )
         return rows
 
 
-def format_table(rows: Sequence[BenchRow]) -> str:
+def format_table(rows: Sequence[TrainingThroughput]) -> str:
     """A Markdown table of the rows."""
     lines = [
         "| config | stage | device | batch x window | batches/step | s/step | windows/s | frames/s |",
@@ -163,3 +191,43 @@ def format_table(rows: Sequence[BenchRow]) -> str:
             f"{r.frames_per_s:.2f} |"
         )
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cpu", help="run.device: cpu, cuda, cuda:1, ...")
+    parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per run")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps first")
+    parser.add_argument("--configs", nargs="+", choices=sorted(NAMED), default=["tiny", "full"])
+    parser.add_argument(
+        "--stages", nargs="+", choices=["temporal", "detail"], default=["temporal", "detail"]
+    )
+    parser.add_argument("--clips", type=int, default=2, help="synthetic clips to train on")
+    parser.add_argument("--frames", type=int, default=16, help="frames per synthetic clip")
+    parser.add_argument("--workdir", default=None, help="keep the data and runs here")
+    parser.add_argument("overrides", nargs="*", help="config overrides section.key=value")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def job() -> int:
+        rows = benchmark_training(
+            {name: NAMED[name] for name in args.configs},
+            stages=args.stages,
+            device=args.device,
+            steps=args.steps,
+            warmup=args.warmup,
+            overrides=split_overrides(args.overrides),
+            clips=args.clips,
+            frames=args.frames,
+            workdir=args.workdir,
+        )
+        print(format_table(rows))
+        return 0
+
+    return run_main(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

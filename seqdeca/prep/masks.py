@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from seqdeca.prep.landmark_sets import contour_loops
+
 __all__ = ["BACKGROUND", "FACE", "IMPORTANT", "region_masks", "region_polygons"]
 
 BACKGROUND, FACE, IMPORTANT = 0, 1, 2
@@ -29,12 +31,12 @@ def region_polygons() -> dict[str, np.ndarray]:
     """
     from mediapipe.python.solutions import face_mesh_connections as fmc
 
-    from seqdeca.data.model_rig import contour_loops
-
     loops = contour_loops()
     out = {k: loops[k] for k in ("face_oval", "left_eye", "right_eye", "lips_outer")}
-    for name, edges in (("left_brow", fmc.FACEMESH_LEFT_EYEBROW),
-                        ("right_brow", fmc.FACEMESH_RIGHT_EYEBROW)):  # fmt: skip
+    for name, edges in (
+        ("left_brow", fmc.FACEMESH_LEFT_EYEBROW),
+        ("right_brow", fmc.FACEMESH_RIGHT_EYEBROW),
+    ):
         out[name] = np.unique(np.asarray(sorted(edges), dtype=np.int64))
     return out
 

@@ -1,30 +1,30 @@
 """Topology and rig of the bundled face model, whose vertices ARE MediaPipe's 478 points.
 
-Holds the ordered MediaPipe contours (:func:`contour_loops`), the triangulation of a frontal
-template (:func:`triangulate_face`), the joint regressor and skinning weights (:class:`FaceRig`,
-:func:`joint_regressor`, :func:`skinning_weights`), the planar UV layout and its masks
-(:func:`planar_uvs`, :func:`uv_masks`) and the landmark embeddings
+Holds the triangulation of a frontal template (:func:`triangulate_face`, with MediaPipe's
+contours of :func:`seqdeca.prep.landmark_sets.contour_loops` forced in), the joint regressor and
+skinning weights (:class:`FaceRig`, :func:`joint_regressor`, :func:`skinning_weights`), the
+planar UV layout and its masks (:func:`planar_uvs`, :func:`uv_masks`) and the landmark embeddings
 (:func:`landmark_embeddings`). Templates are (478, 3) in the canonical frame of
-:func:`seqdeca.data.model_alignment.align_frames` (metres, x right, y up, z to the camera).
+:func:`seqdeca.model_builder.alignment.align_frames` (metres, x right, y up, z to the camera).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.spatial import Delaunay
 
-from seqdeca.data.landmark_sets import (
+from seqdeca.face_model.assets import JOINT_NAMES, LandmarkEmbedding
+from seqdeca.prep.landmark_sets import (
     IBUG68_FROM_MEDIAPIPE,
     IRIS_CENTRES,
     LEFT_IRIS,
     MEDIAPIPE105,
     RIGHT_IRIS,
+    contour_loops,
 )
-from seqdeca.face_model.assets import JOINT_NAMES, LandmarkEmbedding
 from seqdeca.render import rasterize_uv
 
 __all__ = [
@@ -32,49 +32,21 @@ __all__ = [
     "NUM_POINTS",
     "FaceRig",
     "Triangulation",
-    "contour_loops",
     "joint_regressor",
     "landmark_embeddings",
     "planar_uvs",
     "skinning_weights",
     "triangulate_face",
     "uv_masks",
-]  # fmt: skip
+]
 
 NUM_FACE_POINTS = 468
 NUM_POINTS = 478
-_FOREHEAD = 10
 _MOUTH_CORNERS = (61, 291)
 _EAR_LEVEL = (234, 454)  # lateral face-oval points in front of the ears
 
 
 # ------------------------------------------------------------------------------------ topology
-
-
-def _loop(edges: Sequence[tuple[int, int]], start: int) -> np.ndarray:
-    """The closed vertex loop through ``start`` of an undirected edge set, in walking order."""
-    nbrs: dict[int, list[int]] = {}
-    for a, b in edges:
-        nbrs.setdefault(a, []).append(b)
-        nbrs.setdefault(b, []).append(a)
-    loop, prev, cur = [start], start, min(nbrs[start])
-    while cur != start:
-        loop.append(cur)
-        prev, cur = cur, next(n for n in sorted(nbrs[cur]) if n != prev)
-    return np.asarray(loop, dtype=np.int64)
-
-
-def contour_loops() -> dict[str, np.ndarray]:
-    """Ordered MediaPipe contours: face_oval, left_eye, right_eye, lips_outer, lips_inner."""
-    from mediapipe.python.solutions import face_mesh_connections as fmc
-
-    return {
-        "face_oval": _loop(fmc.FACEMESH_FACE_OVAL, _FOREHEAD),
-        "left_eye": _loop(fmc.FACEMESH_LEFT_EYE, 263),
-        "right_eye": _loop(fmc.FACEMESH_RIGHT_EYE, 33),
-        "lips_outer": _loop(fmc.FACEMESH_LIPS, 61),
-        "lips_inner": _loop(fmc.FACEMESH_LIPS, 78),
-    }
 
 
 def _inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
@@ -249,8 +221,13 @@ def joint_regressor(template: np.ndarray, rig: FaceRig | None = None) -> np.ndar
     jaw[0] = 0.5 * (template[_MOUTH_CORNERS[0], 0] + template[_MOUTH_CORNERS[1], 0])
     neck = jaw + np.array([0.0, -rig.neck_drop, -rig.neck_back])
     back = np.array([0.0, 0.0, -rig.eye_depth])
-    targets = {"root": neck, "neck": neck, "jaw": jaw,
-               "left_eye": template[IRIS_CENTRES[1]] + back, "right_eye": template[IRIS_CENTRES[0]] + back}  # fmt: skip
+    targets = {
+        "root": neck,
+        "neck": neck,
+        "jaw": jaw,
+        "left_eye": template[IRIS_CENTRES[1]] + back,
+        "right_eye": template[IRIS_CENTRES[0]] + back,
+    }
     eye_anchors = {
         "left_eye": (473, 263, 362, 386, 374, 10, 4),
         "right_eye": (468, 33, 133, 159, 145, 10, 4),
@@ -364,8 +341,11 @@ def landmark_embeddings(
     Returns:
         (landmarks by name, MediaPipe vertex ids by name).
     """
-    ids = {"mediapipe478": np.arange(NUM_POINTS, dtype=np.int64),
-           "mediapipe105": MEDIAPIPE105.copy(), "ibug68": IBUG68_FROM_MEDIAPIPE.copy()}  # fmt: skip
+    ids = {
+        "mediapipe478": np.arange(NUM_POINTS, dtype=np.int64),
+        "mediapipe105": MEDIAPIPE105.copy(),
+        "ibug68": IBUG68_FROM_MEDIAPIPE.copy(),
+    }
     face_of = np.full(NUM_POINTS, -1, dtype=np.int64)
     corner_of = np.zeros(NUM_POINTS, dtype=np.int64)
     for f in range(len(faces) - 1, -1, -1):  # reverse so that the lowest face index wins

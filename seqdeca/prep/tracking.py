@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqdeca.data.video import VideoError, VideoReader
+from seqdeca.io.video import VideoError, VideoReader
 
 __all__ = [
     "NUM_LANDMARKS",
@@ -83,9 +83,14 @@ class TrackResult:
         """Write the result as an ``.npz`` (keys landmarks, valid, fps, size, interpolated)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, landmarks=self.landmarks, valid=self.valid,
-                            fps=np.float64(self.fps), size=np.asarray(self.size, dtype=np.int64),
-                            interpolated=self.interpolated)  # fmt: skip
+        np.savez_compressed(
+            path,
+            landmarks=self.landmarks,
+            valid=self.valid,
+            fps=np.float64(self.fps),
+            size=np.asarray(self.size, dtype=np.int64),
+            interpolated=self.interpolated,
+        )
         return path
 
     @classmethod
@@ -94,8 +99,13 @@ class TrackResult:
         try:
             with np.load(path) as z:
                 interpolated = z["interpolated"] if "interpolated" in z.files else None
-                return cls(landmarks=z["landmarks"], valid=z["valid"], fps=float(z["fps"]),
-                           size=tuple(z["size"].tolist()), interpolated=interpolated)  # fmt: skip
+                return cls(
+                    landmarks=z["landmarks"],
+                    valid=z["valid"],
+                    fps=float(z["fps"]),
+                    size=tuple(z["size"].tolist()),
+                    interpolated=interpolated,
+                )
         except (OSError, KeyError, ValueError) as exc:
             raise VideoError(
                 f"{path} is not a tracking result .npz ({exc}); delete it and re-track"
@@ -153,10 +163,12 @@ class FaceTracker:
         self.max_num_faces = int(max_num_faces)
         self.face_side = face_side or ""
         self._kwargs = {
-            "static_image_mode": static_image_mode, "max_num_faces": self.max_num_faces,
-            "refine_landmarks": True, "min_detection_confidence": min_detection_confidence,
+            "static_image_mode": static_image_mode,
+            "max_num_faces": self.max_num_faces,
+            "refine_landmarks": True,
+            "min_detection_confidence": min_detection_confidence,
             "min_tracking_confidence": min_tracking_confidence,
-        }  # fmt: skip
+        }
         self._graph = None
         self._started = False
         self._last_centre: np.ndarray | None = None
@@ -204,7 +216,7 @@ class FaceTracker:
         self, frame: np.ndarray, original_size: tuple[int, int] | None = None
     ) -> list[np.ndarray]:
         """Every face of one frame, in MediaPipe's order (not stable from frame to frame; see
-        :mod:`seqdeca.data.face_association` to follow several faces).
+        :mod:`seqdeca.prep.face_association` to follow several faces).
 
         Args:
             frame: (H, W, 3) uint8 RGB, possibly downscaled from the original video.
@@ -341,10 +353,14 @@ def track_video(
     Raises:
         VideoError: the file cannot be read.
     """
-    with VideoReader(path, max_side=max_side) as reader, FaceTracker(
-        max_num_faces=max_num_faces, min_detection_confidence=min_detection_confidence,
-        min_tracking_confidence=min_tracking_confidence,
-    ) as tracker:  # fmt: skip
+    with (
+        VideoReader(path, max_side=max_side) as reader,
+        FaceTracker(
+            max_num_faces=max_num_faces,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        ) as tracker,
+    ):
         parts = [
             tracker.track_frames(frames, reader.size) for _, frames in reader.chunks(chunk_size)
         ]
@@ -353,5 +369,10 @@ def track_video(
         landmarks = np.concatenate([p[0] for p in parts])
         valid = np.concatenate([p[1] for p in parts])
         landmarks, valid, interpolated = interpolate_gaps(landmarks, valid, max_gap)
-        return TrackResult(landmarks=landmarks, valid=valid, fps=reader.fps, size=reader.size,
-                           interpolated=interpolated)  # fmt: skip
+        return TrackResult(
+            landmarks=landmarks,
+            valid=valid,
+            fps=reader.fps,
+            size=reader.size,
+            interpolated=interpolated,
+        )

@@ -1,5 +1,20 @@
 """Learning evidence on synthetic clips: held-out expression error before and after training.
 
+    python experiments/learning_check.py OUT [--preset expression|full] [--steps 200 400 600]
+        [--lr-scales 1 1 0.3] [--train-clips 512] [--heldout-clips 32] [--frames 8] [--seed 0]
+        [--synthetic max_yaw=5 ...] [--png OUT/curve.png]
+        [--config configs/synthetic_expression.yaml] [a.b=value ...]
+
+(``python tools/learning_curve.py`` runs this script.) Writes synthetic training and held-out
+clips under OUT/data (kept between runs: use a new OUT after changing the preset or
+--synthetic) with the settings of --preset (:data:`SYNTHETIC_PRESETS`; "expression": head pose,
+identity and framing fixed; "full": everything varies), --synthetic KEY=VALUE items overriding
+SyntheticSettings fields of both sets; trains the configured temporal stage with self-supervised
+losses only into OUT/run, scoring the held-out clips after each --steps count (segment k runs at
+train.lr x --lr-scales[k]; default: the last segment at 0.3); prints the expression code error,
+the expression-only and expression + jaw vertex errors, the jaw error and the landmark NME
+against steps and training seconds, and writes OUT/curve.json (and the PNG).
+
 Synthetic clips (:mod:`seqdeca.data.synthetic`) carry the codes they were rendered from
 (``gt.npz``), so the error of the predicted codes can be measured, which real video cannot give.
 :func:`run_learning_check` writes a training set and a held-out set of synthetic clips (different
@@ -34,29 +49,30 @@ that the expression is read from the images and not merely shrunk towards the me
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
+import logging
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from seqdeca.cli import run_main, split_overrides
+from seqdeca.config import load_config
 from seqdeca.config.schema import Config, DataSourceConfig
 from seqdeca.data.dataset import SequenceDataset, WindowCollator
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.errors import UserError
-from seqdeca.eval.metrics import (
-    IBUG68_OUTER_EYE_CORNERS,
-    code_error,
-    landmark_nme,
-    vertex_error_mm,
-)
+from seqdeca.eval.clip_metrics import frame_series, model_prediction, window_reference
+from seqdeca.eval.metrics import code_error, vertex_error_mm
+from seqdeca.io.weights import load_weights
 from seqdeca.models.export import load_export
 from seqdeca.models.from_config import build_model
 from seqdeca.models.seqdeca_model import SeqDECA
-from seqdeca.models.weights import load_weights
 
 __all__ = [
     "SYNTHETIC_PRESETS",
@@ -70,6 +86,8 @@ __all__ = [
     "save_curve_png",
 ]
 
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synthetic_expression.yaml"
+
 
 #: Synthetic-set presets (:class:`~seqdeca.data.synthetic.SyntheticSettings` overrides).
 #: "full": everything varies (head pose +-30/20/10 degrees, identity, framing, expression, jaw,
@@ -81,10 +99,15 @@ __all__ = [
 SYNTHETIC_PRESETS: dict[str, dict[str, float]] = {
     "full": {"fps": 4.0},
     "expression": {
-        "fps": 4.0, "max_yaw": 0.0, "max_pitch": 0.0, "max_roll": 0.0, "shape_scale": 0.0,
-        "scale_jitter": 0.0, "shift_jitter": 0.0,
+        "fps": 4.0,
+        "max_yaw": 0.0,
+        "max_pitch": 0.0,
+        "max_roll": 0.0,
+        "shape_scale": 0.0,
+        "scale_jitter": 0.0,
+        "shift_jitter": 0.0,
     },
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -141,26 +164,38 @@ class LearningCheck:
 
     def table(self) -> str:
         """A plain-text table of the curve."""
-        head = (f"{'step':>6} {'train s':>8} {'loss':>7} {'exp code':>8} {'exp mm':>7} "
-                f"{'jaw rad':>8} {'exp+jaw mm':>10} {'NME %':>6}")  # fmt: skip
+        head = (
+            f"{'step':>6} {'train s':>8} {'loss':>7} {'exp code':>8} {'exp mm':>7} "
+            f"{'jaw rad':>8} {'exp+jaw mm':>10} {'NME %':>6}"
+        )
         rows = [head]
         for p in self.points:
             s = p.scores
-            rows.append(f"{p.step:>6d} {p.train_s:>8.1f} {p.loss:>7.4f} {s.expression_error:>8.4f} "
-                        f"{s.expression_only_mm:>7.3f} {s.jaw_error:>8.4f} "
-                        f"{s.expression_vertex_mm:>10.3f} {s.landmark_nme:>6.2f}")  # fmt: skip
+            rows.append(
+                f"{p.step:>6d} {p.train_s:>8.1f} {p.loss:>7.4f} {s.expression_error:>8.4f} "
+                f"{s.expression_only_mm:>7.3f} {s.jaw_error:>8.4f} "
+                f"{s.expression_vertex_mm:>10.3f} {s.landmark_nme:>6.2f}"
+            )
         base = self.untrained
-        rows.append(f"zero-expression baseline: code {base.zero_expression_error:.4f}, "
-                    f"exp {base.zero_expression_only_mm:.3f} mm, "
-                    f"exp+jaw {base.zero_expression_vertex_mm:.3f} mm "
-                    f"({base.frames} held-out frames)")  # fmt: skip
+        rows.append(
+            f"zero-expression baseline: code {base.zero_expression_error:.4f}, "
+            f"exp {base.zero_expression_only_mm:.3f} mm, "
+            f"exp+jaw {base.zero_expression_vertex_mm:.3f} mm "
+            f"({base.frames} held-out frames)"
+        )
         return "\n".join(rows)
 
 
 def make_learning_sets(
-    out_dir: str | Path, cfg: Config, *, train_clips: int, heldout_clips: int, frames: int,
-    seed: int, ranges: dict[str, float] | None = None,
-) -> tuple[Path, Path]:  # fmt: skip
+    out_dir: str | Path,
+    cfg: Config,
+    *,
+    train_clips: int,
+    heldout_clips: int,
+    frames: int,
+    seed: int,
+    ranges: dict[str, float] | None = None,
+) -> tuple[Path, Path]:
     """Write the training and held-out synthetic sets (existing clips are kept).
 
     ``ranges`` overrides :class:`~seqdeca.data.synthetic.SyntheticSettings` fields of both sets.
@@ -171,10 +206,18 @@ def make_learning_sets(
     """
     out_dir = Path(out_dir)
     train_root, heldout_root = out_dir / "train", out_dir / "heldout"
-    make_synthetic_dataset(train_root, cfg, clips=train_clips, frames=frames, seed=seed,
-                           progress=False, ranges=ranges)  # fmt: skip
-    make_synthetic_dataset(heldout_root, cfg, clips=heldout_clips, frames=frames, seed=seed + 1,
-                           progress=False, ranges=ranges)  # fmt: skip
+    make_synthetic_dataset(
+        train_root, cfg, clips=train_clips, frames=frames, seed=seed, progress=False, ranges=ranges
+    )
+    make_synthetic_dataset(
+        heldout_root,
+        cfg,
+        clips=heldout_clips,
+        frames=frames,
+        seed=seed + 1,
+        progress=False,
+        ranges=ranges,
+    )
     return train_root, heldout_root
 
 
@@ -188,20 +231,27 @@ def _ground_truth(dataset: SequenceDataset) -> list[dict[str, torch.Tensor]]:
 
 
 def _batch_sums(model: SeqDECA, batch, gt_exp: torch.Tensor, gt_jaw: torch.Tensor) -> dict:
-    """Sums over the batch's valid frames of every score (see :class:`HeldOutScores`)."""
+    """Sums over the batch's valid frames of every score (see :class:`HeldOutScores`).
+
+    The landmark NME is the evaluation's (:func:`~seqdeca.eval.clip_metrics.frame_series`). The
+    code and mesh scores are this check's own and differ from the evaluation's expression_error,
+    jaw_error and expression vertex errors: the expression is cut to the ground truth's length
+    (not zero-padded), the jaw error is in radians, and the meshes have the mean identity.
+    """
     out = model(batch.images, batch.valid, "temporal")
     valid, fm = batch.valid, model.face_model
-    pred_exp = out["expression"][..., : gt_exp.shape[-1]]
+    pred_exp = out.expression[..., : gt_exp.shape[-1]]
     zero_exp, zero_jaw = torch.zeros_like(gt_exp), torch.zeros_like(gt_jaw)
     true_shape = fm(expression=gt_exp, jaw_pose=gt_jaw).vertices  # identity and head pose zero
-    nme = landmark_nme(out["landmarks68"], batch.landmarks68, IBUG68_OUTER_EYE_CORNERS, valid)
-    pred_shape = fm(expression=pred_exp, jaw_pose=out["jaw_pose"]).vertices
+    reference = window_reference(batch, images=False)  # the landmark series only
+    nme = frame_series(model_prediction(out), reference, mediapipe_ids=None)["nme_68"]
+    pred_shape = fm(expression=pred_exp, jaw_pose=out.jaw_pose).vertices
     zero_shape = fm(expression=zero_exp, jaw_pose=zero_jaw).vertices
     true_face = fm(expression=gt_exp).vertices  # expression alone, jaw closed
     per_frame = {
         "expression": code_error(pred_exp, gt_exp),
         "zero": code_error(zero_exp, gt_exp),
-        "jaw": code_error(out["jaw_pose"], gt_jaw),
+        "jaw": code_error(out.jaw_pose, gt_jaw),
         "vertex": vertex_error_mm(pred_shape, true_shape),
         "zero_vertex": vertex_error_mm(zero_shape, true_shape),
         "only": vertex_error_mm(fm(expression=pred_exp).vertices, true_face),
@@ -226,9 +276,10 @@ def heldout_scores(
     dataset = SequenceDataset(sources=[str(heldout_root)], window=window, train=False)
     keep = [i for i, (_, start) in enumerate(dataset.windows) if start % window == 0]
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, keep), batch_size=batch_size,
+        torch.utils.data.Subset(dataset, keep),
+        batch_size=batch_size,
         collate_fn=WindowCollator(dataset.clip_ids),
-    )  # fmt: skip
+    )
     truth = _ground_truth(dataset)
     clip_number = {clip_id: k for k, clip_id in enumerate(dataset.clip_ids)}
     was_training = model.training
@@ -236,19 +287,25 @@ def heldout_scores(
     sums: dict[str, float] = {}
     for batch in loader:
         numbers = [clip_number[c] for c in batch.clip_ids]
-        gt = {k: torch.stack([truth[n][k][f] for n, f in zip(numbers, batch.frames)])
-              for k in ("expression", "jaw_pose")}  # fmt: skip
+        gt = {
+            k: torch.stack([truth[n][k][f] for n, f in zip(numbers, batch.frames)])
+            for k in ("expression", "jaw_pose")
+        }
         for k, v in _batch_sums(model, batch, gt["expression"], gt["jaw_pose"]).items():
             sums[k] = sums.get(k, 0.0) + v
     model.train(was_training)
     n = max(sums.get("count", 0), 1)
     return HeldOutScores(
-        expression_error=sums["expression"] / n, jaw_error=sums["jaw"] / n,
-        landmark_nme=sums["nme"] / n, expression_vertex_mm=sums["vertex"] / n,
-        expression_only_mm=sums["only"] / n, zero_expression_error=sums["zero"] / n,
+        expression_error=sums["expression"] / n,
+        jaw_error=sums["jaw"] / n,
+        landmark_nme=sums["nme"] / n,
+        expression_vertex_mm=sums["vertex"] / n,
+        expression_only_mm=sums["only"] / n,
+        zero_expression_error=sums["zero"] / n,
         zero_expression_vertex_mm=sums["zero_vertex"] / n,
-        zero_expression_only_mm=sums["zero_only"] / n, frames=int(sums["count"]),
-    )  # fmt: skip
+        zero_expression_only_mm=sums["zero_only"] / n,
+        frames=int(sums["count"]),
+    )
 
 
 def load_trained_model(model_path: str | Path, cfg: Config) -> SeqDECA:
@@ -307,9 +364,14 @@ def run_learning_check(
         raise UserError(f"need one positive lr scale per score step, got {lr_scales}")
     out_dir = Path(out_dir)
     train_root, heldout_root = make_learning_sets(
-        out_dir / "data", cfg, train_clips=train_clips, heldout_clips=heldout_clips,
-        frames=frames, seed=seed, ranges=ranges,
-    )  # fmt: skip
+        out_dir / "data",
+        cfg,
+        train_clips=train_clips,
+        heldout_clips=heldout_clips,
+        frames=frames,
+        seed=seed,
+        ranges=ranges,
+    )
     cfg = copy.deepcopy(cfg)
     cfg.data.sources = [DataSourceConfig(root=str(train_root))]
     cfg.run.output_dir = str(out_dir / "run")
@@ -331,37 +393,128 @@ def run_learning_check(
     return result
 
 
-def save_curve_png(result: LearningCheck, path: str | Path, *, size: int = 480) -> Path:
+def save_curve_png(result: LearningCheck, path: str | Path) -> Path:
     """Draw every held-out score relative to the untrained model's (1 = no change) against
-    steps into a PNG: expression code error (blue), expression-only vertex error (purple), jaw
-    error (orange), expression + jaw vertex error (red), landmark NME (green); PIL only."""
-    from PIL import Image, ImageDraw
+    steps into a PNG: expression code error, expression-only vertex error, jaw error,
+    expression + jaw vertex error and landmark NME."""
+    import matplotlib
 
-    from seqdeca.vis.grid import save_png
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-    steps = [p.step for p in result.points]
-    fields = {"expression_error": (40, 90, 200), "expression_only_mm": (150, 60, 190),
-              "jaw_error": (230, 140, 20), "expression_vertex_mm": (200, 40, 40),
-              "landmark_nme": (40, 150, 60)}  # fmt: skip
-    start = result.untrained
-    series = {c: [getattr(p.scores, f) / max(getattr(start, f), 1e-12) for p in result.points]
-              for f, c in fields.items()}  # fmt: skip
-    top = max(1.2, max(max(v) for v in series.values()) * 1.05)
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-    margin, span = 40, size - 80
+    labels = {
+        "expression_error": "exp code",
+        "expression_only_mm": "exp vertices",
+        "jaw_error": "jaw",
+        "expression_vertex_mm": "exp+jaw vertices",
+        "landmark_nme": "NME",
+    }
+    steps, start = [p.step for p in result.points], result.untrained
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.axhline(1.0, color="0.7", lw=1)  # the untrained level
+    for name, label in labels.items():
+        base = max(getattr(start, name), 1e-12)
+        ax.plot(steps, [getattr(p.scores, name) / base for p in result.points], label=label)
+    ax.set_xlabel("optimizer steps")
+    ax.set_ylabel("held-out score / untrained")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
-    def xy(step: float, value: float) -> tuple[float, float]:
-        return (margin + span * step / max(steps[-1], 1), size - margin - span * value / top)
 
-    draw.line([xy(0, 0), xy(steps[-1], 0)], fill="black")
-    draw.line([xy(0, 0), xy(0, top)], fill="black")
-    draw.line([xy(0, 1), xy(steps[-1], 1)], fill=(170, 170, 170))  # untrained level
-    for colour, values in series.items():
-        draw.line([xy(s, v) for s, v in zip(steps, values)], fill=colour, width=2)
-    legend = ("held-out score / untrained: exp code (blue), exp vertices (purple),",
-              f"jaw (orange), exp+jaw vertices (red), NME (green); y max {top:.2f}")  # fmt: skip
-    for row, text in enumerate(legend):
-        draw.text((margin, 8 + 12 * row), text, fill="black")
-    draw.text((size - margin - 80, size - margin + 8), f"steps 0-{steps[-1]}", fill="black")
-    return save_png(np.asarray(image), path)
+def _ranges(preset: str, items: list[str]) -> dict[str, float]:
+    """The preset's SyntheticSettings overrides updated by ``KEY=VALUE`` items."""
+    if any("=" not in item for item in items):
+        raise UserError(f"--synthetic takes KEY=VALUE items, got {items}")
+    ranges = dict(SYNTHETIC_PRESETS[preset])
+    for key, value in (item.split("=", 1) for item in items):
+        try:
+            ranges[key] = float(value)
+        except ValueError:
+            raise UserError(f"--synthetic {key}={value}: the value must be a number") from None
+    return ranges
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("out", help="output folder (data/, run/, curve.json)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=[200, 400, 600],
+        help="step counts at which to score the held-out clips",
+    )
+    parser.add_argument(
+        "--lr-scales",
+        type=float,
+        nargs="+",
+        default=None,
+        help="train.lr factor per segment (default 1 ... 1 0.3)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(SYNTHETIC_PRESETS),
+        default="expression",
+        help="synthetic settings preset (default: expression)",
+    )
+    parser.add_argument("--train-clips", type=int, default=512)
+    parser.add_argument("--heldout-clips", type=int, default=32)
+    parser.add_argument("--frames", type=int, default=8, help="frames per synthetic clip")
+    parser.add_argument(
+        "--synthetic",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SyntheticSettings overrides, e.g. max_yaw=5 shape_scale=0",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic clips")
+    parser.add_argument("--png", default=None, help="also draw the curve into this PNG")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help=f"YAML config file(s) (default {DEFAULT_CONFIG.name})",
+    )
+    parser.add_argument("overrides", nargs="*", help="config overrides section.key=value")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def job() -> int:
+        cfg = load_config(args.config or [DEFAULT_CONFIG], split_overrides(args.overrides))
+        ranges = _ranges(args.preset, args.synthetic)
+        scales = args.lr_scales or [1.0] * (len(args.steps) - 1) + [0.3]
+        result = run_learning_check(
+            cfg,
+            args.out,
+            checkpoints=args.steps,
+            train_clips=args.train_clips,
+            heldout_clips=args.heldout_clips,
+            frames=args.frames,
+            seed=args.seed,
+            ranges=ranges,
+            lr_scales=scales,
+        )
+        print(result.table())
+        points = [asdict(p) for p in result.points]
+        (Path(args.out) / "curve.json").write_text(json.dumps(points, indent=1))
+        if args.png:
+            print(f"curve -> {save_curve_png(result, args.png)}")
+        return 0
+
+    return run_main(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,17 +1,24 @@
-"""video2mesh speed and memory benchmark (``tools/bench_video2mesh.py``).
+"""Benchmark video2mesh: fit-mode frames/s, network end to end vs bare forward, peak memory.
+
+    python benchmarks/bench_video2mesh.py [CLIP ...] [--network-config configs/tiny_cpu.yaml]
+        [--skip fit,network,memory] [--out DIR] [section.key=value ...]
+
+(``python tools/bench_video2mesh.py`` runs this script.) CLIP defaults to the MEAD 1080p sample
+clips in ../shared/data/clips. Prints a table of:
 
 (a) fit mode end to end, frames/s, on the given clips (with the overlay video);
 (b) network mode end to end vs the bare network forward at the same batch size, IN THE SAME
     RUN, with a randomly initialised model exported like a trained one;
-(c) peak resident memory of a video2mesh process on a clip and on the same clip looped
-    (several times longer), to show that memory does not grow with the clip.
+(c) peak resident memory of a video2mesh process (``benchmarks/video2mesh_peak_memory.py``) on
+    a clip and on the same clip looped (several times longer), to show that memory does not
+    grow with the clip.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,7 +28,9 @@ from pathlib import Path
 
 import torch
 
+from seqdeca.cli import run_main, split_overrides
 from seqdeca.config import Config, config_to_yaml, load_config
+from seqdeca.errors import UserError
 from seqdeca.inference.checkpoint import load_model
 from seqdeca.inference.pipeline import video2mesh
 from seqdeca.inference.settings import network_window
@@ -30,6 +39,10 @@ from seqdeca.models.export import ModelExport, save_export
 from seqdeca.models.from_config import build_model
 
 __all__ = ["BenchRow", "bench_fit", "bench_network", "bench_peak_memory", "loop_video"]
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT.parent / "shared" / "data" / "clips"
+PEAK_MEMORY = Path(__file__).resolve().with_name("video2mesh_peak_memory.py")
 
 
 @dataclass
@@ -64,8 +77,13 @@ def bench_fit(clips: list[Path], cfg: Config, out: Path, *, video: bool = True) 
 def _export_random(cfg: Config, folder: Path) -> Path:
     torch.manual_seed(0)
     model = build_model(cfg, load_checkpoints=False)
-    record = ModelExport(weights=model.state_dict(), config_yaml=config_to_yaml(cfg),
-                         face_model=model.face_model.name, stage="temporal", step=0)  # fmt: skip
+    record = ModelExport(
+        weights=model.state_dict(),
+        config_yaml=config_to_yaml(cfg),
+        face_model=model.face_model.name,
+        stage="temporal",
+        step=0,
+    )
     return save_export(folder / "model.pt", record)
 
 
@@ -90,8 +108,11 @@ def _bare_engine(cfg: Config, checkpoint: Path, frames: int) -> float:
     loaded = load_model(checkpoint, device=cfg.run.device)
     crops = torch.rand(frames, 3, 224, 224, device=cfg.run.device)
     valid = torch.ones(frames, dtype=torch.bool, device=cfg.run.device)
-    kwargs = {"window": network_window(loaded, cfg.inference.window), "batch_size": cfg.inference.batch_size,
-              "render_shape": True}  # fmt: skip
+    kwargs = {
+        "window": network_window(loaded, cfg.inference.window),
+        "batch_size": cfg.inference.batch_size,
+        "render_shape": True,
+    }
     b = cfg.inference.batch_size
     predict_frames(loaded.model, crops[:b], valid[:b], **kwargs)  # warm-up
     start = time.perf_counter()
@@ -114,12 +135,18 @@ def bench_network(clip: Path, cfg: Config, out: Path) -> list[BenchRow]:
     b, name = cfg.inference.batch_size, cfg.model.backbone
     return [
         BenchRow(f"network ({name}) bare forward, batch {b}", b, 0.0, bare, "frames/s"),
-        BenchRow(f"network ({name}) bare predict_frames, batch {b}", res.frames, 0.0, engine,
-                 "frames/s"),
-        BenchRow(f"network ({name}) end to end, batch {b}", res.frames, seconds, e2e,
-                 "frames/s", f"ratio to bare forward {e2e / bare:.2f}, "
-                 f"to bare predict_frames {e2e / engine:.2f}"),
-    ]  # fmt: skip
+        BenchRow(
+            f"network ({name}) bare predict_frames, batch {b}", res.frames, 0.0, engine, "frames/s"
+        ),
+        BenchRow(
+            f"network ({name}) end to end, batch {b}",
+            res.frames,
+            seconds,
+            e2e,
+            "frames/s",
+            f"ratio to bare forward {e2e / bare:.2f}, to bare predict_frames {e2e / engine:.2f}",
+        ),
+    ]
 
 
 def loop_video(source: Path, target: Path, times: int) -> Path:
@@ -152,26 +179,57 @@ def bench_peak_memory(
     rows = []
     longer = loop_video(clip, out / f"{clip.stem}_x{times}.mp4", times)
     for path in (clip, longer):
-        cmd = [sys.executable, "-m", "seqdeca.inference.benchmark", str(path), str(out / "mem"),
-               *overrides]  # fmt: skip
+        cmd = [sys.executable, str(PEAK_MEMORY), str(path), str(out / "mem"), *overrides]
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - start
         if done.returncode != 0:
             raise RuntimeError(f"peak-memory child failed: {done.stderr.strip()[-400:]}")
         info = json.loads(done.stdout.strip().splitlines()[-1])
-        rows.append(BenchRow(f"peak RSS, {path.name}", info["frames"], seconds,
-                             info["peak_mb"], "MB"))  # fmt: skip
+        rows.append(
+            BenchRow(f"peak RSS, {path.name}", info["frames"], seconds, info["peak_mb"], "MB")
+        )
     return rows
 
 
-def _child(argv: list[str]) -> None:
-    """``python -m seqdeca.inference.benchmark CLIP OUT [overrides]``: run, print peak RSS."""
-    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "base.yaml", argv[2:])
-    (res,) = video2mesh([argv[0]], argv[1], cfg, progress=False)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"frames": res.frames, "status": res.status, "peak_mb": peak_kb / 1024}))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("clips", nargs="*", metavar="CLIP", help="default: MEAD sample clips")
+    parser.add_argument(
+        "--network-config",
+        default=str(ROOT / "configs" / "base.yaml"),
+        help="config of the random network of (b) (base = ResNet-50)",
+    )
+    parser.add_argument("--skip", default="", help="comma list of fit, network, memory")
+    parser.add_argument("--out", default="outputs/bench_video2mesh")
+    args, rest = parser.parse_known_args(argv)
+    clips = [c for c in args.clips if "=" not in c]
+    overrides = [c for c in args.clips if "=" in c] + rest
+
+    def job() -> int:
+        paths = [Path(c) for c in clips] or sorted(SAMPLES.glob("[MW]0*.mp4"))
+        if not paths:
+            raise UserError(f"no clips given and no MEAD samples in {SAMPLES}")
+        skip = set(filter(None, args.skip.split(",")))
+        out = Path(args.out)
+        cfg = load_config(ROOT / "configs" / "base.yaml", split_overrides(overrides))
+        rows = []
+        if "fit" not in skip:
+            rows.append(bench_fit(paths, cfg, out / "fit"))
+        if "network" not in skip:
+            net_cfg = load_config(args.network_config, split_overrides(overrides))
+            rows += bench_network(paths[0], net_cfg, out / "network")
+        if "memory" not in skip:
+            rows += bench_peak_memory(paths[0], out, split_overrides(overrides))
+        print(f"{'measurement':58s} {'frames':>6s} {'seconds':>8s} {'value':>9s}  unit / note")
+        for r in rows:
+            print(f"{r.what:58s} {r.frames:6d} {r.seconds:8.1f} {r.value:9.2f}  {r.unit} {r.note}")
+        return 0
+
+    return run_main(job)
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1:])
+    sys.exit(main())

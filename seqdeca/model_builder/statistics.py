@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from seqdeca.data.tracking import TrackResult
-from seqdeca.data.video import VideoReader
 from seqdeca.geometry.mesh import vertex_normals
+from seqdeca.io.video import VideoReader
+from seqdeca.prep.tracking import TrackResult
 from seqdeca.render import rasterize_uv, world_to_uv
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "statistical_model",
     "texture_space",
     "unwrap_clip",
-]  # fmt: skip
+]
 
 
 # ---------------------------------------------------------------------------------- statistics
@@ -90,18 +90,28 @@ def statistical_model(
     expr, expr_ev = pca_basis(deviations, n_expression)
     v = template.shape[0]
     return ClipGeometry(
-        template=template, shapedirs=shape.T.reshape(v, 3, -1), exprdirs=expr.T.reshape(v, 3, -1),
-        shape_explained=shape_ev, expression_explained=expr_ev,
-    )  # fmt: skip
+        template=template,
+        shapedirs=shape.T.reshape(v, 3, -1),
+        exprdirs=expr.T.reshape(v, 3, -1),
+        shape_explained=shape_ev,
+        expression_explained=expr_ev,
+    )
 
 
 # -------------------------------------------------------------------------------------- albedo
 
 
 def unwrap_clip(
-    video: str | Path, track: TrackResult, verts_uvs: np.ndarray, faces: np.ndarray, *,
-    size: int = 256, step: int = 2, max_side: int = 960, chunk_size: int = 8,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    video: str | Path,
+    track: TrackResult,
+    verts_uvs: np.ndarray,
+    faces: np.ndarray,
+    *,
+    size: int = 256,
+    step: int = 2,
+    max_side: int = 960,
+    chunk_size: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
     """Accumulate a clip's frames in UV space, using its tracked landmarks as the mesh.
 
     Every UV pixel is a barycentric point of one face; the same barycentric point of a frame's
