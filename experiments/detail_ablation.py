@@ -4,7 +4,7 @@ detail.
 
     python experiments/detail_ablation.py OUT [--quick] [--device cpu|cuda] [--heldout DIR ...]
         [--rows ROW ...] [--seeds N] [--train-clips N] [--heldout-clips N]
-        [--pretrain-steps N] [--steps N] [--photometric-check] [a.b=value ...]
+        [--pretrain-steps N] [--steps N] [--photometric-check] [--signal-check] [a.b=value ...]
 
 1. Data (``configs/experiments/detail.yaml``: AU-driven expressions, photo backgrounds, every
    frame shaded with a ground-truth UV displacement of six AU-driven wrinkle patterns plus
@@ -61,6 +61,7 @@ from ablation import (
     summarise,
     train_once,
 )
+from detail_checks import photometric_check, signal_check
 
 from seqdeca.cli import run_main
 from seqdeca.config import load_config
@@ -345,64 +346,6 @@ def draw_pictures(model, kept: list, out: Path) -> None:
     )
 
 
-def photometric_check(args, out: Path, encoders: Path, clips: int = 4) -> dict[str, float]:
-    """The detail stage's UV photometric term (as the generator minimises it) for given
-    displacements instead of a generated one: zero, the true map, twice it, and its negative, on
-    every third frame of the first ``clips`` training clips with the true coarse codes
-    (OUT/photometric_check.json); "contrast ..." entries: the same for ``loss.detail_contrast``. Training can only find the truth if the term is lowest there."""
-    import torch.nn.functional as F
-
-    from seqdeca.data.clip_files import GROUND_TRUTH_KEYS
-    from seqdeca.data.synthetic_detail import detail_ground_truth
-    from seqdeca.losses.detail import uv_photometric_loss
-    from seqdeca.models.critic import contrast_loss_mask, observed_contrast, shading_contrast
-    from seqdeca.render.shading import sh_shading
-
-    model = load_model(encoders, device=args.device).model.eval()
-    sources, size = DetailSources(coarse="ground_truth"), model.renderer.uv_size[0]
-    losses: dict[str, list[float]] = {}
-    for path in find_eval_clips(out / "data" / "train")[:clips]:
-        clip = load_clip(path)
-        rows = torch.arange(0, len(clip.valid), 3)
-        gt = {k: clip.gt[k][rows][:, None] for k in GROUND_TRUTH_KEYS if k in clip.gt}
-        arrays = {k: v.numpy() for k, v in clip.gt.items()}
-        truth = torch.from_numpy(detail_ground_truth(arrays, size))[rows].to(args.device)
-        with torch.no_grad():
-            o = model(
-                clip.frames[rows][:, None].to(args.device),
-                None,
-                "detail",
-                **sources.forward_kwargs(gt, model.layout),
-            )
-            face = model.uv_detail_mask(truth)
-            albedo = F.interpolate(
-                o.decoded.albedo[:, 0], size=size, mode="bilinear", align_corners=False
-            )
-            seen = face[None, None] * o.detail.uv_visible_mask[:, 0]
-            coarse_shading = o.detail.uv_coarse_shading[:, 0]
-            real = observed_contrast(o.detail.uv_input[:, 0], albedo, coarse_shading, seen)
-            compared = contrast_loss_mask(seen, albedo)
-            for name, disp in (
-                ("zero", 0 * truth),
-                ("true", truth),
-                ("2 x true", 2 * truth),
-                ("-true", -truth),
-            ):
-                normals = model.renderer.detail_normal_map(
-                    disp[:, None], o.decoded.vertices[:, 0], face, model._fixed_displacement()
-                )
-                shading = sh_shading(normals, o.light[:, 0])
-                loss = uv_photometric_loss(albedo * shading, o.detail.uv_input[:, 0], seen, None)
-                losses.setdefault(name, []).append(float(loss))
-                fake = shading_contrast(shading, coarse_shading, seen)
-                contrast = uv_photometric_loss(fake, real, compared, None)
-                losses.setdefault(f"contrast {name}", []).append(float(contrast))
-    result = {k: float(np.mean(v)) for k, v in losses.items()}
-    (out / "photometric_check.json").write_text(json.dumps(result, indent=1))
-    print("[photometric check] " + ", ".join(f"{k}: {v:.5f}" for k, v in result.items()))
-    return result
-
-
 def evaluate_rows(
     args, out: Path, sets: dict[str, Path], models: dict, rows: list[str], encoders: Path
 ) -> dict:
@@ -523,8 +466,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--photometric-check",
         action="store_true",
-        help="only score the photometric term at given displacements (zero, "
+        help="only score the photometric terms at given displacements (zero, "
         "true, 2 x true, -true) after pretraining",
+    )
+    parser.add_argument(
+        "--signal-check",
+        action="store_true",
+        help="only fit a free displacement per frame to the rows' contrast and z_reg "
+        "terms after pretraining, and score it",
     )
     return finish_parsing(parser, argv)
 
@@ -549,8 +498,21 @@ def main(argv: list[str] | None = None) -> int:
             args, PRETRAIN | {"train.max_steps": sizes.pretrain_steps, "train.checkpoint_every": 0}
         )
         encoders = train_once(cfg, out / "pretrain", [out / "data" / "train"], "pretrain")
-        if args.photometric_check:
-            photometric_check(args, out, encoders)
+        if args.photometric_check or args.signal_check:
+            model = load_model(encoders, device=args.device).model.eval()
+            clips = find_eval_clips(out / "data" / "train")[:4]
+            if args.photometric_check:
+                photometric_check(model, clips, out, args.device)
+            if args.signal_check:
+                loss = base_config(args, DETAIL).loss
+                signal_check(
+                    model,
+                    clips,
+                    out,
+                    contrast=loss.detail_contrast,
+                    z_reg=loss.z_reg,
+                    device=args.device,
+                )
             return 0
         models = train_rows(args, out, rows, sizes, encoders)
         table = evaluate_rows(args, out, sets, models, rows, encoders)

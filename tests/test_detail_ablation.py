@@ -103,7 +103,7 @@ def test_toy_run_writes_every_row(tmp_path):
     ]
     assert not any(k.startswith("D_") for k in logged[-1])  # no critic in DECA's detail training
     check = subprocess.run(
-        [*cmd, "--photometric-check"],
+        [*cmd, "--photometric-check", "--signal-check"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -117,3 +117,6 @@ def test_toy_run_writes_every_row(tmp_path):
     assert set(scores) == {*maps, *(f"contrast {name}" for name in maps)}
     assert scores["true"] != scores["zero"]  # the true wrinkles change the shading
     assert scores["contrast true"] != scores["contrast zero"]
+    fitted = json.loads((out / "signal_check.json").read_text())
+    assert fitted["zero error_mm"] > 0 and fitted["fitted error_mm"] != fitted["zero error_mm"]
+    assert fitted["fitted contrast"] < fitted["zero contrast"]  # the fit lowers its own term

@@ -81,8 +81,9 @@ def uv_photometric_loss(
     """Masked L1 between the detail-shaded UV texture and the input unwrapped to UV.
 
     Args:
-        uv_texture: (*lead, 3, H, W) albedo x detail shading in UV.
-        uv_target: (*lead, 3, H, W) input image sampled into UV.
+        uv_texture: (*lead, C, H, W) albedo x detail shading in UV (C = 3), or any map to
+            compare (e.g. the one-channel detail contrast of ``loss.detail_contrast``).
+        uv_target: (*lead, C, H, W) input image sampled into UV, or the map to compare with.
         mask: (*lead or 1, 1, H, W) UV face mask x visibility, in [0, 1].
         valid: (*lead) bool, or None.
     """

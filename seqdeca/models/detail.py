@@ -7,7 +7,7 @@ so that DECA's weights import by identity (keys ``l1.0.*`` and ``conv_blocks.<i>
 * ``l1 = Sequential(Linear(latent_dim, 128 * 8 * 8))``, reshaped to ``(128, 8, 8)``;
 * ``conv_blocks``: ``BatchNorm2d(128)``, then five blocks of [bilinear Upsample x2, Conv3x3,
   ``BatchNorm2d(C, 0.8)``, LeakyReLU 0.2] with C = 128, 64, 64, 32, 16 (8 -> 256), then Conv3x3
-  to 1 channel and Tanh; the result is multiplied by 0.01.
+  to 1 channel and Tanh; the result is multiplied by ``max_displacement`` (DECA: 0.01).
 
 The eps of 0.8 is DECA's quirk (the second positional argument of ``BatchNorm2d`` is eps, not
 momentum); it is kept because DECA's weights were trained with it.

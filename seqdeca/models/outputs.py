@@ -134,7 +134,8 @@ class DetailOutput(TensorFields):
         detail_code: (B, T, n_detail) the detail encoder's code.
         au_condition: (B, T, K) in [0, 1], the generator's AU condition (K = 27 or 12; the 27
             intensities the critic sees when the condition is "none").
-        displacement: (B, T, 1, Huv, Wuv) UV displacement, metres in [-0.01, 0.01].
+        displacement: (B, T, 1, Huv, Wuv) UV displacement, metres, within
+            +-``model.detail_max_displacement`` (DECA: 0.01).
         detail_normals: (B, T, 3, Huv, Wuv) unit normals with the displacement.
         uv_shading: (B, T, 3, Huv, Wuv) SH shading of the detail normals.
         uv_coarse_shading: (B, T, 3, Huv, Wuv) SH shading of the coarse normals under the same
