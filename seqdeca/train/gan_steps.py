@@ -131,14 +131,18 @@ def critic_views(outputs: SeqDECAOutput, region: str) -> tuple[torch.Tensor, tor
     contrast (with gradients to the generator) and the photo's (detached), within the visible
     face texels (``region`` "visible") or also away from borders and albedo edges ("compared",
     :func:`compared_region`)."""
+    fake = fake_view(outputs, region)
+    real = real_detail_render(outputs)
+    return fake, real * compared_region(outputs) if region == "compared" else real
+
+
+def fake_view(outputs: SeqDECAOutput, region: str) -> torch.Tensor:
+    """The critic's fake input alone (what the generator's adversarial term scores), as in
+    :func:`critic_views`."""
     if region not in CRITIC_REGIONS:
         raise ValueError(f"unknown critic region {region!r}; choose one of {CRITIC_REGIONS}")
     fake = ConditionedDetailCritic.detail_render(_detail(outputs))
-    real = real_detail_render(outputs)
-    if region == "compared":
-        keep = compared_region(outputs)
-        fake, real = fake * keep, real * keep
-    return fake, real
+    return fake * compared_region(outputs) if region == "compared" else fake
 
 
 def detail_forward(
@@ -237,7 +241,7 @@ def _adversarial_terms(
         return {}
     detail = _detail(outputs)
     condition = _fold(detail.au_condition).detach()
-    scores = critic(critic_views(outputs, region)[0], condition)
+    scores = critic(fake_view(outputs, region), condition)
     terms = {}
     if "adversarial" in wanted:
         terms["adversarial"] = generator_loss(scores["realism"].float(), kind=kind)
