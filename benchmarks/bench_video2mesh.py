@@ -1,12 +1,14 @@
 """Benchmark video2mesh: fit-mode frames/s, network end to end vs bare forward, peak memory.
 
     python benchmarks/bench_video2mesh.py [CLIP ...] [--network-config configs/tiny_cpu.yaml]
-        [--skip fit,network,memory] [--out DIR] [section.key=value ...]
+        [--skip fit,network,memory] [--out DIR] [--repeats N] [section.key=value ...]
 
 (``python tools/bench_video2mesh.py`` runs this script.) CLIP defaults to the MEAD 1080p sample
 clips in ../shared/data/clips. Prints a table of:
 
-(a) fit mode end to end, frames/s, on the given clips (with the overlay video);
+(a) fit mode end to end, frames/s, on the given clips (with the overlay video), in one thread
+    (``inference.background_chunks=0``) and with the read-ahead and write-behind threads, IN
+    THE SAME RUN (alternately, ``--repeats`` times each: the median run of each is shown);
 (b) network mode end to end vs the bare network forward at the same batch size, IN THE SAME
     RUN, with a randomly initialised model exported like a trained one;
 (c) peak resident memory of a video2mesh process (``benchmarks/video2mesh_peak_memory.py``) on
@@ -23,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -38,7 +40,14 @@ from seqdeca.inference.windows import predict_frames
 from seqdeca.models.export import ModelExport, save_export
 from seqdeca.models.from_config import build_model
 
-__all__ = ["BenchRow", "bench_fit", "bench_network", "bench_peak_memory", "loop_video"]
+__all__ = [
+    "BenchRow",
+    "bench_fit",
+    "bench_fit_threads",
+    "bench_network",
+    "bench_peak_memory",
+    "loop_video",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "data" / "clips"
@@ -57,8 +66,11 @@ class BenchRow:
     note: str = ""
 
 
-def bench_fit(clips: list[Path], cfg: Config, out: Path, *, video: bool = True) -> BenchRow:
-    """(a) fit mode frames/s over ``clips`` (total frames / total wall time, process included)."""
+def bench_fit(
+    clips: list[Path], cfg: Config, out: Path, *, video: bool = True, label: str = ""
+) -> BenchRow:
+    """(a) fit mode frames/s over ``clips`` (total frames / total wall time, process included);
+    ``label`` is added to the row's name."""
     start = time.perf_counter()
     results = video2mesh(clips, out, cfg, video=video, progress=False)
     seconds = time.perf_counter() - start
@@ -70,8 +82,27 @@ def bench_fit(clips: list[Path], cfg: Config, out: Path, *, video: bool = True) 
             stages[k] = stages.get(k, 0.0) + v
     note = "stages s: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
     note += f"; failed: {failed}" if failed else ""
-    what = f"fit mode end to end ({'with' if video else 'no'} overlay)"
+    what = f"fit mode end to end ({'with' if video else 'no'} overlay{label})"
     return BenchRow(what, frames, seconds, frames / seconds, "frames/s", note)
+
+
+def bench_fit_threads(clips: list[Path], cfg: Config, out: Path, *, repeats: int) -> list[BenchRow]:
+    """(a) fit mode in one thread (``inference.background_chunks=0``) and with the background
+    threads of ``cfg``, run alternately ``repeats`` times each after a warm-up run on the first
+    clip; the median run of each (by wall time) and their ratio."""
+    one = replace(cfg, inference=replace(cfg.inference, background_chunks=0))
+    depth = cfg.inference.background_chunks
+    runs: dict[str, list[BenchRow]] = {"one": [], "background": []}
+    bench_fit(clips[:1], cfg, out / "warm_up")  # the process's first-use costs, not counted
+    for i in range(max(1, repeats)):
+        runs["one"].append(bench_fit(clips, one, out / f"one_{i}", label=", one thread"))
+        runs["background"].append(
+            bench_fit(clips, cfg, out / f"background_{i}", label=f", background {depth}")
+        )
+    best = {k: sorted(v, key=lambda r: r.seconds)[len(v) // 2] for k, v in runs.items()}
+    ratio = best["background"].value / best["one"].value
+    best["background"].note += f"; {ratio:.2f} x one thread (median of {len(runs['one'])} each)"
+    return [best["one"], best["background"]]
 
 
 def _export_random(cfg: Config, folder: Path) -> Path:
@@ -204,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip", default="", help="comma list of fit, network, memory")
     parser.add_argument("--out", default="outputs/bench_video2mesh")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="fit-mode runs of each variant (median quoted)"
+    )
     args, rest = parser.parse_known_args(argv)
     clips = [c for c in args.clips if "=" not in c]
     overrides = [c for c in args.clips if "=" in c] + rest
@@ -217,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(ROOT / "configs" / "base.yaml", split_overrides(overrides))
         rows = []
         if "fit" not in skip:
-            rows.append(bench_fit(paths, cfg, out / "fit"))
+            rows += bench_fit_threads(paths, cfg, out / "fit", repeats=args.repeats)
         if "network" not in skip:
             net_cfg = load_config(args.network_config, split_overrides(overrides))
             rows += bench_network(paths[0], net_cfg, out / "network")

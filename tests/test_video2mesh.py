@@ -249,3 +249,41 @@ def test_real_clip_fit_mode(shared_clips, tmp_path):
     lm = np.load(tmp_path / "out" / "w023" / "landmarks.npz")
     err = np.linalg.norm(lm["landmarks"] - lm["model_landmarks"], axis=-1).mean()
     assert err < 0.01 * w, err
+
+
+def test_background_threads_change_no_output(clip, tmp_path):
+    """Read-ahead, write-behind and the next clip opened early give the files of one thread."""
+    runs = {}
+    for depth in (0, 2):
+        cfg = load_config(
+            BASE, [*FAST, "inference.chunk_frames=3", f"inference.background_chunks={depth}"]
+        )
+        out = tmp_path / f"depth{depth}"
+        results = video2mesh([clip, clip], out, cfg, progress=False)
+        assert [r.status for r in results] == ["done", "done"]
+        runs[depth] = out
+    for name in ("astro", "astro_2"):
+        one, two = runs[0] / name, runs[2] / name
+        a, b = np.load(one / "codes.npz"), np.load(two / "codes.npz")
+        assert set(a.files) == set(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        meshes = sorted(p.name for p in (one / "meshes").iterdir())
+        assert meshes == sorted(p.name for p in (two / "meshes").iterdir())
+        for mesh in meshes:
+            assert (one / "meshes" / mesh).read_bytes() == (two / "meshes" / mesh).read_bytes()
+        frames_one = np.stack(list(VideoReader(one / "overlay.mp4")))
+        frames_two = np.stack(list(VideoReader(two / "overlay.mp4")))
+        np.testing.assert_array_equal(frames_one, frames_two)
+        timings = json.loads((two / "summary.json").read_text())["timings_s"]
+        assert {"wait_input", "wait_output"} <= set(timings)
+
+
+def test_benchmark_times_one_thread_and_background_threads_side_by_side(clip, tmp_path):
+    from benchmarks.bench_video2mesh import bench_fit_threads
+
+    cfg = load_config(BASE, FAST)
+    one, background = bench_fit_threads([clip], cfg, tmp_path, repeats=1)
+    assert one.frames == background.frames == FRAMES
+    assert "one thread" in one.what and "background 2" in background.what
+    assert "x one thread" in background.note and "wait_output" in background.note

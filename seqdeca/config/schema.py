@@ -312,6 +312,9 @@ class InferenceConfig:
     window: int = 0
     batch_size: int = 8  # windows per network forward
     chunk_frames: int = 32  # frames decoded, tracked and predicted at a time (memory bound)
+    # chunks decoded and tracked ahead, and outputs written behind, by two background threads
+    # while the engine predicts (inference/background.py); 0 = all in one thread, same results
+    background_chunks: int = 2
     # faces per clip: "largest" (one, in <out>/<clip>/), "all" (up to max_faces) or a number N;
     # several faces are tracked with stable ids into <out>/<clip>/face_K/ (inference/faces.py)
     faces: str = "largest"

@@ -288,6 +288,7 @@ def predict_fit(
                 jaw_pose=codes["jaw_pose"],
             )
         )
+    overlay = result.renders()  # fit mode makes them on demand: timed like the rest
     seconds = time.perf_counter() - start
     invalid = ~clip.valid
 
@@ -307,10 +308,10 @@ def predict_fit(
         global_pose=masked(codes["global_pose"]),
         jaw_pose=masked(codes["jaw_pose"]),
         expression=masked(codes["expression"]),
-        render=masked(result.render),
+        render=masked(None if overlay is None else overlay[0]),
         au_probabilities=None,
         seconds=seconds,
-        render_alpha=masked(result.alpha),
+        render_alpha=masked(None if overlay is None else overlay[1]),
     )
     if not extract:
         return pred, None

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.func import jvp
+import torch.autograd.forward_ad as fwad
 
 from seqdeca.face_model.layer import FaceModel
 from seqdeca.geometry.camera import project_weak_perspective
 from seqdeca.geometry.rotation import matrix_to_axis_angle
 
-__all__ = ["FitResult", "fit_to_landmarks", "fit_windows"]
+__all__ = ["FitResult", "fit_to_landmarks", "fit_windows", "prepare_forward_mode"]
 
 
 @dataclass
@@ -198,6 +198,36 @@ def _init_rigid(pb: _Problem) -> None:
         pb.x[:, e + 7 :] = (tc[:, 0] - s[:, None] * lc[:, 0]) * tgt.new_tensor([1.0, -1.0])
 
 
+_duals_ready = False  # a dual tensor has been made in this process
+
+
+def prepare_forward_mode() -> None:
+    """Load torch's forward-mode decompositions once, quietly (they go through the deprecated
+    ``jit.script``). Call it before other threads start: warning filters are process-wide."""
+    global _duals_ready
+    if not _duals_ready:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            with fwad.dual_level():
+                fwad.make_dual(torch.zeros(1), torch.zeros(1))
+        _duals_ready = True
+
+
+def _forward_tangent(fn, primals: tuple, tangents: tuple) -> torch.Tensor:
+    """The directional derivative of ``fn(*primals)`` along ``tangents`` (forward mode).
+
+    Dual tensors of ``torch.autograd.forward_ad`` rather than ``torch.func.jvp``, whose first
+    call imports torch's compiler stack (about a second per process).
+    """
+    prepare_forward_mode()
+    with fwad.dual_level():
+        duals = [fwad.make_dual(p, t) for p, t in zip(primals, tangents)]
+        tangent = fwad.unpack_dual(fn(*duals)).tangent
+    if tangent is None:  # fn does not depend on the primals
+        raise RuntimeError("the function's output has no forward-mode tangent")
+    return tangent
+
+
 def _jacobians(pb: _Problem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Residuals (T, R) and Jacobians w.r.t. per-frame (T, R, P) and shared (T, R, S) parameters.
 
@@ -222,9 +252,7 @@ def _jacobians(pb: _Problem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
                 dx[rows, j] = pb.active[j].to(x.dtype)  # frozen columns: zero
             else:
                 ds[rows, j - p] = 1
-        with warnings.catch_warnings():  # torch's jvp decompositions use the deprecated jit.script
-            warnings.simplefilter("ignore", FutureWarning)
-            _, dproj = jvp(pb.project, (xs, ss), (dx, ds))
+        dproj = _forward_tangent(pb.project, (xs, ss), (dx, ds))
         cols.append((dproj.reshape(kk, t, *dproj.shape[1:]) * scale).flatten(2))
     cols_t = torch.cat(cols)  # (P + S, T, R)
     with torch.no_grad():

@@ -14,6 +14,8 @@ face's state apart (fit mode: its own identity).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +23,7 @@ import torch
 
 from seqdeca.config.schema import FitConfig
 from seqdeca.face_model.assets import FaceModelAssets
+from seqdeca.face_model.fitting import prepare_forward_mode
 from seqdeca.face_model.layer import FaceModel
 from seqdeca.geometry.camera import project_weak_perspective
 from seqdeca.geometry.mesh import vertex_normals
@@ -87,7 +90,8 @@ class ChunkResult:
         codes: name -> (n, ...) float32 array for codes.npz.
         vertices: (n, V, 3) metres, model space.
         landmarks: (n, L, 2) model landmarks, normalised crop coordinates (y down).
-        render, alpha, shape_image: (n, 3|1, R, R) overlay renders (None when not asked).
+        render, alpha, shape_image: (n, 3|1, R, R) overlay renders (None when not asked, or
+            until :meth:`renders` makes them).
         textures: (n, 3, Ht, Wt) per-frame albedo for the OBJ textures, or None.
         texture_map: (Ht, Wt, 3) in [0, 1], the face's texture for every mesh of the clip so far
             (fit mode: the model albedo of its texture coefficients, or the extracted map), or
@@ -106,6 +110,18 @@ class ChunkResult:
     detail_vertices: torch.Tensor | None = None
     texture_map: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    #: makes the overlay renders on demand (fit mode draws them where the overlay is written,
+    #: beside the next chunk's fit); None when they are made already or not asked
+    pending_renders: Callable[[], tuple[torch.Tensor, ...]] | None = None
+
+    def renders(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(render, alpha, shape_image), made now if pending; None when not asked."""
+        if self.pending_renders is not None:
+            self.render, self.alpha, self.shape_image = self.pending_renders()
+            self.pending_renders = None
+        if self.render is None or self.alpha is None or self.shape_image is None:
+            return None
+        return self.render, self.alpha, self.shape_image
 
 
 def _numpy(x: torch.Tensor) -> np.ndarray:
@@ -251,6 +267,7 @@ class FitEngine:
         self.device = torch.device(device)
         self.assets, self.face_model = assets, face_model
         self.renderer, self.light_renderer = renderer, light_renderer
+        prepare_forward_mode()  # now, before video2mesh's threads start
         self._fitters: dict[int, ClipFitter] = {}
         self._appearances: dict[int, ClipAppearance] = {}
         self.description = f"fit to landmarks ({self.face_model.name}), texture {fit.texture}"
@@ -377,8 +394,7 @@ class FitEngine:
         )
         if app is not None and (fm.texture_mean is not None or app.extracts):
             result.texture_map = _numpy(app.texture_map()).transpose(1, 2, 0)
-        if renders is not None:
-            result.render, result.alpha, result.shape_image = renders
+        result.pending_renders = renders
         return result
 
     def _frames(
@@ -390,13 +406,15 @@ class FitEngine:
         app: ClipAppearance,
         *,
         render: bool,
-    ) -> tuple[torch.Tensor, tuple | None]:
+    ) -> tuple[torch.Tensor, Callable[[], tuple[torch.Tensor, ...]] | None]:
         """Lights of the chunk rows ``rows`` (meshes ``vertices``, ``cam``), their texture-map
         contribution (``extract``) and, when asked, their renders, RENDER_BATCH frames at a time
         (the rasterizer's memory grows with the batch).
 
         Returns:
-            light (n, 9, 3) and (image, alpha, shape image) (n, 3|1|3, R, R) or None.
+            light (n, 9, 3) and a function giving (image, alpha, shape image) (n, 3|1|3, R, R),
+            or None. The renders of ``extract`` come with the texture map's contribution; the
+            others are made when the function is called.
         """
         n = len(rows)
         light = fit_light().to(self.device).expand(n, -1, -1).clone()
@@ -407,19 +425,39 @@ class FitEngine:
             v, c = vertices[batch], cam[batch]
             if app.estimates:
                 light[batch] = app.lights(v, c, *self._inputs(data, rows[batch], small=True))
-            if not (render or app.extracts):
+            if not app.extracts:
                 continue
             out = app.untextured(v, c)
-            if app.extracts:
-                app.accumulate(
-                    out, *self._inputs(data, rows[batch]), light[batch], keep=valid[batch]
-                )
+            app.accumulate(out, *self._inputs(data, rows[batch]), light[batch], keep=valid[batch])
             if render:
                 image = textured(out, app.texture_map(), light[batch])
                 parts.append((image, out.alpha, self.renderer.shape_from(out)))
         if not render:
             return light, None
-        return light, tuple(torch.cat([p[k] for p in parts]) for k in range(3))
+        if app.extracts:
+            made = tuple(torch.cat([p[k] for p in parts]) for k in range(3))
+            return light, lambda: made
+        return light, functools.partial(
+            self._renders, app, vertices, cam, app.texture_map(), light.clone()
+        )
+
+    def _renders(
+        self,
+        app: ClipAppearance,
+        vertices: torch.Tensor,
+        cam: torch.Tensor,
+        texture: torch.Tensor,
+        light: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """(image, alpha, shape image) (n, 3|1|3, R, R) of n meshes with their lights (n, 9, 3)
+        and the albedo map ``texture`` (3, Huv, Wuv), RENDER_BATCH frames at a time."""
+        parts = []
+        for i in range(0, len(cam), RENDER_BATCH):
+            batch = slice(i, i + RENDER_BATCH)
+            out = app.untextured(vertices[batch], cam[batch])
+            image = textured(out, texture, light[batch])
+            parts.append((image, out.alpha, self.renderer.shape_from(out)))
+        return tuple(torch.cat([p[k] for p in parts]) for k in range(3))
 
     def extracted_renders(
         self,

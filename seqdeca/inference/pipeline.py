@@ -20,6 +20,7 @@ take the values they need (:class:`ClipSettings`, the engines' arguments).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from seqdeca import __version__
 from seqdeca.config.schema import Config
 from seqdeca.errors import UserError
 from seqdeca.face_model.from_config import face_model_assets_from_config, face_model_from_config
+from seqdeca.inference.background import WriteBehind
 from seqdeca.inference.checkpoint import load_model
 from seqdeca.inference.clip_appearance import check_appearance, light_size
 from seqdeca.inference.engines import ChunkResult, FitEngine, NetworkEngine
@@ -56,6 +58,7 @@ __all__ = [
     "build_fit_engine",
     "clip_settings",
     "discover_clips",
+    "open_stream",
     "process_clip",
     "resolve_mode",
     "run_summary",
@@ -78,6 +81,8 @@ VIDEO_EXTENSIONS = (
     ".flv",
 )
 STAGES = ("decode", "track", "crop", "predict", "render", "write")
+# seconds the predicting thread waited for the read-ahead and the write-behind threads
+WAITS = ("wait_input", "wait_output")
 
 
 class NoFaceError(UserError):
@@ -96,7 +101,9 @@ class ClipResult:
         frames, valid_frames: frames read and frames with a face (any face).
         faces: faces reconstructed (folders ``face_K`` with several faces; 1 for "largest").
         seconds: wall time of the clip.
-        timings: seconds per stage (:data:`STAGES`).
+        timings: seconds per stage (:data:`STAGES`; decode and track run in the read-ahead
+            thread, render and write in the write-behind one, so they overlap the others) and
+            the predicting thread's waits for those threads (:data:`WAITS`).
     """
 
     source: str
@@ -124,6 +131,8 @@ class ClipSettings:
         faces: which faces of the clip.
         batch_size, render_size, device: ``inference.batch_size``, ``render.image_size`` and
             ``run.device``, recorded in the clip's ``summary.json``.
+        write_behind: output jobs (a face's chunk, a chunk's overlay) queued for the
+            write-behind thread (0: written in the predicting thread).
     """
 
     stream: StreamSettings
@@ -132,6 +141,7 @@ class ClipSettings:
     batch_size: int
     render_size: int
     device: str
+    write_behind: int = 0
 
 
 # ------------------------------------------------------------------------------------ builders
@@ -149,6 +159,7 @@ def clip_settings(cfg: Config, faces: FaceSelection | None = None) -> ClipSettin
         crop_size=crop.size,
         crop_scale=crop.scale,
         smooth_frames=crop.smooth_frames,
+        read_ahead=inf.background_chunks,
     )
     return ClipSettings(
         stream=stream,
@@ -157,6 +168,7 @@ def clip_settings(cfg: Config, faces: FaceSelection | None = None) -> ClipSettin
         batch_size=inf.batch_size,
         render_size=cfg.render.image_size,
         device=cfg.run.device,
+        write_behind=2 * inf.background_chunks,  # a job per face and one per overlay chunk
     )
 
 
@@ -279,13 +291,13 @@ def _render_matrices(data: ChunkFrames, crop_size: int, render_size: int) -> np.
 
 def _layer(data: ChunkFrames, res: ChunkResult, crop_size: int) -> FaceLayer | None:
     """One face's overlay renders for the chunk's own frames (None: nothing rendered)."""
-    if res.render is None or res.alpha is None or res.shape_image is None:
+    renders = res.renders()
+    if renders is None:
         return None
+    render, alpha, shape_image = renders
     own = data.own
-    mats = _render_matrices(data, crop_size, res.render.shape[-1])[own]
-    return FaceLayer(
-        mats, data.valid[own], res.render.cpu(), res.alpha.cpu(), res.shape_image.cpu()
-    )
+    mats = _render_matrices(data, crop_size, render.shape[-1])[own]
+    return FaceLayer(mats, data.valid[own], render.cpu(), alpha.cpu(), shape_image.cpu())
 
 
 # --------------------------------------------------------------------------------------- clips
@@ -301,32 +313,56 @@ def _ensure_shape(stream: ClipStream, engine, data: ChunkFrames, face: int) -> N
 
 
 def _run_face(
-    stream: ClipStream,
-    engine,
-    outputs: ClipOutputs,
-    face: int,
-    a: int,
-    b: int,
-    timings: dict,
-    *,
-    video: bool,
-    crop_size: int,
-) -> tuple[ChunkFrames, FaceLayer | None]:
-    """Frames ``[a, b)`` of one face: crop, predict, write; returns its chunk and overlay layer."""
+    stream: ClipStream, engine, face: int, a: int, b: int, timings: dict, *, video: bool
+) -> tuple[ChunkFrames, ChunkResult | None]:
+    """Frames ``[a, b)`` of one face: its chunk and the engine's result (None: no face there)."""
     tic = time.perf_counter()
     data = stream.prepare(a, b, face=face)
     _ensure_shape(stream, engine, data, face)
     timings["crop"] += time.perf_counter() - tic
     if not data.valid[data.own].any():  # not in these frames: no prediction
-        outputs.faces[face].empty(b)
         return data, None
     tic = time.perf_counter()
     res = engine.predict(data, render=video, face=face)
     timings["predict"] += time.perf_counter() - tic
-    tic = time.perf_counter()
-    outputs.faces[face].write(data, res)
-    timings["write"] += time.perf_counter() - tic
-    return data, _layer(data, res, crop_size) if video else None
+    return data, res
+
+
+@dataclass
+class _ChunkWrite:
+    """Writes one chunk's outputs, face by face, then its overlay frames (in the write-behind
+    thread when there is one; every call in order)."""
+
+    outputs: ClipOutputs
+    b: int
+    timings: dict
+    video: bool
+    crop_size: int
+    panels: OverlayPanels | None = None
+
+    def face(self, face: int, data: ChunkFrames, res: ChunkResult | None) -> None:
+        """Codes, landmarks and meshes of one face; its renders go into the overlay panels."""
+        tic = time.perf_counter()
+        if res is None:
+            self.outputs.faces[face].empty(self.b)
+        else:
+            self.outputs.faces[face].write(data, res)
+        self.timings["write"] += time.perf_counter() - tic
+        tic = time.perf_counter()
+        if self.outputs.video is not None and self.panels is None:
+            self.panels = OverlayPanels(data.frames[data.own])
+        layer = _layer(data, res, self.crop_size) if self.video and res is not None else None
+        if self.panels is not None and layer is not None:
+            self.panels.add(layer)  # the face's renders are freed once this job is done
+        self.timings["render"] += time.perf_counter() - tic
+
+    def overlay(self) -> None:
+        """The chunk's overlay frames, every face pasted."""
+        if self.panels is not None and self.outputs.video is not None:
+            tic = time.perf_counter()
+            self.outputs.video.write(self.panels.image())
+            self.timings["render"] += time.perf_counter() - tic
+        self.panels = None
 
 
 def _run_chunks(
@@ -336,39 +372,27 @@ def _run_chunks(
     timings: dict,
     *,
     video: bool,
+    write_behind: int,
     on_frames: Callable[[int], None],
 ) -> int:
-    """Process every chunk of the stream, face by face; returns the number of frames with a
-    face (any face)."""
+    """Process every chunk of the stream, face by face, the outputs written behind (up to
+    ``write_behind`` jobs queued; 0: in this thread); returns the number of frames with a face
+    (any face). ``timings["wait_output"]``: seconds spent waiting for the writing."""
     valid_frames = 0
-    for a, b in stream.chunks():
-        seen = np.zeros(b - a, dtype=bool)
-        panels = None
-        for face in range(stream.slots):
-            data, layer = _run_face(
-                stream,
-                engine,
-                outputs,
-                face,
-                a,
-                b,
-                timings,
-                video=video,
-                crop_size=stream.settings.crop_size,
-            )
-            seen |= data.valid[data.own]
-            tic = time.perf_counter()
-            if outputs.video is not None and panels is None:
-                panels = OverlayPanels(data.frames[data.own])
-            if panels is not None and layer is not None:
-                panels.add(layer)  # the face's renders are freed with the next face
-            timings["render"] += time.perf_counter() - tic
-        if panels is not None:
-            tic = time.perf_counter()
-            outputs.video.write(panels.image())
-            timings["render"] += time.perf_counter() - tic
-        valid_frames += int(seen.sum())
-        on_frames(b - a)
+    with WriteBehind(depth=write_behind, name="write-outputs") as writer:
+        for a, b in stream.chunks():
+            seen = np.zeros(b - a, dtype=bool)
+            chunk = _ChunkWrite(outputs, b, timings, video, stream.settings.crop_size)
+            for face in range(stream.slots):
+                data, res = _run_face(stream, engine, face, a, b, timings, video=video)
+                seen |= data.valid[data.own]
+                writer.submit(functools.partial(chunk.face, face, data, res))
+                del data, res  # the job holds the chunk until it is written
+            writer.submit(chunk.overlay)
+            valid_frames += int(seen.sum())
+            on_frames(b - a)
+        writer.finish()
+        timings["wait_output"] = writer.waited
     return valid_frames
 
 
@@ -382,10 +406,13 @@ def process_clip(
     video: bool = True,
     rig: bool = True,
     progress: bool = True,
+    stream: ClipStream | None = None,
 ) -> ClipResult:
     """Run video2mesh on one clip into ``out_dir / name`` (see the module docstring) with
     ``settings`` (:func:`clip_settings` of the config ``engine`` runs with); ``rig``: also write
     ``rig.glb`` (:mod:`seqdeca.face_model.gltf_rig`) from the clip's codes at its end.
+    ``stream``: the clip already opened (:func:`open_stream`; closed here), else it is opened
+    here.
 
     Returns:
         A :class:`ClipResult`, "done" or "failed" (one-line reason; nothing left on disk).
@@ -393,12 +420,12 @@ def process_clip(
     """
     start = time.perf_counter()
     result = ClipResult(source=str(path), status="failed")
-    timings = dict.fromkeys(STAGES, 0.0)
+    timings = dict.fromkeys(STAGES + WAITS, 0.0)
     outputs = None
     try:
-        with ClipStream(
-            path, settings.stream, window=settings.window, faces=settings.faces
-        ) as stream:
+        if stream is None:
+            stream = ClipStream(path, settings.stream, window=settings.window, faces=settings.faces)
+        with stream:
             outputs = _clip_outputs(
                 stream, engine, out_dir, name, video=video, separate=settings.faces.separate
             )
@@ -412,6 +439,7 @@ def process_clip(
                 rig=rig,
                 progress=progress,
                 name=name,
+                write_behind=settings.write_behind,
             )
             result.seconds = time.perf_counter() - start
             summary, per_face = _summaries(
@@ -462,6 +490,7 @@ def _process(
     rig: bool,
     progress: bool,
     name: str,
+    write_behind: int,
 ) -> None:
     """Every chunk, then the rigs; fills ``result`` (frames, valid_frames, faces, timings)."""
     from tqdm import tqdm
@@ -476,8 +505,17 @@ def _process(
         disable=None if progress else True,
     )
     with bar:
-        valid = _run_chunks(stream, engine, outputs, timings, video=video, on_frames=bar.update)
-    timings["decode"], timings["track"] = stream.timings["decode"], stream.timings["track"]
+        valid = _run_chunks(
+            stream,
+            engine,
+            outputs,
+            timings,
+            video=video,
+            write_behind=write_behind,
+            on_frames=bar.update,
+        )
+    for key in ("decode", "track", "wait_input"):
+        timings[key] = stream.timings[key]
     frames = stream.end or 0
     if valid == 0:
         raise NoFaceError(f"no face found in any of the {frames} frames of {result.source}")
@@ -639,21 +677,31 @@ def video2mesh(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     names = _unique_names(clips)  # from the whole list: the same folders whoever runs a clip
     results = []
-    for clip, name in shard.take(list(zip(clips, names))):
-        with torch.no_grad(), _torch_threads(engine.threads):
-            res = process_clip(
-                clip,
-                out_dir,
-                name,
-                settings,
-                engine,
-                video=video,
-                rig=rig,
-                progress=progress and shard.is_main,
-            )
-        results.append(res)
-        if report is not None:
-            report(res)
+    mine = shard.take(list(zip(clips, names)))
+    ahead = open_stream(mine[0][0], settings) if mine else None
+    try:
+        for i, (clip, name) in enumerate(mine):
+            stream, ahead = ahead, None
+            if i + 1 < len(mine):  # the next clip is decoded and tracked while this one runs
+                ahead = open_stream(mine[i + 1][0], settings)
+            with torch.no_grad(), _torch_threads(engine.threads):
+                res = process_clip(
+                    clip,
+                    out_dir,
+                    name,
+                    settings,
+                    engine,
+                    video=video,
+                    rig=rig,
+                    progress=progress and shard.is_main,
+                    stream=stream,
+                )
+            results.append(res)
+            if report is not None:
+                report(res)
+    finally:
+        if ahead is not None:
+            ahead.__exit__(None, None, None)
     shares = shard.gather(results)  # waits for every process
     if shares is None:
         return results
@@ -664,6 +712,15 @@ def video2mesh(
     )
     _write_json(summary, Path(out_dir) / "summary.json")
     return results
+
+
+def open_stream(path: str | Path, settings: ClipSettings) -> ClipStream | None:
+    """The clip's :class:`ClipStream`, its read-ahead started; None when it cannot be opened
+    (:func:`process_clip` then opens it again and reports why)."""
+    try:
+        return ClipStream(path, settings.stream, window=settings.window, faces=settings.faces)
+    except UserError:
+        return None
 
 
 def run_summary(

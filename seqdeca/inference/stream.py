@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqdeca.inference.background import ReadAhead
 from seqdeca.inference.faces import LARGEST, FaceSelection
 from seqdeca.io.video import VideoError, VideoReader
 from seqdeca.prep.crop import crop_transforms, scale_matrix, warp_to_crop
@@ -58,6 +59,8 @@ class StreamSettings:
         crop_scale: crop side over the landmark box size
             (:func:`~seqdeca.prep.crop.crop_transforms`).
         smooth_frames: temporal smoothing window of the crop box (odd; 1 = off).
+        read_ahead: chunks decoded and tracked ahead in a background thread while the caller
+            works on earlier ones (0: decoded and tracked on demand, in the caller's thread).
     """
 
     chunk_frames: int
@@ -67,6 +70,7 @@ class StreamSettings:
     crop_size: int
     crop_scale: float
     smooth_frames: int
+    read_ahead: int = 0
 
 
 def stream_margin(window: int, *, smooth_frames: int, max_gap: int) -> int:
@@ -129,7 +133,8 @@ class ClipStream:
 
     Attributes:
         reader: the :class:`VideoReader` (original ``size``, ``fps``, ``num_frames``).
-        timings: seconds spent in "decode" and "track".
+        timings: seconds spent in "decode" and "track" (in the read-ahead thread when there
+            is one), and "wait_input": seconds the caller waited for decoded, tracked frames.
         end: number of frames of the clip once the decoder is exhausted, else None.
         slots: faces followed (1 for "largest"); ``prepare(..., face=k)`` for k < slots.
 
@@ -148,9 +153,8 @@ class ClipStream:
         w, h = self.reader.size
         dw, dh = self.reader.decode_size
         self.decoded_from_original = scale_matrix(dw / w, dh / h)
-        self.timings = {"decode": 0.0, "track": 0.0}
+        self.timings = {"decode": 0.0, "track": 0.0, "wait_input": 0.0}
         self.end: int | None = None
-        self._chunks = self.reader.chunks(max(1, s.chunk_frames))
         self.slots = faces.limit if faces.separate else 1
         self._tracker = FaceTracker(
             max_num_faces=max(_TRACK_FACES, self.slots),
@@ -165,6 +169,7 @@ class ClipStream:
         self._points: list[np.ndarray] = []  # (slots, 478, 3) per frame
         self._found: list[np.ndarray] = []  # (slots,) bool per frame
         self._stacked: tuple[int, int, np.ndarray] | None = None  # frames shared by the faces
+        self._ahead = ReadAhead(self._tracked_chunks(), depth=s.read_ahead, name="decode-track")
 
     # -- buffer ---------------------------------------------------------------------------------
 
@@ -183,25 +188,44 @@ class ClipStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._ahead.close()  # the thread stops before the tracker and the reader close
         self._tracker.close()
         self.reader.close()
 
     def ensure(self, until: int) -> None:
         """Decode and track until ``until`` frames are known or the clip ends."""
         while self.end is None and self.decoded < until:
+            item = next(self._ahead, None)
+            self.timings["wait_input"] = self._ahead.waited
+            if item is None:
+                self._finish()
+                return
+            frames, points, found = item
+            self._frames.extend(frames)
+            self._points.extend(points)
+            self._found.extend(found)
+
+    def _tracked_chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Decode and track the clip chunk by chunk: (frames, landmarks, found) per chunk.
+
+        Runs in the read-ahead thread when ``read_ahead`` > 0, touching only the reader, the
+        tracker and the face associator; the decoder's and MediaPipe's own messages to fd 2 are
+        silenced while they run, which also silences the process's other writes to fd 2 then.
+        """
+        chunks, done = self.reader.chunks(max(1, self.settings.chunk_frames)), 0
+        while True:
             tic = time.perf_counter()
             try:
                 with native_stderr_silenced():
-                    item = next(self._chunks, None)
+                    item = next(chunks, None)
             except Exception as exc:  # noqa: BLE001 - decoders raise many types mid-stream
                 text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
                 raise VideoError(
-                    f"decoding failed after {self.decoded} frames of {self.reader.path} "
+                    f"decoding failed after {done} frames of {self.reader.path} "
                     f"({type(exc).__name__}: {text}); the file is damaged or truncated"
                 ) from None
             self.timings["decode"] += time.perf_counter() - tic
             if item is None:
-                self._finish()
                 return
             _, frames = item
             tic = time.perf_counter()
@@ -213,9 +237,8 @@ class ClipStream:
                     self._tracking = True
                 points, found = self._track(frames)
             self.timings["track"] += time.perf_counter() - tic
-            self._frames.extend(frames)
-            self._points.extend(points)
-            self._found.extend(found)
+            done += len(frames)
+            yield frames, points, found
 
     def _track(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, slots, 478, 3) landmarks and (n, slots) found flags of the next frames."""

@@ -95,35 +95,36 @@ def write_obj(
         lines += [f"mtllib {path.stem}.mtl", "usemtl material0"]
     elif mtllib is not None:
         lines += [f"mtllib {mtllib}", "usemtl material0"]
+    blocks = ["\n".join(lines) + "\n"]
     if vertex_colors is not None:
         vc = np.asarray(vertex_colors, dtype=np.float64).reshape(-1, 3)
-        lines += [
-            f"v {a:.6f} {b:.6f} {c:.6f} {r:.4f} {g:.4f} {bl:.4f}"
-            for (a, b, c), (r, g, bl) in zip(vertices, vc)
-        ]
+        both = np.concatenate([vertices, vc], axis=1)
+        blocks.append(_lines("v %.6f %.6f %.6f %.4f %.4f %.4f", both))
     else:
-        lines += [f"v {a:.6f} {b:.6f} {c:.6f}" for a, b, c in vertices]
+        blocks.append(_lines("v %.6f %.6f %.6f", vertices))
     if has_uv:
-        lines += [f"vt {u:.6f} {v:.6f}" for u, v in np.asarray(verts_uvs).reshape(-1, 2)]
+        blocks.append(_lines("vt %.6f %.6f", np.asarray(verts_uvs).reshape(-1, 2)))
     if normals is not None:
-        lines += [f"vn {a:.5f} {b:.5f} {c:.5f}" for a, b, c in np.asarray(normals).reshape(-1, 3)]
+        blocks.append(_lines("vn %.5f %.5f %.5f", np.asarray(normals).reshape(-1, 3)))
     f1 = faces + 1
     if has_uv:
         t1 = np.asarray(faces_uvs, dtype=np.int64).reshape(-1, 3) + 1
         if normals is not None:
-            lines += [
-                " ".join(["f"] + [f"{v}/{t}/{v}" for v, t in zip(fv, ft)]) for fv, ft in zip(f1, t1)
-            ]
+            corners = np.stack([f1, t1, f1], axis=-1).reshape(-1, 9)
+            blocks.append(_lines("f %d/%d/%d %d/%d/%d %d/%d/%d", corners))
         else:
-            lines += [
-                " ".join(["f"] + [f"{v}/{t}" for v, t in zip(fv, ft)]) for fv, ft in zip(f1, t1)
-            ]
+            blocks.append(_lines("f %d/%d %d/%d %d/%d", np.stack([f1, t1], -1).reshape(-1, 6)))
     elif normals is not None:
-        lines += [f"f {a}//{a} {b}//{b} {c}//{c}" for a, b, c in f1]
+        blocks.append(_lines("f %d//%d %d//%d %d//%d", np.repeat(f1, 2, axis=1)))
     else:
-        lines += [f"f {a} {b} {c}" for a, b, c in f1]
-    _atomic_write_text(path, "\n".join(lines) + "\n")
+        blocks.append(_lines("f %d %d %d", f1))
+    _atomic_write_text(path, "".join(blocks))
     return path
+
+
+def _lines(fmt: str, rows: np.ndarray) -> str:
+    """One line ``fmt % row`` per row of ``rows`` (n, k), each ending in a newline."""
+    return ((fmt + "\n") * len(rows)) % tuple(rows.ravel().tolist())
 
 
 def read_obj(path: str | Path) -> ObjMesh:

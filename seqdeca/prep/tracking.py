@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -112,6 +113,12 @@ class TrackResult:
             ) from None
 
 
+_silence_lock = threading.Lock()
+_warnings_lock = threading.Lock()  # FaceTracker._candidates changes the warning filters
+_silenced_depth = 0  # threads inside native_stderr_silenced
+_saved_stderr: int | None = None  # the real fd 2 while silenced
+
+
 @contextlib.contextmanager
 def native_stderr_silenced() -> Iterator[None]:
     """Send the C++ side's stderr (file descriptor 2) to /dev/null for a while.
@@ -119,16 +126,26 @@ def native_stderr_silenced() -> Iterator[None]:
     MediaPipe's graph prints TensorFlow Lite and absl start-up chatter ("Created TensorFlow Lite
     XNNPACK delegate", "Feedback manager requires ...") straight to fd 2 when the graph starts;
     no environment variable of 0.10.14 turns it off. Python exceptions are unaffected.
+
+    Safe to use from several threads at once: fd 2 is restored when the last one leaves.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
+    global _silenced_depth, _saved_stderr
+    with _silence_lock:
+        if _silenced_depth == 0:
+            sys.stderr.flush()
+            _saved_stderr = os.dup(2)
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+        _silenced_depth += 1
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
+        yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _silence_lock:
+            _silenced_depth -= 1
+            if _silenced_depth == 0 and _saved_stderr is not None:
+                os.dup2(_saved_stderr, 2)
+                os.close(_saved_stderr)
+                _saved_stderr = None
 
 
 class FaceTracker:
@@ -234,7 +251,9 @@ class FaceTracker:
         if self._graph is None:
             raise RuntimeError("FaceTracker.process outside its `with` block")
         try:
-            with warnings.catch_warnings():  # protobuf 4 deprecation noise inside mediapipe
+            # protobuf 4 deprecation noise inside mediapipe; the filters are process-wide, so
+            # trackers of several threads take turns (or one would restore the others' filters)
+            with _warnings_lock, warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*GetPrototype.*")
                 if self._started:
                     result = self._graph.process(np.ascontiguousarray(frame))
