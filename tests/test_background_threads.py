@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -101,3 +102,28 @@ def test_write_behind_close_skips_queued_jobs_and_stops():
     writer.close()
     assert done == [0]  # the running job finished, the queued ones were skipped
     assert not [t for t in threading.enumerate() if t.name == "test-write-behind"]
+
+
+def test_lines_written_in_visible_stderr_survive_another_threads_silence(capfd):
+    from seqdeca.prep.tracking import native_stderr_silenced, visible_stderr
+
+    silenced, release = threading.Event(), threading.Event()
+
+    def noisy_native_work() -> None:
+        with native_stderr_silenced():
+            silenced.set()
+            os.write(2, b"chatter\n")  # what the silence is for
+            release.wait(5)
+
+    worker = threading.Thread(target=noisy_native_work)
+    worker.start()
+    silenced.wait(5)
+    threading.Timer(0.2, release.set).start()
+    with visible_stderr():  # waits for the silence to end
+        os.write(2, b"error: a clip failed\n")
+    worker.join()
+    with native_stderr_silenced():
+        os.write(2, b"more chatter\n")
+    err = capfd.readouterr().err
+    assert "error: a clip failed" in err
+    assert "chatter" not in err

@@ -45,6 +45,7 @@ from seqdeca.inference.outputs import ClipOutputs
 from seqdeca.inference.settings import inference_config
 from seqdeca.inference.stream import ChunkFrames, ClipStream, StreamSettings
 from seqdeca.prep.crop import scale_matrix
+from seqdeca.prep.tracking import visible_stderr
 from seqdeca.render.from_config import renderer_from_config
 from seqdeca.shards import Shard
 from seqdeca.vis.overlay import FaceLayer, OverlayPanels, panel_size
@@ -698,7 +699,8 @@ def video2mesh(
                 )
             results.append(res)
             if report is not None:
-                report(res)
+                with visible_stderr():  # not lost to the next clip's read-ahead silence
+                    report(res)
     finally:
         if ahead is not None:
             ahead.__exit__(None, None, None)

@@ -33,6 +33,7 @@ __all__ = [
     "interpolate_gaps",
     "native_stderr_silenced",
     "track_video",
+    "visible_stderr",
 ]
 
 NUM_LANDMARKS = 478
@@ -113,10 +114,11 @@ class TrackResult:
             ) from None
 
 
-_silence_lock = threading.Lock()
-_warnings_lock = threading.Lock()  # FaceTracker._candidates changes the warning filters
+_stderr_state = threading.Condition()  # guards the three counters below
 _silenced_depth = 0  # threads inside native_stderr_silenced
+_visible_writers = 0  # threads inside visible_stderr
 _saved_stderr: int | None = None  # the real fd 2 while silenced
+_warnings_lock = threading.Lock()  # FaceTracker._candidates changes the warning filters
 
 
 @contextlib.contextmanager
@@ -127,10 +129,13 @@ def native_stderr_silenced() -> Iterator[None]:
     XNNPACK delegate", "Feedback manager requires ...") straight to fd 2 when the graph starts;
     no environment variable of 0.10.14 turns it off. Python exceptions are unaffected.
 
-    Safe to use from several threads at once: fd 2 is restored when the last one leaves.
+    Safe to use from several threads at once: fd 2 is restored when the last one leaves. It
+    silences every thread's writes to fd 2 meanwhile, so lines that must be seen are written
+    inside :func:`visible_stderr`, which waits for the silence to end and holds new ones off.
     """
     global _silenced_depth, _saved_stderr
-    with _silence_lock:
+    with _stderr_state:
+        _stderr_state.wait_for(lambda: _visible_writers == 0)
         if _silenced_depth == 0:
             sys.stderr.flush()
             _saved_stderr = os.dup(2)
@@ -140,12 +145,30 @@ def native_stderr_silenced() -> Iterator[None]:
     try:
         yield
     finally:
-        with _silence_lock:
+        with _stderr_state:
             _silenced_depth -= 1
             if _silenced_depth == 0 and _saved_stderr is not None:
                 os.dup2(_saved_stderr, 2)
                 os.close(_saved_stderr)
                 _saved_stderr = None
+            _stderr_state.notify_all()
+
+
+@contextlib.contextmanager
+def visible_stderr() -> Iterator[None]:
+    """Write to stderr inside this block: no thread's :func:`native_stderr_silenced` is active
+    meanwhile (it waits for them to end). Keep the block short and do not silence inside it."""
+    global _visible_writers
+    with _stderr_state:
+        _stderr_state.wait_for(lambda: _silenced_depth == 0)
+        _visible_writers += 1
+    try:
+        yield
+    finally:
+        with _stderr_state:
+            _visible_writers -= 1
+            sys.stderr.flush()
+            _stderr_state.notify_all()
 
 
 class FaceTracker:
