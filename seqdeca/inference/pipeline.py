@@ -12,6 +12,11 @@ chooses one face (the largest) or several, each tracked with a stable identity a
 the same crop, engine and outputs as the one face (a per-face state in the engine, a
 :class:`~seqdeca.inference.outputs.FaceOutput` each, one overlay with every face).
 
+With ``inference.background_chunks`` > 0 (default), decoding and tracking run ahead in one
+background thread and the outputs (files, overlay renders, compositing, encoding) are written
+behind in another (:mod:`seqdeca.inference.background`), and the next clip is opened while the
+current one runs; the files are the same as with everything in one thread.
+
 The config is read here only, by :func:`video2mesh` and the builders (:func:`build_engine`,
 :func:`build_fit_engine`, :func:`clip_settings`); :func:`process_clip` and every part below it
 take the values they need (:class:`ClipSettings`, the engines' arguments).
