@@ -217,7 +217,7 @@ def _forward_tangent(fn, primals: tuple, tangents: tuple) -> torch.Tensor:
     """The directional derivative of ``fn(*primals)`` along ``tangents`` (forward mode).
 
     Dual tensors of ``torch.autograd.forward_ad`` rather than ``torch.func.jvp``, whose first
-    call imports torch's compiler stack (about a second per process).
+    call imports torch's compiler stack, a one-off cost per process.
     """
     prepare_forward_mode()
     with fwad.dual_level():
