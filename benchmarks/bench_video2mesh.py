@@ -217,8 +217,10 @@ def bench_peak_memory(
         if done.returncode != 0:
             raise RuntimeError(f"peak-memory child failed: {done.stderr.strip()[-400:]}")
         info = json.loads(done.stdout.strip().splitlines()[-1])
+        quarters = " / ".join(f"{q:.0f}" for q in info.get("rss_quarters_mb", []))
+        note = f"highest RSS by quarter of the run: {quarters} MB" if quarters else ""
         rows.append(
-            BenchRow(f"peak RSS, {path.name}", info["frames"], seconds, info["peak_mb"], "MB")
+            BenchRow(f"peak RSS, {path.name}", info["frames"], seconds, info["peak_mb"], "MB", note)
         )
     return rows
 
