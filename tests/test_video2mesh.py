@@ -287,3 +287,18 @@ def test_benchmark_times_one_thread_and_background_threads_side_by_side(clip, tm
     assert one.frames == background.frames == FRAMES
     assert "one thread" in one.what and "background 2" in background.what
     assert "x one thread" in background.note and "wait_output" in background.note
+
+
+def test_peak_memory_child_reads_its_own_peak_and_quarters():
+    import time
+
+    from benchmarks.video2mesh_peak_memory import RssSampler, peak_kb
+
+    sampler = RssSampler(interval=0.01)
+    sampler.start()
+    time.sleep(0.2)
+    sampler.stop()
+    quarters = sampler.quarters_mb()
+    assert len(quarters) == 4 and all(q > 0 for q in quarters)
+    assert peak_kb() / 1024 >= max(quarters) * 0.99  # the peak bounds every sample
+    assert RssSampler().quarters_mb() == []  # no samples, no quarters
