@@ -4,7 +4,9 @@ detail.
 
     python experiments/detail_ablation.py OUT [--quick] [--device cpu|cuda] [--heldout DIR ...]
         [--rows ROW ...] [--seeds N] [--train-clips N] [--heldout-clips N]
-        [--pretrain-steps N] [--steps N] [--photometric-check] [--signal-check] [a.b=value ...]
+        [--pretrain-steps N] [--steps N] [--photometric-check]
+        [--signal-check [--pooled] [--matched] [--check-steps N]]
+        [a.b=value ...]
 
 1. Data (``configs/experiments/detail.yaml``: AU-driven expressions, photo backgrounds, every
    frame shaded with a ground-truth UV displacement of six AU-driven wrinkle patterns plus
@@ -475,6 +477,22 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="only fit a free displacement per frame to the rows' contrast and z_reg "
         "terms after pretraining, and score it",
     )
+    parser.add_argument(
+        "--pooled",
+        action="store_true",
+        help="with --signal-check: also fit per clip a static map plus one map per wrinkle "
+        "AU weighted by the frames' true AU intensities (every third frame, every frame)",
+    )
+    parser.add_argument(
+        "--matched",
+        action="store_true",
+        help="with --signal-check: also score and fit the contrast with the map rendered "
+        "into the frame and unwrapped like the photo (matched), and with the zero map's "
+        "contrast subtracted on each side, each on its own path (offset)",
+    )
+    parser.add_argument(
+        "--check-steps", type=int, default=300, help="with --signal-check: Adam steps of each fit"
+    )
     return finish_parsing(parser, argv)
 
 
@@ -512,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
                     contrast=loss.detail_contrast,
                     z_reg=loss.z_reg,
                     device=args.device,
+                    pooled=args.pooled,
+                    matched=args.matched,
+                    steps=args.check_steps,
                 )
             return 0
         models = train_rows(args, out, rows, sizes, encoders)

@@ -103,7 +103,7 @@ def test_toy_run_writes_every_row(tmp_path):
     ]
     assert not any(k.startswith("D_") for k in logged[-1])  # no critic in DECA's detail training
     check = subprocess.run(
-        [*cmd, "--photometric-check", "--signal-check"],
+        [*cmd, "--photometric-check", "--signal-check", "--pooled"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -120,3 +120,25 @@ def test_toy_run_writes_every_row(tmp_path):
     fitted = json.loads((out / "signal_check.json").read_text())
     assert fitted["zero error_mm"] > 0 and fitted["fitted error_mm"] != fitted["zero error_mm"]
     assert fitted["fitted contrast"] < fitted["zero contrast"]  # the fit lowers its own term
+    # per clip a static map + one map per wrinkle AU weighted by the true AU intensities
+    pairs = {"pooled": "zero", "pooled every frame": "pooled every frame zero"}
+    for name, zero in pairs.items():
+        assert fitted[f"{name} contrast"] < fitted[f"{zero} contrast"]
+        assert fitted[f"{name} error_mm"] > 0
+    # the contrast on the photo's own path (a few steps: this only checks that it runs and fits)
+    matched = subprocess.run(
+        [*cmd, "--signal-check", "--matched", "--check-steps", "10"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert matched.returncode == 0, matched.stdout[-2000:] + matched.stderr[-2000:]
+    fitted = json.loads((out / "signal_check.json").read_text())
+    for name in ("matched", "offset"):
+        assert fitted[f"{name} fitted contrast"] < fitted[f"{name} zero contrast"]
+        assert fitted[f"{name} fitted error_mm"] > 0
+    # at the zero map both compare the photo's contrast with the detail-free render's
+    assert fitted["matched zero contrast"] == pytest.approx(fitted["offset zero contrast"])
