@@ -102,16 +102,7 @@ def test_toy_run_writes_every_row(tmp_path):
         for x in (out / "l1-only" / "seed_0" / "losses.jsonl").read_text().splitlines()
     ]
     assert not any(k.startswith("D_") for k in logged[-1])  # no critic in DECA's detail training
-    check = subprocess.run(
-        [*cmd, "--photometric-check", "--signal-check", "--pooled"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    _check_run([*cmd, "--photometric-check", "--signal-check", "--pooled"], env)
     scores = json.loads((out / "photometric_check.json").read_text())
     maps = ("zero", "true", "2 x true", "-true")
     assert set(scores) == {*maps, *(f"contrast {name}" for name in maps)}
@@ -126,19 +117,18 @@ def test_toy_run_writes_every_row(tmp_path):
         assert fitted[f"{name} contrast"] < fitted[f"{zero} contrast"]
         assert fitted[f"{name} error_mm"] > 0
     # the contrast on the photo's own path (a few steps: this only checks that it runs and fits)
-    matched = subprocess.run(
-        [*cmd, "--signal-check", "--matched", "--check-steps", "10"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert matched.returncode == 0, matched.stdout[-2000:] + matched.stderr[-2000:]
+    _check_run([*cmd, "--signal-check", "--matched", "--check-steps", "10"], env)
     fitted = json.loads((out / "signal_check.json").read_text())
     for name in ("matched", "offset"):
         assert fitted[f"{name} fitted contrast"] < fitted[f"{name} zero contrast"]
         assert fitted[f"{name} fitted error_mm"] > 0
     # at the zero map both compare the photo's contrast with the detail-free render's
     assert fitted["matched zero contrast"] == pytest.approx(fitted["offset zero contrast"])
+
+
+def _check_run(cmd: list[str], env: dict) -> None:
+    """Run one of the experiment's checks as a subprocess; it must succeed."""
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
