@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from prepared_factory import make_prepared_clip
+from two_process_launch import LAUNCHER, TWO_CPU_PROCESSES
 
 from seqdeca.config import load_config
 from seqdeca.config.schema import Config, DataSourceConfig
@@ -191,7 +192,7 @@ def test_max_bad_samples_must_be_positive(data_root, tmp_path) -> None:
 def test_two_processes_skip_a_batch_together(data_root, tmp_path) -> None:
     """DDP (2 CPU processes, gloo), batch 1, one of 2 clips damaged: when one process has no
     readable window and the other has one, both skip the batch (no hang) and the run ends."""
-    launcher = Path(sys.executable).parent / "accelerate"
+    launcher = LAUNCHER
     if not launcher.is_file():
         pytest.skip(f"accelerate launcher not found next to {sys.executable}")
     root = _damaged_copy(data_root, tmp_path, [0], "cut_jpeg")
@@ -200,16 +201,7 @@ def test_two_processes_skip_a_batch_together(data_root, tmp_path) -> None:
     run_dir = tmp_path / "ddp"
     cmd = [
         str(launcher),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *TWO_CPU_PROCESSES,
         str(ROOT / "tools" / "train_seq.py"),
         "--config",
         str(TINY),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from two_process_launch import LAUNCHER, TWO_CPU_PROCESSES
 
 from seqdeca.errors import UserError
 from seqdeca.inference.demo import make_demo_clip
@@ -29,19 +30,6 @@ from tools import video2mesh as video2mesh_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["track.max_gap=0", "inference.fit.iterations=5"]
-LAUNCHER = Path(sys.executable).parent / "accelerate"
-LAUNCH = [
-    "launch",
-    "--multi_gpu",
-    "--num_processes",
-    "2",
-    "--num_machines",
-    "1",
-    "--mixed_precision",
-    "no",
-    "--dynamo_backend",
-    "no",
-]
 LINE = re.compile(r"^\[(\d)/2\] (?:failed )?(\S+?):")
 
 
@@ -134,7 +122,7 @@ def _launch(tool: str, args: list[str]) -> subprocess.CompletedProcess:
         pytest.skip(f"accelerate launcher not found next to {sys.executable}")
     cmd = [
         str(LAUNCHER),
-        *LAUNCH,
+        *TWO_CPU_PROCESSES,
         "--main_process_port",
         str(_free_port()),
         str(ROOT / "tools" / tool),

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch.testing import assert_close
+from two_process_launch import LAUNCHER, TWO_CPU_PROCESSES
 
 from seqdeca.config import load_config
 from seqdeca.config.schema import Config, DataSourceConfig
@@ -181,7 +182,7 @@ def test_a_corrupt_checkpoint_is_a_one_line_error(
 @pytest.mark.slow
 def test_two_process_cpu_ddp_smoke_run(data_root, tmp_path) -> None:
     """``accelerate launch --multi_gpu --num_processes 2`` with ACCELERATE_USE_CPU=1 (gloo)."""
-    launcher = Path(sys.executable).parent / "accelerate"
+    launcher = LAUNCHER
     if not launcher.is_file():
         pytest.skip(f"accelerate launcher not found next to {sys.executable}")
     config = tmp_path / "ddp.yaml"
@@ -193,16 +194,7 @@ def test_two_process_cpu_ddp_smoke_run(data_root, tmp_path) -> None:
     monitor = {"validate_every": 2, "val_windows": 1, "images_every": 3}  # main process only
     cmd = [
         str(launcher),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *TWO_CPU_PROCESSES,
         str(ROOT / "tools" / "train_seq.py"),
         "--config",
         str(config),
