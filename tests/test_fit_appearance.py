@@ -34,6 +34,8 @@ from seqdeca.inference.pipeline import build_fit_engine, video2mesh
 from seqdeca.inference.texture_map import TextureAccumulator
 from seqdeca.io.obj import read_obj
 from seqdeca.prep.masks import FACE
+from seqdeca.render.openings import opening_cells
+from seqdeca.render.resize import resize_maps
 from seqdeca.render.shading import sh_basis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +64,14 @@ def synthetic(tmp_path_factory) -> dict:
             )
         ).vertices
         render = engine.appearance(0).untextured(vertices, gt["cam"])
-    return {"root": root, "cfg": cfg, "clip": clip, "engine": engine, "render": render}
+    return {
+        "root": root,
+        "cfg": cfg,
+        "clip": clip,
+        "engine": engine,
+        "render": render,
+        "vertices": vertices,
+    }
 
 
 def _samples(synthetic: dict, images: torch.Tensor | None = None):
@@ -303,3 +312,39 @@ def test_shape_from_an_existing_render_equals_render_shape(synthetic):
         torch.testing.assert_close(
             renderer.shape_from(out), renderer.render_shape(vertices, gt["cam"])
         )
+
+
+def test_fit_mode_paints_its_openings_with_what_the_frames_show_there(synthetic):
+    engine, clip, render = synthetic["engine"], synthetic["clip"], synthetic["render"]
+    app, gt, vertices = engine.appearance(0), clip.gt, synthetic["vertices"]
+    assert app.openings is not None and len(app.openings) == 3  # two eyes and the mouth
+    with torch.no_grad():
+        index = opening_cells(app.renderer, app.openings, vertices, gt["cam"], render.alpha)
+        # the openings' colours from the even frames, through the lights' path as fit mode learns
+        # them (its smaller renders), scored on the odd frames
+        size = app.light_renderer.image_size[0]
+        small = resize_maps(clip.frames, (size, size), antialias=True)
+        classes = resize_maps(clip.masks[:, None].float(), (size, size), mode="nearest")[:, 0]
+        even = torch.arange(clip.num_frames) % 2 == 0
+        seen = app.new_opening_colours()
+        app.lights(vertices, gt["cam"], small, classes.to(torch.uint8), observe=even, colours=seen)
+        seen_per_opening = torch.zeros(3).index_add_(0, seen.cell_opening, seen.weights)
+        assert bool((seen_per_opening > 0).all())  # every opening was seen
+        albedo = app.albedo_map()
+        painted, alpha = app.render(
+            render, vertices, gt["cam"], albedo, gt["light"], seen.colours()
+        )
+        black, _ = app.render(render, vertices, gt["cam"], albedo, gt["light"], seen.colours() * 0)
+    looked = (index >= 0) & (clip.masks > 0) & ~even[:, None, None]
+    torch.testing.assert_close(alpha[:, 0], torch.maximum(render.alpha[:, 0], (index >= 0).float()))
+    assert int(looked.sum()) > 50
+
+    def error(image: torch.Tensor) -> float:
+        return float((image - clip.frames).abs().sum(1)[looked].mean())
+
+    assert error(painted) < 0.5 * error(black), (error(painted), error(black))
+    assert torch.equal(
+        painted[index[:, None].expand_as(painted) < 0], black[index[:, None].expand_as(black) < 0]
+    )
+    mean_mode = build_fit_engine(load_config(BASE, ["inference.fit.texture=mean"]))
+    assert mean_mode.appearance(0).openings is None  # mean mode renders as before: black there

@@ -112,7 +112,8 @@ class ClipPrediction:
         render: (T, 3, H, W) rendered face in [0, 1], or None (fit mode).
         au_probabilities: (T, 12) Aff-Wild2 AU probabilities, or None.
         seconds: wall time spent predicting the clip.
-        render_alpha: (T, 1, H, W) the render's coverage (1 where the mesh covers the pixel),
+        render_alpha: (T, 1, H, W) the render's coverage (1 where it paints the pixel: the
+            mesh, and in fit mode the openings it paints),
             or None (then no ``psnr_covered``).
     """
 
@@ -272,8 +273,9 @@ def masked_image_series(
     """Masked L1 / PSNR / SSIM of a render against the reference images resized to the render
     size (bilinear, antialiased; mask: classes 1 and 2 of the 3-class mask, area-resized and
     thresholded at 0.5); with the render's coverage ``alpha`` also ``psnr_covered``, the PSNR
-    over the mask pixels the mesh covers (a face model with holes at the eye openings and the
-    mouth renders black there, which the plain PSNR counts).
+    over the mask pixels the render paints (what it leaves black, e.g. the openings of a face
+    model without eyes or mouth interior, or the mask beyond the mesh's outline, the plain PSNR
+    counts).
 
     Args:
         render: (..., T, 3, H, W) in [0, 1] (clamped here).

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from seqdeca.errors import UserError
 from seqdeca.face_model.layer import FaceModel
+from seqdeca.geometry.openings import MeshOpenings
 from seqdeca.inference.appearance import (
     FaceSamples,
     estimate_texture,
@@ -35,10 +36,12 @@ from seqdeca.inference.appearance import (
     robust_light,
     sample_maps,
 )
+from seqdeca.inference.opening_colours import OpeningColours
 from seqdeca.inference.stream import ChunkFrames
 from seqdeca.inference.texture_map import TextureAccumulator
 from seqdeca.prep.crop import apply_transform, warp_to_crop
 from seqdeca.prep.masks import FACE, region_masks
+from seqdeca.render.openings import cell_openings, fill_openings, opening_cells
 from seqdeca.render.renderer import Renderer, RenderOutput
 from seqdeca.render.shading import sh_shading
 from seqdeca.render.uv import sample_uv_texture
@@ -141,6 +144,8 @@ class ClipAppearance:
             (:func:`light_size`).
         mode: one of :data:`TEXTURE_MODES`.
         prior: ``inference.fit.texture_prior``.
+        openings: the topology's openings, whose colours are learnt from the frames and
+            painted into renders (not in ``mean`` mode); None: renders are black there.
     """
 
     def __init__(
@@ -151,10 +156,12 @@ class ClipAppearance:
         *,
         mode: str,
         prior: float,
+        openings: MeshOpenings | None = None,
     ) -> None:
         self.renderer, self.light_renderer = renderer, light_renderer
         self.mode, self.prior = check_texture_mode(mode), float(prior)
         ref = renderer.uv_bary
+        self.openings = openings if self.estimates and openings is not None else None
         if face_model.texture_mean is not None:
             self.mean = face_model.texture_mean.to(ref)
             self.basis = face_model.texture_basis.to(ref)
@@ -165,6 +172,7 @@ class ClipAppearance:
         self.albedo = self.mean  # the model albedo of ``texture`` (unclamped)
         self.fallback = fit_light().to(ref)
         self.accumulator: TextureAccumulator | None = None
+        self.interior = self.new_opening_colours()  # the openings' colours so far
 
     @property
     def estimates(self) -> bool:
@@ -213,18 +221,64 @@ class ClipAppearance:
             self.accumulator = self.new_accumulator()
 
     def lights(
-        self, vertices: torch.Tensor, cam: torch.Tensor, images: torch.Tensor, classes: torch.Tensor
+        self,
+        vertices: torch.Tensor,
+        cam: torch.Tensor,
+        images: torch.Tensor,
+        classes: torch.Tensor,
+        *,
+        observe: torch.Tensor | None = None,
+        colours: OpeningColours | None = None,
     ) -> torch.Tensor:
         """(m, 9, 3) the lights of a batch of frames, with the face's albedo fixed.
 
         Args:
             vertices: (m, V, 3); cam: (m, 3); images, classes: :func:`frame_inputs` at the
                 lights' size.
+            observe: (m,) bool, frames whose pixels seen through the openings are added to
+                ``colours`` (default the face's own), or None.
         """
-        samples = self._samples(vertices, cam, images, classes)
-        return robust_light(
+        out = self.untextured(vertices, cam, small=True)
+        samples = face_samples(out, images.to(vertices), classes.to(vertices.device) == FACE)
+        light = robust_light(
             samples, sample_maps(self.albedo, samples.uv), fallback=self.fallback
         ).light
+        if observe is not None and self.openings is not None:
+            cells = opening_cells(self.light_renderer, self.openings, vertices, cam, out.alpha)
+            target = colours if colours is not None else self.interior
+            target.add(cells, images.to(vertices), classes.to(vertices.device), light, observe)
+        return light
+
+    def new_opening_colours(self) -> OpeningColours:
+        """Empty colours of the openings (evaluation learns them from chosen frames)."""
+        if self.openings is None:
+            return OpeningColours(torch.zeros(0, dtype=torch.int64, device=self.mean.device))
+        return OpeningColours(cell_openings(self.openings).to(self.mean.device))
+
+    def render(
+        self,
+        out: RenderOutput,
+        vertices: torch.Tensor,
+        cam: torch.Tensor,
+        texture: torch.Tensor,
+        light: torch.Tensor,
+        colours: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The textured, lit render of :meth:`untextured` ``out`` (meshes ``vertices``
+        (m, V, 3), ``cam`` (m, 3)) with its openings painted with ``colours`` (C, 3)
+        (:meth:`OpeningColours.colours`, taken when the renders are asked for: they may be made
+        later, in another thread).
+
+        Returns:
+            (m, 3, R, R) RGB (not clamped, black where nothing is painted) and (m, 1, R, R) its
+            coverage: the face's, and the openings' where they are painted.
+        """
+        image = textured(out, texture, light)
+        if self.openings is None:
+            return image, out.alpha
+        cells = opening_cells(self.renderer, self.openings, vertices, cam, out.alpha)
+        painted = (cells >= 0)[:, None].to(out.alpha)
+        return fill_openings(image, cells, colours, light), torch.maximum(out.alpha, painted)
 
     def accumulate(
         self,

@@ -27,13 +27,13 @@ from seqdeca.face_model.fitting import prepare_forward_mode
 from seqdeca.face_model.layer import FaceModel
 from seqdeca.geometry.camera import project_weak_perspective
 from seqdeca.geometry.mesh import vertex_normals
+from seqdeca.geometry.openings import MeshOpenings
 from seqdeca.inference.checkpoint import LoadedModel
 from seqdeca.inference.clip_appearance import (
     ClipAppearance,
     check_appearance,
     fit_light,
     frame_inputs,
-    textured,
 )
 from seqdeca.inference.fit import SHAPE_SPAN, ClipFitter
 from seqdeca.inference.stream import ChunkFrames
@@ -267,6 +267,7 @@ class FitEngine:
         self.device = torch.device(device)
         self.assets, self.face_model = assets, face_model
         self.renderer, self.light_renderer = renderer, light_renderer
+        self.openings = MeshOpenings(assets.faces, face_model.num_vertices)
         prepare_forward_mode()  # now, before video2mesh's threads start
         self._fitters: dict[int, ClipFitter] = {}
         self._appearances: dict[int, ClipAppearance] = {}
@@ -306,6 +307,7 @@ class FitEngine:
                 self.light_renderer,
                 mode=self.fit.texture,
                 prior=self.fit.texture_prior,
+                openings=self.openings,
             )
         return self._appearances[face]
 
@@ -424,21 +426,29 @@ class FitEngine:
             batch = slice(i, min(i + RENDER_BATCH, n))
             v, c = vertices[batch], cam[batch]
             if app.estimates:
-                light[batch] = app.lights(v, c, *self._inputs(data, rows[batch], small=True))
+                small = self._inputs(data, rows[batch], small=True)
+                light[batch] = app.lights(v, c, *small, observe=valid[batch])
             if not app.extracts:
                 continue
             out = app.untextured(v, c)
             app.accumulate(out, *self._inputs(data, rows[batch]), light[batch], keep=valid[batch])
             if render:
-                image = textured(out, app.texture_map(), light[batch])
-                parts.append((image, out.alpha, self.renderer.shape_from(out)))
+                colours = app.interior.colours()
+                image, alpha = app.render(out, v, c, app.texture_map(), light[batch], colours)
+                parts.append((image, alpha, self.renderer.shape_from(out)))
         if not render:
             return light, None
         if app.extracts:
             made = tuple(torch.cat([p[k] for p in parts]) for k in range(3))
             return light, lambda: made
         return light, functools.partial(
-            self._renders, app, vertices, cam, app.texture_map(), light.clone()
+            self._renders,
+            app,
+            vertices,
+            cam,
+            app.texture_map(),
+            light.clone(),
+            app.interior.colours(),
         )
 
     def _renders(
@@ -448,15 +458,19 @@ class FitEngine:
         cam: torch.Tensor,
         texture: torch.Tensor,
         light: torch.Tensor,
+        colours: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
-        """(image, alpha, shape image) (n, 3|1|3, R, R) of n meshes with their lights (n, 9, 3)
-        and the albedo map ``texture`` (3, Huv, Wuv), RENDER_BATCH frames at a time."""
+        """(image, alpha, shape image) (n, 3|1|3, R, R) of n meshes with their lights (n, 9, 3),
+        the albedo map ``texture`` (3, Huv, Wuv) and the openings' cell colours (C, 3),
+        RENDER_BATCH frames at a time."""
         parts = []
         for i in range(0, len(cam), RENDER_BATCH):
             batch = slice(i, i + RENDER_BATCH)
             out = app.untextured(vertices[batch], cam[batch])
-            image = textured(out, texture, light[batch])
-            parts.append((image, out.alpha, self.renderer.shape_from(out)))
+            image, alpha = app.render(
+                out, vertices[batch], cam[batch], texture, light[batch], colours
+            )
+            parts.append((image, alpha, self.renderer.shape_from(out)))
         return tuple(torch.cat([p[k] for p in parts]) for k in range(3))
 
     def extracted_renders(
@@ -492,10 +506,12 @@ class FitEngine:
         rows = np.arange(len(data.valid))[data.own]
         keep = torch.from_numpy(np.asarray(build, bool) & data.valid[rows]).to(self.device)
         accumulator, lights = app.new_accumulator(), []
+        seen = app.new_opening_colours()
         for i in range(0, len(rows), RENDER_BATCH):
             batch = slice(i, min(i + RENDER_BATCH, len(rows)))
             v, c = vertices[batch], cam[batch]
-            lights.append(app.lights(v, c, *self._inputs(data, rows[batch], small=True)))
+            small = self._inputs(data, rows[batch], small=True)
+            lights.append(app.lights(v, c, *small, observe=keep[batch], colours=seen))
             app.accumulate(
                 app.untextured(v, c),
                 *self._inputs(data, rows[batch]),
@@ -504,9 +520,11 @@ class FitEngine:
                 accumulator=accumulator,
             )
         texture, light = accumulator.texture().clamp(0, 1), torch.cat(lights)
+        colours = seen.colours()
         parts = []
         for i in range(0, len(rows), RENDER_BATCH):
             batch = slice(i, min(i + RENDER_BATCH, len(rows)))
-            out = app.untextured(vertices[batch], cam[batch])
-            parts.append(textured(out, texture, light[batch]))
+            v, c = vertices[batch], cam[batch]
+            out = app.untextured(v, c)
+            parts.append(app.render(out, v, c, texture, light[batch], colours)[0])
         return torch.cat(parts)

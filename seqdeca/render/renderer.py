@@ -187,6 +187,15 @@ class Renderer(nn.Module):
         screen = project_weak_perspective(vertices, cam)
         return screen, self._rasterize(screen, self.faces, self.image_size)
 
+    def rasterize_faces(
+        self, vertices: torch.Tensor, cam: torch.Tensor, faces: torch.Tensor
+    ) -> Fragments:
+        """Rasterize other triangles at this renderer's size: (N, V', 3) model-space vertices
+        with cam (N, 3) and their (F', 3) int64 faces (e.g. the cones behind a mesh's openings,
+        :mod:`seqdeca.render.openings`)."""
+        screen = project_weak_perspective(vertices, cam)
+        return self._rasterize(screen, faces.to(vertices.device), self.image_size)
+
     def forward(
         self,
         vertices: torch.Tensor,
