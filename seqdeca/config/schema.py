@@ -162,15 +162,18 @@ class LossConfig:
     z_diff: float = 5e-3
     z_sym: float = 5e-3
     # where z_sym compares the displacement with its mirror: "face" (mean over the UV face mask)
-    # or "invisible" (DECA's: summed over the texels NOT visible, 1 - eroded visibility mask)
+    # or "invisible" (DECA's: summed over the texels NOT visible, 1 - eroded visibility mask).
+    # "face": with "invisible" the detail experiment's generator stayed at the flat map (its AU
+    # control below the shuffled-condition level; docs/detail_evidence.md)
     z_sym_region: str = "face"
     # generator's adversarial term; 0 = no critic at all (DECA's detail training: no critic,
     # critic optimizer or critic steps; n_critic, critic_lr, gradient_penalty, au_regression unused)
     adversarial: float = 1.0
     # GANimation's AU regression with the critic's AU head (critic on real, generator on fake):
-    # weight of the MSE averaged over samples and AUs. Not GANimation's value: GANimation
-    # multiplies that same mean by lambda_D_cond / batch = 4000 / 25 = 160; to be tuned
-    au_regression: float = 1.0
+    # weight of the MSE averaged over samples and AUs. GANimation's value: it multiplies that
+    # same mean by lambda_D_cond / batch = 4000 / 25 = 160. The detail experiment agrees (160
+    # beat 1 on displacement error and AU control: docs/detail_evidence.md)
+    au_regression: float = 160.0
     gradient_penalty: float = 10.0  # lambda_gp of the critic (any gan_type; 0 = off)
     # detail critic / generator adversarial loss: "wgan", "hinge" or "bce" (non-saturating)
     gan_type: str = "wgan"

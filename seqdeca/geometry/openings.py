@@ -21,8 +21,10 @@ CONE_DEPTH = 0.015
 
 
 def boundary_loops(faces: np.ndarray | torch.Tensor) -> list[np.ndarray]:
-    """The boundary loops of a triangle mesh, each an ordered array of vertex indices following
-    the faces' winding; a vertex where two loops touch starts or ends a loop at most once.
+    """The boundary loops of a triangle mesh (chains of the edges that belong to one face only),
+    each an ordered array of vertex indices following the faces' winding. Every such edge is in
+    exactly one loop; where two loops touch at a vertex, the walk takes that vertex's edges in
+    the order they were found.
 
     Args:
         faces: (F, 3) vertex indices.
