@@ -13,6 +13,10 @@
   accumulated so far, the OBJ texture and the rig the final one.
 * ``mean``: no estimation (the model's mean albedo under a fixed soft light, :func:`fit_light`).
 
+With ``model`` and ``extract`` renders also paint the mesh's openings (eyes, mouth of a model
+without eyeballs or mouth interior) with colours learnt from the frames so far
+(:mod:`seqdeca.inference.opening_colours`); ``mean`` leaves them black.
+
 Coefficients and lights are solved on renders ``LIGHT_DOWNSCALE`` times smaller than
 ``render.image_size`` against the face crops resized to that size, with the 3-class mask of
 their tracked landmarks (:func:`frame_inputs`); the overlay and the texture map use the render
@@ -236,7 +240,8 @@ class ClipAppearance:
             vertices: (m, V, 3); cam: (m, 3); images, classes: :func:`frame_inputs` at the
                 lights' size.
             observe: (m,) bool, frames whose pixels seen through the openings are added to
-                ``colours`` (default the face's own), or None.
+                ``colours``, or None (nothing added).
+            colours: the openings' colours to add to; None: the face's own (:attr:`interior`).
         """
         out = self.untextured(vertices, cam, small=True)
         samples = face_samples(out, images.to(vertices), classes.to(vertices.device) == FACE)
