@@ -58,6 +58,15 @@ def test_loops_of_a_grid_with_a_hole_and_an_island():
     torch.testing.assert_close(apex, torch.tensor([0.0, 0.0, -0.015]))  # behind: faces wind +z
 
 
+def test_a_closed_mesh_has_no_openings():
+    faces = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]])  # a tetrahedron
+    openings = MeshOpenings(faces, 4)
+    assert boundary_loops(faces) == [] and len(openings) == 0
+    assert openings.closed(torch.rand(2, 4, 3)).shape == (2, 4, 3)
+    colours = OpeningColours(cell_openings(openings))
+    assert colours.colours().shape == (0, 3)
+
+
 def test_the_bundled_model_has_two_eyes_and_a_mouth():
     assets = load_default_assets()
     faces = np.asarray(assets.faces)

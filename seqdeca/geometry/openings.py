@@ -120,14 +120,14 @@ class MeshOpenings:
         """(N, K, 3) each opening's apex: its loop's centroid moved ``depth`` metres into the
         head, along the loop's area vector (its rim is wound clockwise seen from outside, the
         faces around it being counter-clockwise), for meshes (N, V, 3)."""
-        apexes = []
+        apexes = [vertices.new_zeros(vertices.shape[0], 0, 3)]  # (N, 0, 3): K may be 0
         for idx in self._loop_index:
             rim = vertices[:, idx.to(vertices.device)]  # (N, L, 3)
             centre = rim.mean(1, keepdim=True)
             area = torch.linalg.cross(rim - centre, rim.roll(-1, 1) - centre).sum(1)  # (N, 3)
             inward = area / area.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            apexes.append(centre[:, 0] + depth * inward)
-        return torch.stack(apexes, 1)
+            apexes.append((centre[:, 0] + depth * inward)[:, None])
+        return torch.cat(apexes, 1)
 
     def closed(self, vertices: torch.Tensor) -> torch.Tensor:
         """(N, V + K, 3) the vertices followed by the apexes (the vertices of :attr:`cones`)."""
