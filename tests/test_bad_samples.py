@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from prepared_factory import make_prepared_clip
-from two_process_launch import LAUNCHER, TWO_CPU_PROCESSES
+from two_process_launch import TWO_CPU_PROCESSES, launcher
 
 from seqdeca.config import load_config
 from seqdeca.config.schema import Config, DataSourceConfig
@@ -192,15 +191,12 @@ def test_max_bad_samples_must_be_positive(data_root, tmp_path) -> None:
 def test_two_processes_skip_a_batch_together(data_root, tmp_path) -> None:
     """DDP (2 CPU processes, gloo), batch 1, one of 2 clips damaged: when one process has no
     readable window and the other has one, both skip the batch (no hang) and the run ends."""
-    launcher = LAUNCHER
-    if not launcher.is_file():
-        pytest.skip(f"accelerate launcher not found next to {sys.executable}")
     root = _damaged_copy(data_root, tmp_path, [0], "cut_jpeg")
     for jpeg in (root / "synthetic" / "synth_00000" / "frames").glob("*.jpg"):
         cut(jpeg)
     run_dir = tmp_path / "ddp"
     cmd = [
-        str(launcher),
+        launcher(),
         *TWO_CPU_PROCESSES,
         str(ROOT / "tools" / "train_seq.py"),
         "--config",

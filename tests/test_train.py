@@ -10,13 +10,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch.testing import assert_close
-from two_process_launch import LAUNCHER, TWO_CPU_PROCESSES
+from two_process_launch import TWO_CPU_PROCESSES, launcher
 
 from seqdeca.config import load_config
 from seqdeca.config.schema import Config, DataSourceConfig
@@ -182,9 +181,6 @@ def test_a_corrupt_checkpoint_is_a_one_line_error(
 @pytest.mark.slow
 def test_two_process_cpu_ddp_smoke_run(data_root, tmp_path) -> None:
     """``accelerate launch --multi_gpu --num_processes 2`` with ACCELERATE_USE_CPU=1 (gloo)."""
-    launcher = LAUNCHER
-    if not launcher.is_file():
-        pytest.skip(f"accelerate launcher not found next to {sys.executable}")
     config = tmp_path / "ddp.yaml"
     config.write_text(
         f"_base_: {TINY}\ndata:\n  sources:\n    - root: {data_root}\n"
@@ -193,7 +189,7 @@ def test_two_process_cpu_ddp_smoke_run(data_root, tmp_path) -> None:
     run_dir = tmp_path / "ddp"
     monitor = {"validate_every": 2, "val_windows": 1, "images_every": 3}  # main process only
     cmd = [
-        str(launcher),
+        launcher(),
         *TWO_CPU_PROCESSES,
         str(ROOT / "tools" / "train_seq.py"),
         "--config",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["LAUNCHER", "TWO_CPU_PROCESSES"]
+import pytest
+
+__all__ = ["TWO_CPU_PROCESSES", "launcher"]
 
 LAUNCHER = Path(sys.executable).parent / "accelerate"
 # after ``accelerate``: two processes on one machine, no mixed precision, no compiler
@@ -21,3 +23,10 @@ TWO_CPU_PROCESSES = [
     "--dynamo_backend",
     "no",
 ]
+
+
+def launcher() -> str:
+    """The ``accelerate`` script next to this interpreter (the test is skipped without it)."""
+    if not LAUNCHER.is_file():
+        pytest.skip(f"accelerate launcher not found next to {sys.executable}")
+    return str(LAUNCHER)

@@ -199,9 +199,10 @@ class ClipAppearance:
 
     def _samples(
         self, vertices: torch.Tensor, cam: torch.Tensor, images: torch.Tensor, classes: torch.Tensor
-    ) -> FaceSamples:
+    ) -> tuple[RenderOutput, FaceSamples]:
+        """The frames' untextured render at the lights' size and its face-skin samples."""
         out = self.untextured(vertices, cam, small=True)
-        return face_samples(out, images.to(vertices), classes.to(vertices.device) == FACE)
+        return out, face_samples(out, images.to(vertices), classes.to(vertices.device) == FACE)
 
     def estimate(
         self, vertices: torch.Tensor, cam: torch.Tensor, images: torch.Tensor, classes: torch.Tensor
@@ -212,7 +213,7 @@ class ClipAppearance:
             vertices: (m, V, 3) the frames' meshes, metres; cam: (m, 3).
             images, classes: :func:`frame_inputs` of the frames at the lights' size.
         """
-        samples = self._samples(vertices, cam, images, classes)
+        _, samples = self._samples(vertices, cam, images, classes)
         fit = estimate_texture(
             samples, self.mean, self.basis, prior=self.prior, fallback=self.fallback
         )
@@ -243,8 +244,7 @@ class ClipAppearance:
                 ``colours``, or None (nothing added).
             colours: the openings' colours to add to; None: the face's own (:attr:`interior`).
         """
-        out = self.untextured(vertices, cam, small=True)
-        samples = face_samples(out, images.to(vertices), classes.to(vertices.device) == FACE)
+        out, samples = self._samples(vertices, cam, images, classes)
         light = robust_light(
             samples, sample_maps(self.albedo, samples.uv), fallback=self.fallback
         ).light

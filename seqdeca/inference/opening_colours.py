@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import torch
 
+from seqdeca.inference.texture_map import MIN_SHADING  # a failed light teaches nothing
 from seqdeca.render.openings import facing_shading
 
 __all__ = ["OpeningColours"]
 
-MIN_SHADING = 0.05  # frames lit more weakly than this (a failed light) teach nothing
 PRIOR_PIXELS = 4.0  # weight of its opening's mean in a cell's colour
 
 
