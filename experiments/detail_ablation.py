@@ -95,7 +95,8 @@ MODEL_CONFIGS = {"cpu": ROOT / "configs" / "small_cpu.yaml", "cuda": ROOT / "con
 #: hundreds of thousands (not tuned). 128, not 64: at 64 the photometric term is not lowest at
 #: the true displacement (--photometric-check, docs/detail_evidence.md).
 #: The detail encoder sees the whole 224 px crop (at 64 px the wrinkles, a few pixels apart,
-#: are gone, and with them where each face's wrinkles lie).
+#: are gone, and with them where each face's wrinkles lie). The clips are shaded with maps of
+#: the size the rows predict, so the truth is one the generator can draw.
 CPU_SIZES = {
     "model.detail_uv_size": 128,
     "model.critic_width": 16,
@@ -103,6 +104,7 @@ CPU_SIZES = {
     "train.lr": 5e-4,
     "train.critic_lr": 5e-4,
     "model.detail_encoder_size": 0,
+    "synthetic.detail.uv_size": 128,
 }
 
 #: Settings of every run: the true pose and camera would not follow a geometric augmentation,
@@ -141,8 +143,16 @@ PRETRAIN = {
 #: signal with the coarse stage's smooth errors, the borders and the albedo edges left out),
 #: z_reg strong enough to hold the smooth displacement the contrast cannot see, and a 1 mm
 #: bound on the displacement (DECA's 1 cm puts 0.1 mm wrinkles at 1 % of the generator's range);
-#: the critic sees the same region as the contrast term, and its adversarial term is weighted
-#: 0.01 (at 1 the critic wins within 20 steps and the generator saturates).
+#: the critic sees the same region as the contrast term, and its feedback to the generator is
+#: scaled down as a whole: the adversarial term by 1000 (at 1 the critic wins within 20 steps
+#: and the generator saturates; at 0.01 it still costs the linear generator its gain) and the
+#: AU regression with it (0.16 = GANimation's 160 / 1000, the same ratio to the adversarial
+#: term; at 160 the AU regression alone drives the maps to their bound). 3 critic steps per
+#: generator step (GANimation: 5) keep the full run under two hours. The generator is
+#: linear in its AU condition (a map per AU, with a template shared by every face), and the
+#: photo's contrast is compared less what its render-and-unwrap path leaves in a face without
+#: detail: with both, a trained row first beat the zero map (docs/detail_evidence.md, "A
+#: generator linear in the AUs").
 DETAIL = {
     "train.stage": "detail",
     "train.detail_coarse": "ground_truth",
@@ -154,7 +164,11 @@ DETAIL = {
     "loss.z_reg": 2.0,
     "model.detail_max_displacement": 0.001,
     "loss.critic_region": "compared",
-    "loss.adversarial": 0.01,
+    "loss.adversarial": 0.001,
+    "loss.au_regression": 0.16,
+    "train.n_critic": 3,
+    "model.detail_au_form": "linear",
+    "model.detail_path_offset": True,
 }
 #: Row -> overrides on top of DETAIL (None: not trained).
 ROWS: dict[str, dict | None] = {
@@ -182,6 +196,8 @@ COLUMNS = (
     ("detail_normal_error", "normal err. face (deg)", ".2f"),
     ("controllability_mean", "AU control", ".2f"),
     ("controllability_shuffled_mean", "shuffled", ".2f"),
+    ("gain_mean", "AU gain (mm^2)", ".4f"),
+    ("gain_shuffled_mean", "shuffled gain", ".4f"),
     ("leakage_mean", "leakage", ".2f"),
     ("seconds", "train (s)", ".0f"),
 )
@@ -197,7 +213,7 @@ class Sizes(NamedTuple):
     seeds: int
 
 
-SIZES = {"quick": Sizes(48, 8, 150, 150, 1), "full": Sizes(200, 16, 600, 600, 3)}
+SIZES = {"quick": Sizes(48, 8, 150, 150, 1), "full": Sizes(200, 16, 600, 150, 3)}
 
 
 def base_config(args: argparse.Namespace, extra: dict | None = None) -> Config:
@@ -398,15 +414,15 @@ def markdown(results: dict, header: str, sizes: Sizes) -> str:
     for name, rows in results.items():
         lines += [f"## {name}", "", *markdown_table(rows, COLUMNS), ""]
         patterns = list(DETAIL_PATTERN_AUS)
-        columns = tuple((f"controllability/{p}", p, ".2f") for p in patterns)
         controlled = {r: m for r, m in rows.items() if "controllability_mean" in m}
-        if controlled:
-            lines += [
-                "AU controllability per pattern:",
-                "",
-                *markdown_table(controlled, columns),
-                "",
-            ]
+        for score, title, fmt in (
+            ("controllability", "AU controllability per pattern:", ".2f"),
+            ("gain", "AU gain per pattern (mm^2):", ".4f"),
+            ("gain_shuffled", "AU gain per pattern, shuffled conditions (mm^2):", ".4f"),
+        ):
+            if controlled:
+                columns = tuple((f"{score}/{p}", p, fmt) for p in patterns)
+                lines += [title, "", *markdown_table(controlled, columns), ""]
     return "\n".join(lines)
 
 
@@ -422,25 +438,27 @@ def plot(results: dict, out: Path, models: dict) -> None:
     rows = list(results[name])
     for ax, key, label in (
         (axes[0], "displacement_error_regions", "disp. error, AU regions (mm)"),
-        (axes[1], "controllability_mean", "AU controllability"),
+        (axes[1], "gain_mean", "AU gain in own region (mm^2); dots: shuffled"),
     ):
         means = [results[name][r].get(key, np.nan) for r in rows]
         stds = [results[name][r].get(f"{key}_std", 0.0) for r in rows]
         ax.bar(np.arange(len(rows)), means, yerr=stds)
         ax.set_xticks(np.arange(len(rows)), rows, rotation=35, ha="right")
         ax.set_ylabel(label)
+    chance = [results[name][r].get("gain_shuffled_mean", np.nan) for r in rows]
+    axes[1].plot(np.arange(len(rows)), chance, "ko")
     for row, runs in models.items():
         for k, (path, _) in enumerate(runs):
             log = path.parent / "losses.jsonl"
             if not log.is_file():
                 continue
             lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
-            values = [x.get("D_critic", x.get("detail_photometric")) for x in lines]
+            values = [x.get("D_critic", x.get("detail_contrast")) for x in lines]
             axes[2].plot(
                 [v for v in values if v is not None], lw=0.8, label=row if k == 0 else None
             )
     axes[2].set_xlabel("logged step")
-    axes[2].set_ylabel("critic loss (photometric for l1-only)")
+    axes[2].set_ylabel("critic loss (detail contrast without a critic)")
     axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "results.png", dpi=120)

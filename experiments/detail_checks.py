@@ -27,7 +27,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from seqdeca.au_names import MAIN_AU_NAMES
 from seqdeca.data.clip_files import GROUND_TRUTH_KEYS
@@ -36,10 +35,9 @@ from seqdeca.eval.clips import load_clip
 from seqdeca.eval.detail_metrics import highpass
 from seqdeca.losses.detail import uv_photometric_loss
 from seqdeca.models.critic import contrast_loss_mask, observed_contrast, shading_contrast
+from seqdeca.models.detail_path import PhotoPath, flat_path_offset, path_contrast, photo_path
 from seqdeca.models.detail_sources import DetailSources
 from seqdeca.models.seqdeca_model import SeqDECA
-from seqdeca.render.rasterizer import Fragments
-from seqdeca.render.renderer import Renderer
 from seqdeca.render.resize import resize_maps
 from seqdeca.render.shading import sh_shading
 
@@ -123,71 +121,59 @@ def _contrast_term(model: SeqDECA, f: CheckFrames, displacement: torch.Tensor) -
     return uv_photometric_loss(fake, f.real, f.compared, None)
 
 
-class PhotoPath(NamedTuple):
-    """The path from a displacement to the photo's UV contrast, fixed for a clip's frames.
+class CheckPath(NamedTuple):
+    """The photo's path for a clip's checked frames: ``path`` (the library's
+    :class:`~seqdeca.models.detail_path.PhotoPath` at the frames' size) and ``offset`` (N, 1, S, S),
+    what it leaves in the contrast of a face without detail
+    (:func:`~seqdeca.models.detail_path.flat_path_offset`)."""
 
-    renderer: at the frames' size H x W and the UV size S (the clips' renderer and backend);
-    screen: (N, V, 3) projected vertices; fragments: their rasterization at H x W;
-    uv_screen: (N, S, S, 2) where each texel samples the frame, normalised [-1, 1] (as the
-    detail stage unwraps the photo); flat: (N, 1, S, S) the UV contrast of the render with a
-    zero displacement, unwrapped; uv_flat: (N, 1, S, S) the zero displacement's shading contrast
-    computed in UV (not zero: its detail normals are not the coarse ones).
-    """
-
-    renderer: Renderer
-    screen: torch.Tensor
-    fragments: Fragments
-    uv_screen: torch.Tensor
-    flat: torch.Tensor
-    uv_flat: torch.Tensor
+    path: PhotoPath
+    offset: torch.Tensor
 
 
-def _photo_path(model: SeqDECA, f: CheckFrames) -> PhotoPath:
-    """Rasterize the frames once at the photo's size and keep the zero map's two contrasts."""
-    size = model.renderer.uv_size
-    renderer = Renderer(
-        faces=model.renderer.faces,
-        verts_uvs=model.renderer.verts_uvs,
-        faces_uvs=model.renderer.faces_uvs,
-        image_size=tuple(f.photo.shape[-2:]),
-        uv_size=size,
-        backend=model.renderer.backend,
-    ).to(f.photo.device)
-    with torch.no_grad():
-        screen, fragments = renderer.rasterize(f.vertices, f.cam)
-        uv_screen = renderer.world2uv(screen)[:, :2].permute(0, 2, 3, 1)
-    path = PhotoPath(renderer, screen, fragments, uv_screen, torch.zeros(()), torch.zeros(()))
-    with torch.no_grad():
-        flat = _rendered_contrast(model, f, path, 0 * f.truth)
-        uv_flat = shading_contrast(_shading(model, f, 0 * f.truth), f.coarse_shading, f.seen)
-    return path._replace(flat=flat, uv_flat=uv_flat)
+def _photo_path(model: SeqDECA, f: CheckFrames) -> CheckPath:
+    """Rasterize the frames once at the photo's size and measure the zero map's offset."""
+    path = photo_path(model.renderer, f.vertices, f.cam, tuple(f.photo.shape[-2:]))
+    offset = flat_path_offset(
+        model.renderer,
+        path,
+        vertices=f.vertices,
+        light=f.light,
+        texture=f.texture,
+        photo=f.photo,
+        albedo=f.albedo,
+        coarse_shading=f.coarse_shading,
+        mask=f.seen,
+        uv_mask=f.face,
+        fixed_displacement=model._fixed_displacement(),
+    )
+    return CheckPath(path, offset)
 
 
 def _rendered_contrast(
-    model: SeqDECA, f: CheckFrames, path: PhotoPath, displacement: torch.Tensor
+    model: SeqDECA, f: CheckFrames, path: CheckPath, displacement: torch.Tensor
 ) -> torch.Tensor:
     """(N, 1, S, S) the photo's detail contrast had the clip been rendered with a (N, S, S)
-    displacement: its detail normals shade the frame (true codes, albedo and light, over the
-    photo as background, clipped to [0, 1]), which is unwrapped to UV as the photo is."""
+    displacement (:func:`~seqdeca.models.detail_path.path_contrast`)."""
     normals = model.renderer.detail_normal_map(
         displacement[:, None], f.vertices, f.face, model._fixed_displacement()
     )
-    rendered = path.renderer.shade(
-        f.vertices,
-        path.screen,
-        path.fragments,
-        f.light,
-        f.texture,
-        normals,
-        background=f.photo,
+    return path_contrast(
+        model.renderer,
+        path.path,
+        vertices=f.vertices,
+        light=f.light,
+        texture=f.texture,
+        normals=normals,
+        photo=f.photo,
+        albedo=f.albedo,
+        coarse_shading=f.coarse_shading,
+        mask=f.seen,
     )
-    image = rendered.image.clamp(0, 1)
-    unwrapped = F.grid_sample(image, path.uv_screen, mode="bilinear", align_corners=False)
-    return observed_contrast(unwrapped, f.albedo, f.coarse_shading, f.seen)
 
 
 def _matched_term(
-    model: SeqDECA, f: CheckFrames, path: PhotoPath, displacement: torch.Tensor
+    model: SeqDECA, f: CheckFrames, path: CheckPath, displacement: torch.Tensor
 ) -> torch.Tensor:
     """The contrast term on the photo's path: |contrast(unwrap(render(d))) - the photo's|."""
     fake = _rendered_contrast(model, f, path, displacement)
@@ -195,12 +181,13 @@ def _matched_term(
 
 
 def _offset_term(
-    model: SeqDECA, f: CheckFrames, path: PhotoPath, displacement: torch.Tensor
+    model: SeqDECA, f: CheckFrames, path: CheckPath, displacement: torch.Tensor
 ) -> torch.Tensor:
     """The contrast term with the zero map's contrast subtracted on both sides, each on its own
-    path: |(UV contrast of d - UV contrast of 0) - (the photo's - contrast(unwrap(render(0))))|."""
+    path: |UV contrast of d - (the photo's - the path's offset)|, as the detail stage compares
+    with ``model.detail_path_offset``."""
     fake = shading_contrast(_shading(model, f, displacement), f.coarse_shading, f.seen)
-    return uv_photometric_loss(fake - path.uv_flat, f.real - path.flat, f.compared, None)
+    return uv_photometric_loss(fake, f.real - path.offset, f.compared, None)
 
 
 def photometric_check(
@@ -268,10 +255,10 @@ def _pooled(f: CheckFrames) -> tuple[tuple[int, ...], Compose]:
 #: A contrast term of a clip's frames: (model, frames, displacement (N, S, S)) -> scalar.
 Term = Callable[[SeqDECA, CheckFrames, torch.Tensor], torch.Tensor]
 #: A contrast term on the photo's path: (model, frames, path, displacement) -> scalar.
-PathTerm = Callable[[SeqDECA, CheckFrames, PhotoPath, torch.Tensor], torch.Tensor]
+PathTerm = Callable[[SeqDECA, CheckFrames, CheckPath, torch.Tensor], torch.Tensor]
 
 
-def _on_path(term: PathTerm, path: PhotoPath) -> Term:
+def _on_path(term: PathTerm, path: CheckPath) -> Term:
     """``term`` with the photo's path of the frames fixed."""
 
     def bound(model: SeqDECA, f: CheckFrames, displacement: torch.Tensor) -> torch.Tensor:

@@ -125,6 +125,38 @@ def test_generator_film_changes_output_once_trained():
     assert DetailGenerator(au_dim=0).film_blocks == ()
 
 
+def test_linear_au_form_adds_au_weighted_maps_to_decas():
+    """au_form="linear": DECA's output at init for any condition; once trained, the output is
+    the unconditioned map plus a sum of per-AU maps weighted by the condition."""
+    gen = DetailGenerator(au_dim=5, uv_size=64, au_form="linear").eval()
+    assert gen.film_blocks == () and len(gen.film) == 0 and gen.au_maps is not None
+    latent = torch.randn(2, gen.latent_dim)
+    a, b = torch.rand(2, 5), torch.rand(2, 5)
+    base = gen(latent, None)
+    torch.testing.assert_close(gen(latent, a), base, rtol=0, atol=0)
+    with torch.no_grad():
+        gen.au_maps.weight.normal_(std=0.1)
+        gen.au_maps.bias.normal_(std=0.1)
+        gen.au_templates.normal_(std=0.01)
+        one_hot = gen(latent, torch.eye(5)[[0, 0]]) - base  # the first AU's map at intensity 1
+    assert one_hot.abs().max() > 1e-4
+    with torch.no_grad():
+        torch.testing.assert_close(
+            gen(latent, a + b) - base, (gen(latent, a) - base) + (gen(latent, b) - base)
+        )
+        torch.testing.assert_close(gen(latent, 0.5 * torch.eye(5)[[0, 0]]) - base, 0.5 * one_hot)
+    (gen(latent, a) - base).square().sum().backward()
+    assert gen.au_maps.weight.grad.abs().sum() > 0 and gen.au_templates.grad.abs().sum() > 0
+    assert DetailGenerator(au_dim=0, au_form="linear").au_maps is None
+    with torch.no_grad():  # the templates alone: the same AU-driven maps for every face
+        gen.au_maps.weight.zero_()
+        gen.au_maps.bias.zero_()
+        other = torch.randn(2, gen.latent_dim)
+        torch.testing.assert_close(gen(latent, a) - base, gen(other, a) - gen(other, None))
+    with pytest.raises(ValueError, match="AU form"):
+        DetailGenerator(au_form="quadratic")
+
+
 # ---------------------------------------------------------------- DECA import
 
 
@@ -154,6 +186,9 @@ def test_import_reproduces_deca_outputs(deca_reference):
     assert reports["coarse_encoder"].complete and reports["detail_encoder"].complete
     film_keys = [k for k in gen.state_dict() if k.startswith("film.")]
     assert film_keys and sorted(reports["detail_generator"].missing) == sorted(film_keys)
+    linear = DetailGenerator(au_dim=27, au_form="linear")
+    report = load_deca_checkpoint(path, detail_generator=linear)["detail_generator"]
+    assert sorted(report.missing) == ["au_maps.bias", "au_maps.weight", "au_templates"]
     assert not reports["detail_generator"].unexpected
     assert len(reports["detail_generator"].loaded) == len(refs["d_detail"].state_dict())
 

@@ -187,6 +187,7 @@ def test_controllability_of_a_generator_that_follows_its_aus() -> None:
         assert m[f"change/{p}"] > 0.5
         assert m[f"leakage/{p}"] == 0.0 and m[f"leakage_correlation/{p}"] == 0.0
         assert m[f"controllability_shuffled/{p}"] == 0.0  # the permuted channels stay at 0
+        assert m[f"gain/{p}"] > 0 and m[f"gain_shuffled/{p}"] == 0.0
     assert m["controllability_mean"] > 0.95 and m["controllability_shuffled_mean"] == 0.0
 
 
@@ -198,6 +199,8 @@ def test_controllability_zero_for_a_generator_that_ignores_the_condition() -> No
         "leakage",
         "leakage_correlation",
         "controllability_shuffled",
+        "gain",
+        "gain_shuffled",
     ):
         assert m[f"{key}_mean"] == 0.0
 
@@ -239,6 +242,25 @@ def test_shuffled_level_is_high_when_any_au_drives_every_region() -> None:
     assert m["controllability_shuffled_mean"] > 0.95  # the chance level is as high
     assert m["leakage_correlation_mean"] > 0.95
     assert m["leakage_mean"] > 0.1 and math.isclose(m["leakage_mean"], m["change_mean"])
+    assert math.isclose(m["gain_mean"], m["gain_shuffled_mean"], rel_tol=1e-5)
+
+
+def test_gain_separates_own_aus_from_faint_global_ones() -> None:
+    """Every AU adds faint stripes everywhere and a pattern's own AUs add strong ones in its
+    region: both correlations saturate, the gains tell the own AUs apart."""
+    regions, stripes = _regions(), _stripes()
+
+    def generate(latent: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        out = 1e-4 * condition.sum(-1)[:, None, None] * stripes + 0 * latent[:, :1, None]
+        for name, mask in regions.items():
+            own = condition[:, list(AU_OF_REGION[name])].mean(-1)[:, None, None]
+            out = out + 1e-3 * own * stripes * mask
+        return out[:, None]
+
+    m = _score(generate, shuffles=2)
+    assert m["controllability_mean"] > 0.95 and m["controllability_shuffled_mean"] > 0.95
+    for p in PATTERNS:
+        assert m[f"gain/{p}"] > 10 * m[f"gain_shuffled/{p}"] > 0
 
 
 def test_shuffled_permutation_keeps_every_group_off_itself() -> None:
@@ -274,7 +296,7 @@ def test_controllability_result_keys_and_energy_curves() -> None:
     chin = result.energy[PATTERNS.index("chin"), :, PATTERNS.index("chin")]
     assert (chin[1:] > chin[:-1]).all()  # grows along the sweep
     keys = result.metrics()
-    assert len(keys) == 5 * (len(PATTERNS) + 1) and "leakage_correlation/nose" in keys
+    assert len(keys) == 7 * (len(PATTERNS) + 1) and "leakage_correlation/nose" in keys
 
 
 def test_controllability_of_a_fresh_detail_generator_is_zero() -> None:

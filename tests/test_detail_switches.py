@@ -280,6 +280,59 @@ def test_detail_contrast_term_and_the_critic_region(gt_outputs) -> None:
         critic_views(out, "everywhere")
 
 
+def test_path_offset_makes_a_detail_free_photo_match_the_zero_map(gt_batch) -> None:
+    """model.detail_path_offset: on frames that ARE the coarse face rendered without detail (at
+    the photo's size, over the photo), the critic's real view equals a zero displacement's fake
+    view; without the offset the round trip leaves a difference."""
+    from seqdeca.models.detail_path import photo_path
+    from seqdeca.render.resize import resize_maps
+    from seqdeca.train.gan_steps import compared_region, critic_views
+
+    def detail_outputs(offset: bool, images: torch.Tensor):
+        torch.manual_seed(0)
+        cfg = load_config(TINY, [f"model.detail_path_offset={offset}"])
+        model = build_model(cfg, load_checkpoints=False).eval()
+        model.set_stage("detail")
+        last = model.detail_generator.conv_blocks[21]  # a zero displacement
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+        given = DetailSources(*("ground_truth",) * 2).forward_kwargs(gt_batch.gt, model.layout)
+        with torch.no_grad():
+            return model, model(images, gt_batch.valid, "detail", **given)
+
+    model, out = detail_outputs(False, gt_batch.images)
+    assert out.detail.uv_path_offset is None
+    flat = gt_batch.images.flatten(0, 1)
+    vertices = out.decoded.vertices.flatten(0, 1)
+    path = photo_path(model.renderer, vertices, out.cam.flatten(0, 1), tuple(flat.shape[-2:]))
+    uv_mask = model.uv_detail_mask(out.detail.displacement)
+    with torch.no_grad():
+        normals = model.renderer.detail_normal_map(
+            torch.zeros(len(flat), 1, *uv_mask.shape), vertices, uv_mask
+        )
+        rendered = model.renderer.shade(
+            vertices,
+            path.screen,
+            path.fragments,
+            out.light.flatten(0, 1),
+            out.decoded.albedo.flatten(0, 1).clamp(0, 1),
+            normals,
+            background=flat,
+        ).image.clamp(0, 1)
+    photos = rendered.view_as(gt_batch.images)
+    assert resize_maps(rendered, (8, 8)).std() > 0.05  # a face over the clip's background
+
+    gaps = {}
+    for offset in (False, True):
+        _, out = detail_outputs(offset, photos)
+        assert (out.detail.uv_path_offset is not None) == offset
+        fake, real = critic_views(out, "visible")
+        region = compared_region(out)
+        gaps[offset] = float(((fake - real).abs() * region).sum() / region.sum())
+    assert gaps[True] < 1e-5 and gaps[False] > 1e-3, gaps
+
+
 # ------------------------------------------------------------------------------- training
 
 

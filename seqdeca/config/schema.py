@@ -216,6 +216,15 @@ class ModelConfig:
     # the generator's AU condition (FiLM): "au27", "affwild12" or "none" (unconditioned); the
     # critic's AU channels follow it ("none": the 27) unless critic_au is false
     detail_au_condition: str = "au27"
+    # how the condition enters the generator: "film" (FiLM of its blocks' features) or "linear"
+    # (one map per AU from the last block, weighted by the condition and added to DECA's map:
+    # the wrinkles' depth follows their AUs; seqdeca/models/detail.py)
+    detail_au_form: str = "film"
+    # detail stage: subtract from the photo's detail contrast what rendering the frame without
+    # detail at the photo's size and unwrapping it to UV leaves there (texel-scale patterns the
+    # generated detail, shaded in UV, cannot have): one more render per frame, no gradient
+    # (seqdeca/models/detail_path.py)
+    detail_path_offset: bool = False
     # detail critic: AU heatmap input channels and GANimation's AU-regression head; false: neither
     # (no au_regression terms), whatever the generator's condition
     critic_au: bool = True

@@ -39,6 +39,13 @@ latents:
   K channels under which no pattern's channel reads a channel of the same pattern (so sweeping
   a pattern's AUs drives some other AU's channel, never its own). Averaged over ``shuffles``
   such permutations.
+* ``gain`` and ``gain_shuffled``: the wrinkle energy the sweep ADDS in the own region,
+  ``E(1) - E(0)`` in mm^2, for the pattern's own AUs and for the shuffled channels. The
+  correlations ignore how large a change is: for a generator linear in its condition, any AU
+  map with energy in a region (e.g. faint texel noise) gives a correlation near 0.96 with its
+  intensity (the energy grows as its square), so ``controllability`` and its shuffled level
+  both saturate there. ``gain`` above ``gain_shuffled`` says that a pattern's own AUs add more
+  wrinkles in its region than other AUs do.
 """
 
 from __future__ import annotations
@@ -470,6 +477,8 @@ class AUControllability:
         leakage: pattern -> mean |energy contrast| in the other regions, [0, 1] (NaN if none).
         leakage_correlation: pattern -> mean |correlation| in the other regions, [0, 1].
         controllability_shuffled: pattern -> own-region correlation with shuffled conditions.
+        gain: pattern -> mean own-region energy added by the sweep, ``E(1) - E(0)``, mm^2.
+        gain_shuffled: pattern -> the same with shuffled conditions.
         permutations: (shuffles, K) int64 channel permutations of the shuffled model.
     """
 
@@ -482,6 +491,8 @@ class AUControllability:
     leakage: dict[str, float]
     leakage_correlation: dict[str, float]
     controllability_shuffled: dict[str, float]
+    gain: dict[str, float]
+    gain_shuffled: dict[str, float]
     permutations: torch.Tensor
 
     _SCORES = (
@@ -490,6 +501,8 @@ class AUControllability:
         "leakage",
         "leakage_correlation",
         "controllability_shuffled",
+        "gain",
+        "gain_shuffled",
     )
 
     def metrics(self) -> dict[str, float]:
@@ -514,9 +527,11 @@ def _shuffled_level(
     weights: torch.Tensor,
     sigma: float | None,
     perms: torch.Tensor,
-) -> dict[str, float]:
-    """Pattern -> own-region correlation of the model fed ``condition[:, perm]``, mean over perms."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Pattern -> own-region correlation and own-region energy gain of the model fed
+    ``condition[:, perm]``, each the mean over perms."""
     levels: dict[str, list[float]] = {p: [] for p in au_of_region}
+    gains: dict[str, list[float]] = {p: [] for p in au_of_region}
     for perm in perms:
 
         def shuffled(z: torch.Tensor, c: torch.Tensor, perm: torch.Tensor = perm) -> torch.Tensor:
@@ -525,7 +540,9 @@ def _shuffled_level(
         for pattern, channels in au_of_region.items():
             energy = _sweep_energy(shuffled, latent, base, channels, intensities, weights, sigma)
             levels[pattern].append(_mean(_pearson(intensities, energy)[:, own[pattern]]))
-    return {p: sum(v) / len(v) for p, v in levels.items()}
+            gains[pattern].append(_mean((energy[-1] - energy[0])[:, own[pattern]]))
+    mean = {p: sum(v) / len(v) for p, v in levels.items()}
+    return mean, {p: sum(v) / len(v) for p, v in gains.items()}
 
 
 def _sweep_scores(
@@ -536,7 +553,7 @@ def _sweep_scores(
 ) -> dict[str, dict[str, float]]:
     """Pattern -> (S, N, R) sweep energies -> score -> pattern -> value (all but the shuffled)."""
     scores: dict[str, dict[str, float]] = {
-        k: {} for k in ("controllability", "change", "leakage", "leakage_correlation")
+        k: {} for k in ("controllability", "change", "leakage", "leakage_correlation", "gain")
     }
     for pattern, e in energy.items():
         i = own[pattern]
@@ -546,6 +563,7 @@ def _sweep_scores(
         scores["change"][pattern] = _mean(contrast[:, i])
         scores["leakage"][pattern] = _mean(contrast[:, others].abs())
         scores["leakage_correlation"][pattern] = _mean(corr[:, others].abs())
+        scores["gain"][pattern] = _mean((e[-1] - e[0])[:, i])
     return scores
 
 
@@ -610,9 +628,12 @@ def au_controllability(
         energy = {
             p: _sweep_energy(generate, latent, base, c, *args) for p, c in au_of_region.items()
         }
-        shuffled = _shuffled_level(generate, latent, base, au_of_region, own, *args, perms)
+        shuffled, shuffled_gain = _shuffled_level(
+            generate, latent, base, au_of_region, own, *args, perms
+        )
     scores = _sweep_scores(energy, intensities, own, len(names))
     scores["controllability_shuffled"] = shuffled
+    scores["gain_shuffled"] = shuffled_gain
     return AUControllability(
         patterns=tuple(au_of_region),
         regions=names,

@@ -294,19 +294,24 @@ class ConditionedDetailCritic(nn.Module):
         :func:`detail_contrast` of ``uv_input / (albedo x uv_coarse_shading)`` (grey levels;
         albedo 0.5 without a texture space, ``albedo`` None): the photo relative to the coarse
         render of the same texels, i.e. the shading ratio the coarse model does not explain,
-        within the same mask as :meth:`detail_render`. Detached.
+        within the same mask as :meth:`detail_render`, less ``detail.uv_path_offset`` when
+        the model measured it (what the photo's render-and-unwrap path leaves in a face without
+        detail, :mod:`seqdeca.models.detail_path`). Detached.
 
         Args:
             detail: the detail stage's (B, T, ...) outputs.
             albedo: (B, T, 3, Ht, Wt) UV albedo (``Decoded.albedo``), or None.
         """
         albedo = _fold(albedo).detach() if albedo is not None else None
-        return observed_contrast(
+        observed = observed_contrast(
             _fold(detail.uv_input).detach(),
             albedo,
             _fold(detail.uv_coarse_shading).detach(),
             _fold(detail.uv_visible_mask).detach(),
         )
+        if detail.uv_path_offset is None:
+            return observed
+        return observed - _fold(detail.uv_path_offset).detach()
 
     def forward(
         self, detail_render: torch.Tensor, au_condition: torch.Tensor | None = None

@@ -5,8 +5,8 @@ state dicts of the coarse encoder, detail encoder and detail generator (docs/des
 OpenGraphAU compatibility"). Our modules keep DECA's attribute names, so the mapping is the
 identity up to a possible ``module.`` prefix (checkpoints saved from a DataParallel wrapper). Every
 key must match: the only module keys a DECA checkpoint may leave unset are the detail generator's
-FiLM layers (``film.*``), which stay at their zero initialisation so that the generator
-reproduces DECA's output exactly.
+AU layers (FiLM, ``film.*``, or the linear form's ``au_maps.*`` and ``au_templates``), which stay at their zero
+initialisation so that the generator reproduces DECA's output exactly.
 
 Legacy part names to seqdeca modules:
 
@@ -36,11 +36,12 @@ PARTS: dict[str, str] = {
     "detail_generator": "D_detail",
 }
 
-#: Module keys a DECA checkpoint never provides, by part: the generator's FiLM layers only.
+#: Module keys a DECA checkpoint never provides, by part: the generator's AU layers only (FiLM,
+#: or the linear form's AU maps).
 _MAY_BE_ABSENT: dict[str, Callable[[str], bool]] = {
     "coarse_encoder": lambda key: False,
     "detail_encoder": lambda key: False,
-    "detail_generator": lambda key: key.startswith("film."),
+    "detail_generator": lambda key: key.startswith(("film.", "au_maps.", "au_templates")),
 }
 
 _PREFIX = "module."
@@ -85,12 +86,12 @@ def load_deca_checkpoint(
         path: the ``deca_model.tar`` file.
         coarse_encoder: receives ``E_flame`` (a ``CoarseEncoder(236)`` with the ResNet-50 trunk).
         detail_encoder: receives ``E_detail`` (a ``DetailEncoder()`` with the ResNet-50 trunk).
-        detail_generator: receives ``D_detail`` (a ``DetailGenerator(latent_dim=181)``); its FiLM
-            parameters are not in the file and keep their zero initialisation.
+        detail_generator: receives ``D_detail`` (a ``DetailGenerator(latent_dim=181)``); its AU
+            layers' parameters are not in the file and keep their zero initialisation.
 
     Returns:
         ``{argument name: LoadReport}`` for every module given. Encoder reports are complete;
-        the generator's ``missing`` holds exactly its ``film.*`` keys.
+        the generator's ``missing`` holds exactly its ``film.*`` (or ``au_maps.*`` and ``au_templates``) keys.
 
     Raises:
         WeightsError: unreadable file, a requested part absent, or any key that does not fit.

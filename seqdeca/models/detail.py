@@ -17,6 +17,16 @@ AU conditioning: after selected blocks a FiLM layer scales and shifts the activa
 last layer starts at zero. With DECA's weights loaded and the FiLM layers untouched, the output is
 exactly DECA's for ANY AU vector; training then learns how AUs modulate the wrinkles. The FiLM
 parameters live under ``film.*`` and are the only keys a DECA checkpoint does not provide.
+
+The other AU form, ``au_form="linear"``, makes the map LINEAR in the condition. Each AU k has a
+map ``map_k = tanh(au_maps(features)_k + TEMPLATE_RATE x au_templates[k])``: a face-specific part
+from the last block's features (``au_maps``, a Conv3x3 to K channels) plus a UV template shared
+by every face (``au_templates``, (K, uv_size, uv_size)), both zero at init. The output is
+``max_displacement x (base + sum_k au_k x map_k)``, where ``base`` is DECA's map. A face's
+wrinkles are then maps whose depth follows their AUs (the form of the synthetic ground truth,
+:mod:`seqdeca.data.synthetic_detail`); every frame of every face trains the templates, which a
+deep generator's features would take far longer to draw. Its ``au_maps.*`` and
+``au_templates`` keys are likewise absent from DECA's checkpoints.
 """
 
 from __future__ import annotations
@@ -35,6 +45,13 @@ INIT_CHANNELS = 128
 BLOCK_CHANNELS = (128, 64, 64, 32, 16)  # output channels of the five upsampling blocks
 UV_SIZE = INIT_SIZE * 2 ** len(BLOCK_CHANNELS)  # 256, DECA's UV displacement resolution
 OUT_SCALE = 0.01  # displacement scale after tanh (DECA)
+#: How the AU condition enters the generator (``model.detail_au_form``): FiLM of the blocks'
+#: features, or AU-weighted maps added to DECA's (see the module docstring).
+AU_FORMS = ("film", "linear")
+#: The linear form's templates are stored divided by this, so that the optimizer's steps (about
+#: the learning rate in size) move them this many times faster than the other weights: at the
+#: detail experiment's 5e-4, a template reaches a tanh argument of 0.75 in 150 steps.
+TEMPLATE_RATE = 10.0
 BN_EPS_QUIRK = 0.8  # DECA's BatchNorm2d(C, 0.8)
 
 
@@ -103,7 +120,10 @@ class DetailGenerator(nn.Module):
         film_blocks: which of the five upsampling blocks (0-4) are followed by FiLM.
         film_hidden: hidden width of each FiLM MLP.
         max_displacement: bound of the output (a tanh scaled by it): DECA's 0.01 (1 cm); a
-            smaller bound puts small wrinkles within reach of the first updates.
+            smaller bound puts small wrinkles within reach of the first updates. With the
+            linear form it bounds the base map and each AU map.
+        au_form: "film" (FiLM after ``film_blocks``) or "linear" (one map per AU, weighted by
+            the condition; no FiLM).
     """
 
     def __init__(
@@ -115,8 +135,11 @@ class DetailGenerator(nn.Module):
         film_blocks: Sequence[int] = (0, 1, 2, 3, 4),
         film_hidden: int = 64,
         max_displacement: float = OUT_SCALE,
+        au_form: str = "film",
     ) -> None:
         super().__init__()
+        if au_form not in AU_FORMS:
+            raise ValueError(f"unknown AU form {au_form!r}; choose one of {AU_FORMS}")
         if uv_size < 2 ** len(BLOCK_CHANNELS) or uv_size % 2 ** len(BLOCK_CHANNELS):
             raise ValueError(
                 f"DetailGenerator uv_size must be a positive multiple of "
@@ -135,10 +158,19 @@ class DetailGenerator(nn.Module):
         self.conv_blocks = _deca_conv_blocks()
         # Index in conv_blocks of the LeakyReLU that ends block b: 4, 8, 12, 16, 20.
         self._block_ends = tuple(4 * (b + 1) for b in range(len(BLOCK_CHANNELS)))
-        self.film_blocks = tuple(sorted(set(film_blocks))) if au_dim > 0 else ()
+        self.au_form = au_form
+        use_film = au_dim > 0 and au_form == "film"
+        self.film_blocks = tuple(sorted(set(film_blocks))) if use_film else ()
         self.film = nn.ModuleList(
             FiLM(au_dim, BLOCK_CHANNELS[b], hidden=film_hidden) for b in self.film_blocks
         )
+        self.au_maps: nn.Conv2d | None = None
+        self.au_templates: nn.Parameter | None = None
+        if au_dim > 0 and au_form == "linear":
+            self.au_maps = nn.Conv2d(BLOCK_CHANNELS[-1], au_dim, 3, stride=1, padding=1)
+            nn.init.zeros_(self.au_maps.weight)  # zero maps: DECA's output for any condition
+            nn.init.zeros_(self.au_maps.bias)
+            self.au_templates = nn.Parameter(torch.zeros(au_dim, uv_size, uv_size))
 
     def forward(
         self, latent: torch.Tensor, au_condition: torch.Tensor | None = None
@@ -165,10 +197,18 @@ class DetailGenerator(nn.Module):
         s = self.init_size
         h = self.l1(latent).view(n, INIT_CHANNELS, s, s)  # (N, 128, 8, 8) at uv_size 256
         film_at = {self._block_ends[b]: f for b, f in zip(self.film_blocks, self.film)}
+        last_block = self._block_ends[-1]
+        features = h
         for index, layer in enumerate(self.conv_blocks):
             h = layer(h)
             if au_condition is not None and index in film_at:
                 h = film_at[index](h, au_condition)
+            if index == last_block:
+                features = h  # (N, 16, uv_size, uv_size)
+        if au_condition is not None and self.au_maps is not None:
+            templates = TEMPLATE_RATE * self.au_templates  # (K, uv_size, uv_size)
+            maps = torch.tanh(self.au_maps(features) + templates)  # (N, K, uv_size, uv_size)
+            h = h + torch.einsum("nk,nkhw->nhw", au_condition.to(maps.dtype), maps)[:, None]
         return h * self.max_displacement
 
 

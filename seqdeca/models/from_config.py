@@ -64,6 +64,7 @@ def build_model(cfg: Config, *, load_checkpoints: bool = True) -> SeqDECA:
             au_dim=au_dim,
             uv_size=m.detail_uv_size,
             max_displacement=m.detail_max_displacement,
+            au_form=m.detail_au_form,
         ),
         detail_au_condition=m.detail_au_condition,
         freeze_coarse=m.freeze_coarse,
@@ -72,6 +73,7 @@ def build_model(cfg: Config, *, load_checkpoints: bool = True) -> SeqDECA:
         crop_scale=cfg.crop.scale,
         encoder_size=m.encoder_size,
         detail_encoder_size=m.detail_encoder_size if m.detail_encoder_size >= 0 else None,
+        detail_path_offset=m.detail_path_offset,
     )
     if load_checkpoints:
         for name, report in load_checkpoints_into(model, m).items():

@@ -143,6 +143,9 @@ class DetailOutput(TensorFields):
         uv_input: (B, T, 3, Huv, Wuv) the input image sampled into UV through the coarse mesh.
         uv_visible_mask: (B, T, 1, Huv, Wuv) in {0, 1}: the face-and-eye UV mask times the
             texels whose coarse normal faces the camera.
+        uv_path_offset: (B, T, 1, Huv, Wuv) what the photo's path (render, unwrap) leaves in the
+            detail contrast of a face without detail (``model.detail_path_offset``;
+            :mod:`seqdeca.models.detail_path`), or None when not measured.
     """
 
     detail_code: torch.Tensor
@@ -153,6 +156,7 @@ class DetailOutput(TensorFields):
     uv_coarse_shading: torch.Tensor
     uv_input: torch.Tensor
     uv_visible_mask: torch.Tensor
+    uv_path_offset: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

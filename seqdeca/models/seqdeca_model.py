@@ -46,6 +46,7 @@ from seqdeca.models.au_net import AUNet
 from seqdeca.models.coarse_encoder import CoarseEncoder
 from seqdeca.models.code_layout import CodeLayout, framing_cam, neutral_light
 from seqdeca.models.detail import DetailEncoder, DetailGenerator, detail_latent
+from seqdeca.models.detail_path import flat_path_offset, photo_path
 from seqdeca.models.outputs import (
     CODE_NAMES,
     Decoded,
@@ -128,6 +129,10 @@ class SeqDECA(nn.Module):
             0: the crops as given. Rendering and losses keep the crops' own size.
         detail_encoder_size: the same for the detail encoder alone; None: ``encoder_size``
             (wrinkles a few pixels wide vanish at 64 px).
+        detail_path_offset: the detail stage also measures, per frame, what rendering the face
+            without detail at the photo's size and unwrapping it leaves in the photo's detail
+            contrast (``DetailOutput.uv_path_offset``; the critic's real view subtracts it,
+            :mod:`seqdeca.models.detail_path`). One more render per frame, no gradient.
     """
 
     def __init__(
@@ -148,8 +153,10 @@ class SeqDECA(nn.Module):
         crop_scale: float | None = 1.25,
         encoder_size: int = 0,
         detail_encoder_size: int | None = None,
+        detail_path_offset: bool = False,
     ) -> None:
         super().__init__()
+        self.detail_path_offset = detail_path_offset
         detail_encoder_size = encoder_size if detail_encoder_size is None else detail_encoder_size
         if encoder_size < 0 or detail_encoder_size < 0:
             raise ValueError(
@@ -389,7 +396,11 @@ class SeqDECA(nn.Module):
         return au_intensities
 
     def detail(
-        self, images: torch.Tensor, codes: dict[str, torch.Tensor], vertices: torch.Tensor
+        self,
+        images: torch.Tensor,
+        codes: dict[str, torch.Tensor],
+        vertices: torch.Tensor,
+        albedo: torch.Tensor | None = None,
     ) -> DetailOutput:
         """The detail stage for a window: detail code, displacement, normals and UV shading.
 
@@ -398,6 +409,8 @@ class SeqDECA(nn.Module):
             codes: (B, T, ...) "jaw_pose" (3), "expression" (E), "light" (9, 3),
                 "au_intensities" (27), "cam" (3).
             vertices: (B, T, V, 3) coarse vertices (metres).
+            albedo: (B, T, 3, Ht, Wt) UV albedo (``Decoded.albedo``), or None (grey); used only
+                for ``uv_path_offset``.
 
         Returns:
             :class:`DetailOutput` of (B, T, ...): detail code; AU condition in [0, 1] (the
@@ -434,6 +447,11 @@ class SeqDECA(nn.Module):
             visible = (coarse[:, 2:3] > -FACING_THRESHOLD).to(displacement.dtype)
             visible = visible * self.uv_detail_mask(displacement)
             coarse_shading = sh_shading(coarse, light.detach())
+        path_offset = None
+        if self.detail_path_offset:
+            path_offset = self._path_offset(
+                flat_images, vertices_n, codes, albedo, coarse_shading, visible
+            )
         out = DetailOutput(
             detail_code=detail_code,
             au_condition=condition,
@@ -443,8 +461,38 @@ class SeqDECA(nn.Module):
             uv_coarse_shading=coarse_shading,
             uv_input=uv_input,
             uv_visible_mask=visible,
+            uv_path_offset=path_offset,
         )
         return out.map_tensors(lambda v: _unfold(v, b))
+
+    def _path_offset(
+        self,
+        images: torch.Tensor,
+        vertices: torch.Tensor,
+        codes: dict[str, torch.Tensor],
+        albedo: torch.Tensor | None,
+        coarse_shading: torch.Tensor,
+        visible: torch.Tensor,
+    ) -> torch.Tensor:
+        """(N, 1, Huv, Wuv) :func:`~seqdeca.models.detail_path.flat_path_offset` of the frames:
+        ``images`` (N, 3, H, W), ``vertices`` (N, V, 3), (B, T, ...) ``codes`` "cam" and
+        "light", (B, T, 3, Ht, Wt) ``albedo`` or None."""
+        light = _fold(codes["light"]).detach()
+        texture = None if albedo is None else _fold(albedo).detach()
+        path = photo_path(self.renderer, vertices, _fold(codes["cam"]), tuple(images.shape[-2:]))
+        return flat_path_offset(
+            self.renderer,
+            path,
+            vertices=vertices.detach(),
+            light=light,
+            texture=None if texture is None else texture.clamp(0, 1),
+            photo=images,
+            albedo=texture,
+            coarse_shading=coarse_shading,
+            mask=visible,
+            uv_mask=self.uv_detail_mask(visible),
+            fixed_displacement=self._fixed_displacement(),
+        )
 
     def uv_detail_mask(self, like: torch.Tensor) -> torch.Tensor:
         """(Huv, Wuv) face-and-eye UV mask (face mask, else the UV layout's coverage)."""
@@ -511,7 +559,9 @@ class SeqDECA(nn.Module):
             if condition_au is not None:
                 _check_same_shape("condition_au", condition_au, au)
                 au = condition_au.to(au.device)
-            detail = self.detail(images, codes | {"au_intensities": au}, decoded.vertices)
+            detail = self.detail(
+                images, codes | {"au_intensities": au}, decoded.vertices, decoded.albedo
+            )
         return SeqDECAOutput(
             **codes,
             encoded=encoded,

@@ -177,15 +177,22 @@ class Renderer(nn.Module):
         return channels_first[:, :3], channels_first[:, 3:], px.scatter(uvs)
 
     def rasterize(
-        self, vertices: torch.Tensor, cam: torch.Tensor
+        self,
+        vertices: torch.Tensor,
+        cam: torch.Tensor,
+        image_size: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, Fragments]:
         """Project (N, V, 3) model-space vertices with cam (N, 3) and rasterize them.
 
+        Args:
+            image_size: (H, W) to rasterize at; None: this renderer's ``image_size``
+                (:meth:`shade` works at either).
+
         Returns:
-            screen vertices (N, V, 3) and :class:`Fragments` at ``image_size``.
+            screen vertices (N, V, 3) and :class:`Fragments` at that size.
         """
         screen = project_weak_perspective(vertices, cam)
-        return screen, self._rasterize(screen, self.faces, self.image_size)
+        return screen, self._rasterize(screen, self.faces, image_size or self.image_size)
 
     def rasterize_faces(
         self, vertices: torch.Tensor, cam: torch.Tensor, faces: torch.Tensor
