@@ -141,18 +141,21 @@ PRETRAIN = {
 #: with the generator losses chosen by the probes on the training clips
 #: (docs/detail_evidence.md): the detail contrast instead of the UV photometric L1 (the same
 #: signal with the coarse stage's smooth errors, the borders and the albedo edges left out),
-#: z_reg strong enough to hold the smooth displacement the contrast cannot see, and a 1 mm
+#: z_reg strong enough to hold the smooth displacement the contrast cannot see and to keep the
+#: AU maps to what the training faces' wrinkles share (100: on training clips the rows did not
+#: train on, 2 let the maps add error and 100 was the best of 2, 20, 100 and 300), and a 1 mm
 #: bound on the displacement (DECA's 1 cm puts 0.1 mm wrinkles at 1 % of the generator's range);
 #: the critic sees the same region as the contrast term, and its feedback to the generator is
 #: scaled down as a whole: the adversarial term by 1000 (at 1 the critic wins within 20 steps
 #: and the generator saturates; at 0.01 it still costs the linear generator its gain) and the
 #: AU regression with it (0.16 = GANimation's 160 / 1000, the same ratio to the adversarial
 #: term; at 160 the AU regression alone drives the maps to their bound). 3 critic steps per
-#: generator step (GANimation: 5) keep the full run under two hours. The generator is
+#: generator step (GANimation: 5) are meant to keep the full run under two hours (estimated
+#: from the rows' times in --quick; the full run has not been timed). The generator is
 #: linear in its AU condition (a map per AU, with a template shared by every face), and the
 #: photo's contrast is compared less what its render-and-unwrap path leaves in a face without
-#: detail: with both, a trained row first beat the zero map (docs/detail_evidence.md, "A
-#: generator linear in the AUs").
+#: detail: with both, a trained row first beat the zero map on training clips
+#: (docs/detail_evidence.md, "A generator linear in the AUs").
 DETAIL = {
     "train.stage": "detail",
     "train.detail_coarse": "ground_truth",
@@ -161,7 +164,7 @@ DETAIL = {
     "train.checkpoint_every": 0,
     "loss.detail_photometric": 0.0,
     "loss.detail_contrast": 2.0,
-    "loss.z_reg": 2.0,
+    "loss.z_reg": 100.0,
     "model.detail_max_displacement": 0.001,
     "loss.critic_region": "compared",
     "loss.adversarial": 0.001,

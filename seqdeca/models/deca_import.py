@@ -5,8 +5,8 @@ state dicts of the coarse encoder, detail encoder and detail generator (docs/des
 OpenGraphAU compatibility"). Our modules keep DECA's attribute names, so the mapping is the
 identity up to a possible ``module.`` prefix (checkpoints saved from a DataParallel wrapper). Every
 key must match: the only module keys a DECA checkpoint may leave unset are the detail generator's
-AU layers (FiLM, ``film.*``, or the linear form's ``au_maps.*`` and ``au_templates``), which stay at their zero
-initialisation so that the generator reproduces DECA's output exactly.
+AU layers (FiLM, ``film.*``, or the linear form's ``au_maps.*`` and ``au_templates``), which stay
+at their zero initialisation so that the generator reproduces DECA's output exactly.
 
 Legacy part names to seqdeca modules:
 
@@ -91,7 +91,8 @@ def load_deca_checkpoint(
 
     Returns:
         ``{argument name: LoadReport}`` for every module given. Encoder reports are complete;
-        the generator's ``missing`` holds exactly its ``film.*`` (or ``au_maps.*`` and ``au_templates``) keys.
+        the generator's ``missing`` holds exactly its ``film.*`` (or ``au_maps.*`` and
+        ``au_templates``) keys.
 
     Raises:
         WeightsError: unreadable file, a requested part absent, or any key that does not fit.

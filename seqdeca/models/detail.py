@@ -50,7 +50,7 @@ OUT_SCALE = 0.01  # displacement scale after tanh (DECA)
 AU_FORMS = ("film", "linear")
 #: The linear form's templates are stored divided by this, so that the optimizer's steps (about
 #: the learning rate in size) move them this many times faster than the other weights: at the
-#: detail experiment's 5e-4, a template reaches a tanh argument of 0.75 in 150 steps.
+#: detail experiment's 5e-4, a template can reach a tanh argument of 0.75 in 150 steps.
 TEMPLATE_RATE = 10.0
 BN_EPS_QUIRK = 0.8  # DECA's BatchNorm2d(C, 0.8)
 
