@@ -423,9 +423,8 @@ def markdown(results: dict, header: str, sizes: Sizes) -> str:
             ("gain", "AU gain per pattern (mm^2):", ".4f"),
             ("gain_shuffled", "AU gain per pattern, shuffled conditions (mm^2):", ".4f"),
         ):
-            if controlled:
-                columns = tuple((f"{score}/{p}", p, fmt) for p in patterns)
-                lines += [title, "", *markdown_table(controlled, columns), ""]
+            columns = tuple((f"{score}/{p}", p, fmt) for p in patterns)
+            lines += [title, "", *markdown_table(controlled, columns), ""] if controlled else []
     return "\n".join(lines)
 
 

@@ -213,8 +213,9 @@ class ModelConfig:
     conv_kernel: int = 5  # conv: temporal kernel size (odd; SPECTRE: 5)
     max_frames: int = 32  # longest window the temporal fusion accepts
     n_detail: int = 128  # detail code size (DECA: 128)
-    # the generator's AU condition (FiLM): "au27", "affwild12" or "none" (unconditioned); the
-    # critic's AU channels follow it ("none": the 27) unless critic_au is false
+    # the generator's AU condition (entering as detail_au_form says): "au27", "affwild12" or
+    # "none" (unconditioned); the critic's AU channels follow it ("none": the 27) unless
+    # critic_au is false
     detail_au_condition: str = "au27"
     # how the condition enters the generator: "film" (FiLM of its blocks' features) or "linear"
     # (one map per AU from the last block, weighted by the condition and added to DECA's map:
