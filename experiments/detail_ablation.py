@@ -11,11 +11,14 @@ detail.
 1. Data (``configs/experiments/detail.yaml``: AU-driven expressions, photo backgrounds, every
    frame shaded with a ground-truth UV displacement of six AU-driven wrinkle patterns plus
    static fine detail, :mod:`seqdeca.data.synthetic_detail`): OUT/data/train and
-   OUT/data/heldout (another seed: other identities, AU trajectories and wrinkle shapes).
+   OUT/data/heldout (another seed: other identities, AU trajectories and wrinkle shapes), and
+   OUT/data/pretrain (a third seed: many clips of two frames, for the AU network alone).
    ``--heldout DIR`` evaluates on those folders instead (each a set named by its folder).
 2. Pretraining (OUT/pretrain): the AU network and the AU head (the detail condition) per frame,
    supervised by the true AU intensities (``loss.au_supervision``,
-   ``loss.au_head_supervision``).
+   ``loss.au_head_supervision``), on OUT/data/pretrain only: trained on the rows' own clips
+   it learned their faces, so its condition was right on the rows' training clips and noise on
+   new faces, and the generator learned to trust it.
 3. Rows, every one a detail stage (detail encoder + generator) trained with the same steps,
    data and generator losses (detail contrast, z_reg, z_diff, z_sym) from the same pretrained AU
    network, with the TRUE coarse codes (``train.detail_coarse=ground_truth``: the experiment
@@ -31,7 +34,9 @@ detail.
    displacement error (mm) and detail normal error (degrees), overall, per wrinkle region and
    their mean over the regions; AU controllability of the generator (correlation of each
    pattern's commanded AU with the wrinkle energy in its region, the leakage into the other
-   regions, and the same correlation with shuffled AU channels: the chance level).
+   regions, and the same correlation with shuffled AU channels: the chance level); and the
+   correlation of the AU condition with the true AUs per pattern (the zero row: the pretrained
+   AU head's: the condition every row on the head gets, since the detail stage keeps it frozen).
    OUT/results.json (``{set: {row: {metric: mean}}}`` plus ``<metric>_std`` over seeds),
    OUT/results.md, OUT/results.png (errors per row and the training curves), OUT/detail.png
    (input | predicted | true detail shading in UV, ``wgan-full``) and OUT/sweep.png (the
@@ -71,6 +76,7 @@ from seqdeca.config.schema import Config
 from seqdeca.data.synthetic import make_synthetic_dataset
 from seqdeca.errors import UserError
 from seqdeca.eval.clips import find_eval_clips, load_clip
+from seqdeca.eval.detail_condition import condition_correlation
 from seqdeca.eval.detail_eval import (
     controllability,
     detail_clip_series,
@@ -202,6 +208,7 @@ COLUMNS = (
     ("gain_mean", "AU gain (mm^2)", ".4f"),
     ("gain_shuffled_mean", "shuffled gain", ".4f"),
     ("leakage_mean", "leakage", ".2f"),
+    ("condition_correlation_mean", "AU condition r", ".2f"),
     ("seconds", "train (s)", ".0f"),
 )
 
@@ -209,14 +216,22 @@ COLUMNS = (
 class Sizes(NamedTuple):
     """How much of everything a run makes and trains."""
 
-    train_clips: int
+    train_clips: int  # clips the detail rows train on
     heldout_clips: int
+    pretrain_clips: int  # clips of PRETRAIN_FRAMES frames for the AU network and head
     pretrain_steps: int
     steps: int  # generator steps of every detail row
     seeds: int
 
 
-SIZES = {"quick": Sizes(48, 8, 150, 150, 1), "full": Sizes(200, 16, 600, 150, 3)}
+SIZES = {
+    "quick": Sizes(48, 8, 1000, 150, 150, 1),
+    "full": Sizes(200, 16, 6000, 1200, 150, 3),
+}
+#: Frames per AU pretraining clip: many short clips, since the faces' variety is what an AU
+#: reader must generalise over (from 48 clips it learned their faces: r 0.96 with the truth on
+#: them, about 0 on other faces; docs/detail_evidence.md).
+PRETRAIN_FRAMES = 2
 
 
 def base_config(args: argparse.Namespace, extra: dict | None = None) -> Config:
@@ -228,9 +243,15 @@ def base_config(args: argparse.Namespace, extra: dict | None = None) -> Config:
 
 
 def make_data(args: argparse.Namespace, out: Path, sizes: Sizes) -> dict[str, Path]:
-    """OUT/data/train and OUT/data/heldout (kept when present); returns the held-out sets."""
-    sets = {"train": (sizes.train_clips, 100), "heldout": (sizes.heldout_clips, 3000)}
-    for name, (clips, seed) in sets.items():
+    """OUT/data/pretrain, OUT/data/train and OUT/data/heldout (kept when present), each of its
+    own seed (other faces); returns the held-out sets."""
+    short = {"synthetic.frames": PRETRAIN_FRAMES, "synthetic.min_frames": 0}
+    sets = {
+        "pretrain": (sizes.pretrain_clips, 500, short),
+        "train": (sizes.train_clips, 100, {}),
+        "heldout": (sizes.heldout_clips, 3000, {}),
+    }
+    for name, (clips, seed, extra) in sets.items():
         folder = out / "data" / name
         done = folder / "done.json"
         if done.is_file() or (args.heldout and name == "heldout"):
@@ -238,7 +259,7 @@ def make_data(args: argparse.Namespace, out: Path, sizes: Sizes) -> dict[str, Pa
         print(f"[data] {name}: {clips} clips", flush=True)
         make_synthetic_dataset(
             folder,
-            base_config(args),
+            base_config(args, extra),
             clips=clips,
             seed=seed,
             progress=args.progress,
@@ -323,7 +344,7 @@ def evaluate_model(
         )
         series.append(s)
         kept += [frames] if frames is not None else []
-    metrics = pooled(series)
+    metrics = pooled(series) | condition_correlation(series)
     metrics |= _region_means(metrics)
     if not zero and kept:
         latent = torch.cat([k.latent for k in kept])[:SWEEP_FRAMES]
@@ -418,6 +439,11 @@ def markdown(results: dict, header: str, sizes: Sizes) -> str:
         lines += [f"## {name}", "", *markdown_table(rows, COLUMNS), ""]
         patterns = list(DETAIL_PATTERN_AUS)
         controlled = {r: m for r, m in rows.items() if "controllability_mean" in m}
+        conditioned = {r: m for r, m in rows.items() if "condition_correlation_mean" in m}
+        columns = tuple((f"condition_correlation/{p}", p, ".2f") for p in patterns)
+        if conditioned:
+            title = "Correlation of the AU condition with the true AUs per pattern:"
+            lines += [title, "", *markdown_table(conditioned, columns), ""]
         for score, title, fmt in (
             ("controllability", "AU controllability per pattern:", ".2f"),
             ("gain", "AU gain per pattern (mm^2):", ".4f"),
@@ -483,6 +509,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, help="training seeds of the detail rows")
     parser.add_argument("--train-clips", type=int)
     parser.add_argument("--heldout-clips", type=int)
+    parser.add_argument(
+        "--pretrain-clips", type=int, help=f"AU pretraining clips of {PRETRAIN_FRAMES} frames"
+    )
     parser.add_argument("--pretrain-steps", type=int)
     parser.add_argument("--steps", type=int, help="generator steps of every detail row")
     parser.add_argument(
@@ -535,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = base_config(
             args, PRETRAIN | {"train.max_steps": sizes.pretrain_steps, "train.checkpoint_every": 0}
         )
-        encoders = train_once(cfg, out / "pretrain", [out / "data" / "train"], "pretrain")
+        encoders = train_once(cfg, out / "pretrain", [out / "data" / "pretrain"], "pretrain")
         if args.photometric_check or args.signal_check:
             model = load_model(encoders, device=args.device).model.eval()
             clips = find_eval_clips(out / "data" / "train")[:4]

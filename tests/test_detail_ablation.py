@@ -65,6 +65,8 @@ def test_toy_run_writes_every_row(tmp_path):
         "3",
         "--heldout-clips",
         "2",
+        "--pretrain-clips",
+        "4",
         "--pretrain-steps",
         "3",
         "--steps",
@@ -90,6 +92,10 @@ def test_toy_run_writes_every_row(tmp_path):
     for metrics in rows.values():
         assert metrics["displacement_error_regions"] > 0
     assert rows["wgan-full-gtau"]["seeds"] == 2 and "displacement_error_std" in rows["l1-only"]
+    # the AU network learns on clips of its own: two frames each, none of the rows' faces
+    assert len(find_eval_clips(out / "data" / "pretrain")) == 4
+    assert rows["wgan-full-gtau"]["condition_correlation_mean"] == pytest.approx(1.0)
+    assert "condition_correlation_mean" not in rows["l1-only"]  # unconditioned
     assert rows["l1-only"]["controllability_mean"] == 0.0  # unconditioned: the sweep is flat
     assert "controllability_shuffled_mean" in rows["wgan-full-gtau"]
     for name in ("results.png", "detail.png", "sweep.png"):
@@ -135,7 +141,8 @@ def _check_controllability(cmd: list[str], out: Path, env: dict) -> None:
     seen in training)."""
     run = out.parent / "controllability"
     (run / "data").mkdir(parents=True)
-    (run / "data" / "train").symlink_to(out / "data" / "train")
+    for name in ("pretrain", "train"):
+        (run / "data" / name).symlink_to(out / "data" / name)
     (run / "data" / "heldout").symlink_to(out / "data" / "heldout")
     (run / "pretrain").symlink_to(out / "pretrain")
     steps = cmd.index("--steps") + 1

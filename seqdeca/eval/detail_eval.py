@@ -12,7 +12,10 @@ detail-normal path on the model's coarse mesh), overall and per wrinkle region
 
 AU controllability (:func:`controllability`) sweeps the generator's AU condition for the latent
 codes of a few held-out frames (:func:`seqdeca.eval.detail_metrics.au_controllability`); an
-unconditioned generator scores 0.
+unconditioned generator scores 0. For a conditioned generator the per-frame series also hold
+the AU condition and the true intensities of each wrinkle pattern, whose correlation
+(:func:`seqdeca.eval.detail_condition.condition_correlation`) says whether the condition reads
+the AUs of these faces at all.
 
 ``zero=True`` scores a zero displacement instead of the prediction (the floor every detail
 model must beat), on the same coarse meshes.
@@ -28,6 +31,7 @@ import torch
 from seqdeca.data.clip_files import GROUND_TRUTH_KEYS
 from seqdeca.data.synthetic_detail import DETAIL_KEYS, detail_ground_truth, detail_region_masks
 from seqdeca.eval.clips import PreparedClip
+from seqdeca.eval.detail_condition import condition_series
 from seqdeca.eval.detail_metrics import (
     DETAIL_PATTERN_AUS,
     AUControllability,
@@ -124,11 +128,15 @@ def detail_clip_series(
 
     Returns:
         ``{key: (T,) tensor}`` (NaN on invalid frames): "displacement_error" (mm),
-        "detail_normal_error" (degrees) and their "/<region>" values; and the kept frames.
+        "detail_normal_error" (degrees) and their "/<region>" values, and for a conditioned
+        generator (also with ``zero``: the condition the model would give) the AU condition
+        and truth of each pattern (:func:`seqdeca.eval.detail_condition.condition_series`);
+        and the kept frames.
     """
     size = model.renderer.uv_size[0]
     face, regions = _uv_masks(model, size, torch.device(device))
     fixed = model._fixed_displacement()
+    conditioned = model.detail_generator.au_dim > 0
     truth = torch.from_numpy(detail_ground_truth({k: v.numpy() for k, v in clip.gt.items()}, size))
     valid = torch.nonzero(clip.valid).flatten()
     kept_rows = valid[torch.linspace(0, len(valid) - 1, keep).round().long()] if keep else valid[:0]
@@ -156,6 +164,13 @@ def detail_clip_series(
                 detail_mask=face,
                 fixed_displacement=fixed,
             )
+            if conditioned:
+                errors |= condition_series(
+                    out.detail.au_condition[:, 0],
+                    clip.gt["au_intensity"][rows].to(pred),
+                    model.au_condition_names,
+                    DETAIL_PATTERN_AUS,
+                )
             for key, values in errors.items():
                 full = series.setdefault(key, torch.full((len(clip.valid),), float("nan")))
                 full[rows] = values.float().cpu()

@@ -7,7 +7,8 @@ when asked, TensorBoard scalars.
      "methods": {name: {"description", "kind", "overall": {...}, "per_clip": {clip: {...}}}}}
 
 Non-finite numbers are written as null. ``metrics.md`` holds an accuracy table, a temporal and
-cost table, a per-AU F1 table and the list of methods with their descriptions.
+cost table, a detail table (detail-stage checkpoints on clips with ground-truth detail), a
+per-AU F1 table and the list of methods with their descriptions.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from pathlib import Path
 
 from seqdeca.au_names import AFFWILD2_AU_NAMES
 from seqdeca.eval.clip_metrics import SERIES_UNITS
+from seqdeca.eval.detail_metrics import DETAIL_PATTERN_AUS
 from seqdeca.evaluation.plots import safe_name, write_plots
 from seqdeca.evaluation.results import MethodResult, nan_to_none, summarise, summarise_clip
 
-__all__ = ["ACCURACY_COLUMNS", "TEMPORAL_COLUMNS", "markdown_report", "write_report"]
+__all__ = [
+    "ACCURACY_COLUMNS",
+    "DETAIL_COLUMNS",
+    "TEMPORAL_COLUMNS",
+    "markdown_report",
+    "write_report",
+]
 
 # (metric key, column header, format)
 ACCURACY_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -52,6 +60,19 @@ TEMPORAL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("parameters", "params (M)", ".2f"),
     ("ms_per_frame", "ms/frame", ".1f"),
 )
+
+#: Detail-stage checkpoints on clips with ground-truth detail (per region in metrics.json).
+DETAIL_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("displacement_error", "disp. err. face (mm)", ".4f"),
+    ("detail_normal_error", "normal err. face (deg)", ".2f"),
+    *(
+        (f"displacement_error/{region}", f"disp. err. {region} (mm)", ".4f")
+        for region in DETAIL_PATTERN_AUS
+    ),
+)
+
+#: Units of the detail keys (per-region keys ``<key>/<region>`` share their key's unit).
+DETAIL_UNITS = {"displacement_error": "mm", "detail_normal_error": "deg"}
 
 
 def _cell(value, fmt: str, key: str) -> str:
@@ -102,6 +123,10 @@ def markdown_report(results: list[MethodResult], summaries: dict[str, dict], set
         *_table(rows, TEMPORAL_COLUMNS),
         "",
     ]
+    detail_rows = [(n, s) for n, s in rows if _finite(s.get("displacement_error"))]
+    if detail_rows:
+        lines += ["## Detail (clips with ground-truth detail)", ""]
+        lines += [*_table(detail_rows, DETAIL_COLUMNS), ""]
     au_rows = [(n, s) for n, s in rows if _finite(s.get("au_f1_mean"))]
     if au_rows:
         columns = tuple((au, au, ".3f") for au in AFFWILD2_AU_NAMES)
@@ -189,7 +214,7 @@ def write_report(
     summaries = {r.name: summarise(r) for r in results}
     payload = {
         "settings": settings,
-        "units": SERIES_UNITS | {"ms_per_frame": "ms", "parameters": "count"},
+        "units": SERIES_UNITS | DETAIL_UNITS | {"ms_per_frame": "ms", "parameters": "count"},
         "methods": {
             r.name: {
                 "description": r.description,

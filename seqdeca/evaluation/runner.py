@@ -17,6 +17,12 @@ Methods (table rows), in order:
 * ``mean-face`` (clips with ground truth only): the true identity and head pose with a neutral
   expression and closed jaw, the floor of the expression, jaw and vertex errors.
 
+A checkpoint trained through the detail stage (``train.stage`` detail) is also scored on clips
+with ground-truth detail (synthetic clips made with ``synthetic.detail``): displacement and
+detail-normal errors, overall and per wrinkle region, with the coarse codes and AU condition it
+was trained with (:func:`seqdeca.eval.detail_eval.detail_clip_series`), in its own row only
+(the detail stage is per frame).
+
 Window length, batch size and the fit settings come from ``cfg.inference`` (window overridable).
 One model and one clip are in memory at a time.
 """
@@ -45,6 +51,7 @@ from seqdeca.eval.clip_metrics import (
     reference_series,
 )
 from seqdeca.eval.clips import PreparedClip, find_eval_clips, load_clip
+from seqdeca.eval.detail_eval import detail_clip_series, has_detail_truth
 from seqdeca.evaluation.report import write_report
 from seqdeca.evaluation.results import ClipResult, MethodResult
 from seqdeca.face_model.assets import AssetError
@@ -59,6 +66,7 @@ from seqdeca.inference.smoothing import CodeFilter, parse_filter
 from seqdeca.inference.stream import ChunkFrames
 from seqdeca.inference.windows import predict_frames
 from seqdeca.losses.weights import coarse_weights, detail_weights
+from seqdeca.models.detail_sources import DetailSources
 from seqdeca.models.outputs import SeqDECAOutput, cat_outputs
 
 __all__ = ["RESERVED_NAMES", "EvalOptions", "describe_config", "evaluate", "method_name"]
@@ -531,6 +539,7 @@ def _network_rows(
         }
         ids = loaded.model.face_model.mediapipe_ids
         ids = None if ids is None else ids.cpu()
+        detail = _detail_sources(loaded)
         fill_reference, references.filled = not references.filled, True
         for clip in tqdm(
             _load_clips(paths), total=len(paths), desc=name, unit="clip", disable=not opts.progress
@@ -562,12 +571,35 @@ def _network_rows(
                     gt_vertices=gt_vertices,
                     expression_meshes=gt.expression_meshes(clip, pred),
                 )
+                if n == name and detail is not None and has_detail_truth(clip):
+                    series |= _detail_series(loaded, clip, detail, opts)
                 rows[n].clips[clip.name] = _clip_result(pred, clip, series)
             if fill_reference:
                 references.add(clip, ids, gt_vertices)
         results += rows.values()
         del loaded
     return results
+
+
+def _detail_sources(loaded: LoadedModel) -> DetailSources | None:
+    """Where a detail-stage checkpoint's coarse codes and AU condition come from; None for a
+    checkpoint not trained through the detail stage (its generator is untrained)."""
+    if loaded.kind != "seqdeca" or loaded.config.train.stage != "detail":
+        return None
+    return DetailSources.from_config(loaded.config.train)
+
+
+def _detail_series(
+    loaded: LoadedModel, clip: PreparedClip, sources: DetailSources, opts: EvalOptions
+) -> dict[str, torch.Tensor]:
+    """(T,) displacement and detail-normal errors (and the AU condition against the truth) of
+    a detail-stage checkpoint on a clip with ground-truth detail."""
+    model = loaded.model.eval()
+    batch = max(1, opts.config.inference.batch_size)
+    series, _ = detail_clip_series(
+        model, clip, sources=sources, device=opts.device, batch_size=batch
+    )
+    return series
 
 
 def _fit_rows(
