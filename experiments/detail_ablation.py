@@ -35,8 +35,8 @@ detail.
    their mean over the regions; AU controllability of the generator (correlation of each
    pattern's commanded AU with the wrinkle energy in its region, the leakage into the other
    regions, and the same correlation with shuffled AU channels: the chance level); and the
-   correlation of the AU condition with the true AUs per pattern (the zero row: the pretrained
-   AU head's: the condition every row on the head gets, since the detail stage keeps it frozen).
+   correlation of the AU condition with the true AUs per pattern (for the zero row, that of the
+   pretrained AU head, which every row on the head gets: the detail stage keeps it frozen).
    OUT/results.json (``{set: {row: {metric: mean}}}`` plus ``<metric>_std`` over seeds),
    OUT/results.md, OUT/results.png (errors per row and the training curves), OUT/detail.png
    (input | predicted | true detail shading in UV, ``wgan-full``) and OUT/sweep.png (the
@@ -229,8 +229,8 @@ SIZES = {
     "full": Sizes(200, 16, 6000, 1200, 150, 3),
 }
 #: Frames per AU pretraining clip: many short clips, since the faces' variety is what an AU
-#: reader must generalise over (from 48 clips it learned their faces: r 0.96 with the truth on
-#: them, about 0 on other faces; docs/detail_evidence.md).
+#: reader must generalise over (from 40 of the rows' clips it learned their faces: r 0.97 with
+#: the truth on them, about 0 on other faces; docs/detail_evidence.md).
 PRETRAIN_FRAMES = 2
 
 
